@@ -1,0 +1,170 @@
+"""Reading the catalog from a folder of YAML files, collecting every problem before refusing.
+
+Layout::
+
+    policies/
+      disclosure.yaml       # Disclosure
+      templates.yaml        # {templates: [Template, ...]}
+      datasets/<name>.yaml  # one Dataset per file; the file stem is the dataset name
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from catalog.errors import PolicyError, PolicyProblem
+from catalog.models import Catalog, Dataset, Disclosure, Template
+
+M = TypeVar("M", bound=BaseModel)
+
+_TOP_LEVEL = {"disclosure.yaml", "templates.yaml"}
+
+
+class _TemplatesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    templates: list[Template]
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(top level)"
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    return str(error["msg"])
+
+
+class _Reader:
+    """Collects problems across files so one run reports all of them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.problems: list[PolicyProblem] = []
+
+    def name(self, path: Path) -> str:
+        return str(path.relative_to(self.root.parent)) if path.is_relative_to(self.root.parent) else str(path)
+
+    def add(self, path: Path, key: str, message: str) -> None:
+        self.problems.append(PolicyProblem(file=self.name(path), key=key, message=message))
+
+    def read_yaml(self, path: Path) -> Any:
+        try:
+            return yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}" if mark is not None else "(yaml)"
+            self.add(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
+        except UnicodeDecodeError:
+            self.add(path, "(file)", "not UTF-8 text")
+        return None
+
+    def parse(self, path: Path, model: type[M], raw: Any) -> M | None:
+        if not isinstance(raw, dict):
+            self.add(path, "(top level)", "must be a mapping")
+            return None
+        try:
+            return model.model_validate(raw)
+        except ValidationError as exc:
+            for error in exc.errors():
+                self.add(path, _key_path(error["loc"]), _message(error))
+            return None
+
+
+def _digest(files: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def load_catalog(root: Path) -> Catalog:
+    """Load and validate the catalog under ``root``; raise :class:`PolicyError` listing every problem."""
+    reader = _Reader(root)
+    if not root.is_dir():
+        raise PolicyError([PolicyProblem(file=str(root), key="(folder)", message="policy folder not found")])
+    for stray in sorted(root.glob("*.y*ml")):
+        if stray.name not in _TOP_LEVEL:
+            reader.add(stray, "(file)", "unknown policy file (expected disclosure.yaml, templates.yaml, datasets/)")
+
+    datasets: dict[str, Dataset] = {}
+    dataset_files = sorted((root / "datasets").glob("*.y*ml"))
+    if not dataset_files:
+        reader.add(root / "datasets", "(folder)", "no dataset files: an empty policy is an error, not 'allow all'")
+    for path in dataset_files:
+        dataset = reader.parse(path, Dataset, reader.read_yaml(path))
+        if dataset is None:
+            continue
+        if dataset.name != path.stem:
+            reader.add(path, "name", f"dataset {dataset.name!r} must live in a file named {dataset.name}.yaml")
+        for key, message in dataset.problems():
+            reader.add(path, key, message)
+        datasets[dataset.name] = dataset
+    _check_tables(reader, dataset_files, datasets)
+
+    disclosure_path = root / "disclosure.yaml"
+    disclosure = Disclosure()
+    if disclosure_path.exists():
+        parsed = reader.parse(disclosure_path, Disclosure, reader.read_yaml(disclosure_path))
+        if parsed is not None:
+            disclosure = parsed
+            for key, message in disclosure.problems():
+                reader.add(disclosure_path, key, message)
+    for path in dataset_files:
+        own = datasets.get(path.stem)
+        if own is not None and own.min_cell_size is not None and own.min_cell_size < disclosure.min_cell_size:
+            reader.add(path, "min_cell_size", f"below the bureau default {disclosure.min_cell_size}")
+
+    templates = _load_templates(reader, root / "templates.yaml", datasets)
+    if reader.problems:
+        raise PolicyError(reader.problems)
+    files = [*dataset_files, *(p for p in (disclosure_path, root / "templates.yaml") if p.exists())]
+    files.sort()
+    return Catalog(
+        datasets=datasets,
+        templates=templates,
+        disclosure=disclosure,
+        sha256=_digest(files, root),
+        files=[str(p.relative_to(root)) for p in files],
+    )
+
+
+def _check_tables(reader: _Reader, files: list[Path], datasets: dict[str, Dataset]) -> None:
+    owners: dict[str, str] = {}
+    for path in files:
+        dataset = datasets.get(path.stem)
+        if dataset is None:
+            continue
+        other = owners.setdefault(dataset.table_name, dataset.name)
+        if other != dataset.name:
+            reader.add(path, "table", f"table {dataset.table_name!r} is already used by dataset {other!r}")
+
+
+def _load_templates(reader: _Reader, path: Path, datasets: dict[str, Dataset]) -> dict[str, Template]:
+    if not path.exists():
+        return {}
+    parsed = reader.parse(path, _TemplatesFile, reader.read_yaml(path))
+    if parsed is None:
+        return {}
+    templates: dict[str, Template] = {}
+    for index, template in enumerate(parsed.templates):
+        if template.name in templates:
+            reader.add(path, f"templates[{index}].name", f"template {template.name!r} is declared twice")
+        for key, message in template.problems(datasets.get(template.dataset)):
+            reader.add(path, f"templates[{index}].{key}", message)
+        templates[template.name] = template
+    return templates

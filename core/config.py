@@ -1,0 +1,82 @@
+"""Configuration, read from the environment in one place.
+
+| variable               | default                                   |
+|------------------------|-------------------------------------------|
+| ``SANDBOX_HOME``       | ``./.sandbox``                            |
+| ``SANDBOX_DATABASE_URL`` | SQLite file ``$SANDBOX_HOME/control.sqlite`` |
+| ``SANDBOX_DATA_URL``   | DuckDB file ``$SANDBOX_HOME/data.duckdb`` (column store, for scans) |
+| ``SANDBOX_DATA_LOOKUP_URL`` | SQLite file ``$SANDBOX_HOME/data-lookup.sqlite`` when the data URL is
+  the default; otherwise the data URL itself (one engine serves both) |
+| ``SANDBOX_POLICIES``   | the catalog shipped with the package      |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import policies as _default_policies
+
+
+def _default_policy_dir() -> Path:
+    return Path(_default_policies.__file__).resolve().parent
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the service needs to know about where things are."""
+
+    home: Path
+    database_url: str
+    data_url: str
+    data_lookup_url: str
+    policy_dir: Path
+    token_ttl_seconds: int = 900
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def keys_dir(self) -> Path:
+        """Folder of the private signing keys (mode 0700)."""
+        return self.home / "keys"
+
+    @property
+    def checkpoints_file(self) -> Path:
+        """Append-only copy of signed audit checkpoints, kept outside the database."""
+        return self.home / "checkpoints.log"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """A copy with some values changed (tests, the demo)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def sqlite_url(path: Path) -> str:
+    """A SQLAlchemy URL for a SQLite file."""
+    return f"sqlite:///{path.resolve()}"
+
+
+def duckdb_url(path: Path) -> str:
+    """A SQLAlchemy URL for a DuckDB file."""
+    return f"duckdb:///{path.resolve()}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("SANDBOX_HOME") or ".sandbox").expanduser().resolve()
+    database_url = env.get("SANDBOX_DATABASE_URL") or sqlite_url(home / "control.sqlite")
+    explicit_data = env.get("SANDBOX_DATA_URL")
+    data_url = explicit_data or duckdb_url(home / "data.duckdb")
+    lookup_default = explicit_data if explicit_data else sqlite_url(home / "data-lookup.sqlite")
+    data_lookup_url = env.get("SANDBOX_DATA_LOOKUP_URL") or lookup_default
+    policy_dir = Path(env.get("SANDBOX_POLICIES") or _default_policy_dir()).expanduser().resolve()
+    ttl = env.get("SANDBOX_TOKEN_TTL_SECONDS")
+    return Settings(
+        home=home,
+        database_url=database_url,
+        data_url=data_url,
+        data_lookup_url=data_lookup_url,
+        policy_dir=policy_dir,
+        token_ttl_seconds=int(ttl) if ttl else 900,
+    )

@@ -1,0 +1,1 @@
+"""The data database: the government tables, reached only through SQLAlchemy."""
