@@ -54,6 +54,7 @@ class _Reader:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.problems: list[PolicyProblem] = []
+        self.broken: set[str] = set()  # stems of dataset files that failed to parse
 
     def name(self, path: Path) -> str:
         return str(path.relative_to(self.root.parent)) if path.is_relative_to(self.root.parent) else str(path)
@@ -108,6 +109,7 @@ def load_catalog(root: Path) -> Catalog:
     for path in dataset_files:
         dataset = reader.parse(path, Dataset, reader.read_yaml(path))
         if dataset is None:
+            reader.broken.add(path.stem)
             continue
         if dataset.name != path.stem:
             reader.add(path, "name", f"dataset {dataset.name!r} must live in a file named {dataset.name}.yaml")
@@ -165,6 +167,8 @@ def _load_templates(reader: _Reader, path: Path, datasets: dict[str, Dataset]) -
         if template.name in templates:
             reader.add(path, f"templates[{index}].name", f"template {template.name!r} is declared twice")
         for key, message in template.problems(datasets.get(template.dataset)):
+            if key == "dataset" and template.dataset in reader.broken:
+                continue  # its own file's problems are already reported; "missing" would mislead
             reader.add(path, f"templates[{index}].{key}", message)
         templates[template.name] = template
     return templates

@@ -2,3 +2,5 @@
 
 The top layer. It runs jobs under ``authz``'s decisions and records them through ``audit``.
 """
+
+__version__ = "0.1.0"

@@ -16,8 +16,15 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from flask import Flask
+from flask.testing import FlaskClient
+
+from audit import Actor, ActorKind
 from catalog import Catalog, load_catalog
+from core.config import Settings, load_settings
+from sandbox.app import create_app
 from sandbox.data.stores import DataStores
+from sandbox.runtime import Runtime, init_home, open_runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -82,3 +89,42 @@ def data_stores(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
         yield stores
     finally:
         stores.dispose()
+
+
+@pytest.fixture
+def control_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A URL for an empty control database on the backend under test."""
+    if backend == "postgres":
+        return str(request.getfixturevalue("pg_schema_url"))
+    return f"sqlite:///{tmp_path}/control.sqlite"
+
+
+@pytest.fixture
+def settings(control_url: str, tmp_path: Path) -> Settings:
+    """Settings for a fresh home in ``tmp_path`` with the backend's control database."""
+    home = tmp_path / "home"
+    return load_settings({"SANDBOX_HOME": str(home), "SANDBOX_DATABASE_URL": control_url,
+                          "SANDBOX_POLICIES": str(POLICIES)})
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    """An initialized home, opened with writable data stores."""
+    init_home(settings, actor=Actor(ActorKind.SYSTEM, "test"))
+    rt = open_runtime(settings, read_only_data=False)
+    try:
+        yield rt
+    finally:
+        rt.close()
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> Flask:
+    """The Flask app on the test runtime."""
+    return create_app(runtime=runtime)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Flask's test client."""
+    return app.test_client()

@@ -1,0 +1,35 @@
+"""Typed names for who acts, what they do, and how it ended. No magic strings in the log."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ActorKind(StrEnum):
+    """The kind of party behind an event."""
+
+    SYSTEM = "system"  # the service itself, or an administrator at the command line
+    ADMIN = "admin"
+    REVIEWER = "reviewer"
+    AUDITOR = "auditor"
+    OPERATOR = "operator"
+    SUBJECT = "subject"
+    ANONYMOUS = "anonymous"
+
+
+class Outcome(StrEnum):
+    """How the action ended."""
+
+    SUCCESS = "success"
+    DENIED = "denied"  # refused by a rule: scope, quota, validation, permission
+    FAILED = "failed"  # attempted and broke
+
+
+class AuditAction(StrEnum):
+    """Every action the log knows, as ``area.verb``. Add here before recording a new one."""
+
+    SYSTEM_INIT = "system.init"
+    KEY_CREATE = "key.create"
+    POLICY_LOAD = "policy.load"
+    DATA_SYNTHESIZE = "data.synthesize"
+    DATA_LOAD = "data.load"

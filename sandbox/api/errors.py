@@ -1,0 +1,80 @@
+"""Every error becomes ``{"error": {"code", "message"}}`` with its status, here and nowhere else."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, g, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from core.errors import Invalid, SandboxError
+
+log = logging.getLogger("sandbox.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
+    """The API's error shape."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    response = jsonify({"error": body})
+    response.status_code = status
+    return response
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic's errors as ``[{field, message}]``, without echoing the rejected input."""
+    out = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in error["loc"]) or "(body)"
+        message = "unknown field" if error["type"] == "extra_forbidden" else str(error["msg"])
+        out.append({"field": loc, "message": message})
+    return out
+
+
+def register(app: Flask) -> None:
+    """Install the handlers on ``app``."""
+
+    @app.errorhandler(SandboxError)
+    def _sandbox_error(exc: SandboxError) -> Response:
+        if exc.status >= 500:
+            log.error("request %s failed: %s", g.get("request_id"), exc.message)
+            return error_response(exc.status, exc.code, "the service is misconfigured; see its log")
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> Response:
+        details = validation_details(exc)
+        return error_response(Invalid.status, Invalid.code, f"{len(details)} problem(s) in the request", details)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _HTTP_CODES.get(status, "error")
+        messages = {404: "no such resource", 405: "method not allowed on this resource",
+                    413: "request body too large"}
+        message = messages.get(status, exc.description or exc.name)
+        return error_response(status, code, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        # The trace goes to the log, keyed by request id; the client gets the id only.
+        log.exception("unhandled error in request %s", g.get("request_id"))
+        return error_response(500, "internal_error",
+                              f"internal error; quote request id {g.get('request_id')} to the operator of this service")

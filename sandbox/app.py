@@ -1,0 +1,59 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, Response, g, request
+
+from audit import Actor, ActorKind
+from core.config import Settings, load_settings
+from core.db import transaction
+from sandbox.api import errors, meta
+from sandbox.runtime import Runtime, open_runtime, sync_policy
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
+               config: dict[str, Any] | None = None) -> Flask:
+    """Build the app on ``runtime`` (or open one from ``settings``, or from the environment).
+
+    Opening validates the policy catalog and refuses to start on a bad one, and records the
+    catalog as a new policy version (an audited event) when it changed since the last start.
+    """
+    if runtime is None:
+        runtime = open_runtime(settings or load_settings())
+        with transaction(runtime.sessions) as session:
+            sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"), clock=runtime.clock)
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese names round-trip as text
+    if config:
+        app.config.update(config)
+    app.extensions["sandbox"] = runtime
+    errors.register(app)
+    _request_ids(app)
+    app.register_blueprint(meta.bp)
+    logging.getLogger("sandbox").setLevel(logging.INFO)
+    return app
+
+
+def _request_ids(app: Flask) -> None:
+    """Every response carries ``X-Request-Id``: the client's when well-formed, else a new one."""
+
+    @app.before_request
+    def _assign() -> None:
+        given = request.headers.get("X-Request-Id", "")
+        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+    @app.after_request
+    def _stamp(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response

@@ -1,0 +1,169 @@
+"""The ``sandbox`` command line: a thin shell over the services.
+
+Exit codes: 0 success, 1 refused or failed (with a message on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from audit import Actor, ActorKind
+from core.config import Settings, load_settings
+from core.errors import SandboxError
+
+F = TypeVar("F", bound=Callable[..., Any])
+CLI_ACTOR = Actor(ActorKind.SYSTEM, "cli")
+
+
+def _fail(exc: SandboxError) -> None:
+    click.secho(f"error: {exc.message}", fg="red", err=True)
+    details = exc.details if isinstance(exc.details, list) else []
+    for item in details[:200]:
+        if isinstance(item, dict):
+            where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "message" and v is not None)
+            click.echo(f"  - {where}: {item.get('message', '')}" if where else f"  - {item.get('message')}",
+                       err=True)
+    raise SystemExit(1)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except SandboxError as exc:
+        _fail(exc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="public-data-sandbox")
+def main() -> None:
+    """Public Data Sandbox: government data, usable but invisible."""
+
+
+@main.command()
+def init() -> None:
+    """Create the home folder, both databases, the schema and a signing key (safe to repeat)."""
+    from sandbox.runtime import init_home
+
+    settings = load_settings()
+    with _errors():
+        report = init_home(settings, actor=CLI_ACTOR)
+    click.echo(f"home        {settings.home}")
+    click.echo(f"control db  {_display_url(settings.database_url)}")
+    click.echo(f"data        scans: {_display_url(settings.data_url)}")
+    click.echo(f"            lookups: {_display_url(settings.data_lookup_url)}")
+    click.echo(f"policies    {settings.policy_dir}")
+    click.echo(f"schema      {'created' if report.migrated_from is None else 'up to date'}")
+    click.echo(f"signing key {report.active_kid}{' (new)' if report.key_created else ''}")
+    if report.policy_recorded:
+        click.echo("policy      new version recorded in the audit log")
+
+
+def _display_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def data() -> None:
+    """Government data in the data database."""
+
+
+@data.command("synth")
+@click.option("--enterprises", type=click.IntRange(0, 50_000_000), default=10_000, show_default=True)
+@click.option("--persons", type=click.IntRange(0, 50_000_000), default=10_000, show_default=True)
+@click.option("--seed", type=int, default=20240101, show_default=True)
+def data_synth(enterprises: int, persons: int, seed: int) -> None:
+    """Replace every dataset with deterministic synthetic government data."""
+    import time
+
+    from sandbox.runtime import open_runtime
+    from sandbox.services.data import synthesize_recorded
+
+    with _errors():
+        runtime = open_runtime(load_settings(), read_only_data=False)
+        try:
+            started = time.perf_counter()
+            rows = synthesize_recorded(runtime, enterprises=enterprises, persons=persons, seed=seed,
+                                       actor=CLI_ACTOR)
+            seconds = time.perf_counter() - started
+        finally:
+            runtime.close()
+    for name, count in sorted(rows.items()):
+        click.echo(f"{name:<24}{count:>12,} rows")
+    total = sum(rows.values())
+    click.echo(f"{'total':<24}{total:>12,} rows in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} rows/s)")
+
+
+@data.command("load")
+@click.argument("dataset")
+@click.argument("file", type=click.Path(path_type=Path))
+def data_load(dataset: str, file: Path) -> None:
+    """Replace DATASET with the rows of FILE (CSV or Parquet), after checking it against policy."""
+    from sandbox.runtime import open_runtime
+    from sandbox.services.data import load_recorded
+
+    with _errors():
+        runtime = open_runtime(load_settings(), read_only_data=False)
+        try:
+            result = load_recorded(runtime, dataset, file, actor=CLI_ACTOR)
+        finally:
+            runtime.close()
+    click.echo(f"loaded {result.rows:,} rows into {result.dataset} from {file.name} (sha256 {result.sha256[:16]}…)")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--access-log/--no-access-log", default=False)
+def serve(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
+    """Run the API with gunicorn (the production server)."""
+    from core.db import transaction
+    from sandbox.runtime import open_runtime, sync_policy
+    from sandbox.server import serve as run_server
+
+    settings = load_settings()
+    with _errors():
+        # Validate and record the policy once, in the master, before any worker starts.
+        runtime = open_runtime(settings)
+        try:
+            with transaction(runtime.sessions) as session:
+                sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
+        finally:
+            runtime.close()
+    click.echo(f"serving on http://{host}:{port} with {workers} worker(s)", err=True)
+    run_server(settings, host=host, port=port, workers=workers, threads=threads, access_log=access_log)
+
+
+@main.command()
+@click.option("--home", type=click.Path(path_type=Path), default=Path(".sandbox-demo"), show_default=True,
+              help="Folder for the demo's home; made afresh on every run.")
+@click.option("--enterprises", type=click.IntRange(100, 1_000_000), default=3000, show_default=True)
+@click.option("--persons", type=click.IntRange(100, 1_000_000), default=3000, show_default=True)
+def demo(home: Path, enterprises: int, persons: int) -> None:
+    """Walk the product end to end on a fresh demo home, against a real local server."""
+    from sandbox.demo import run_demo
+
+    with _errors():
+        ok = run_demo(home, enterprises=enterprises, persons=persons, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+def settings_for_home(home: Path) -> Settings:
+    """Settings for an explicit home folder, other variables from the environment."""
+    import os
+
+    return load_settings({**os.environ, "SANDBOX_HOME": str(home)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""``sandbox demo``: a fresh home, synthetic data, and the whole path walked against a real server.
+
+Each later capability adds its steps here, so the demo always shows everything the product does.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from audit import Actor, ActorKind
+from audit.models import AuditEvent
+from core.config import Settings, load_settings
+from core.errors import ConfigurationError
+from sandbox.data.load import LoadRefused
+from sandbox.data.stores import dataset_table, row_counts
+from sandbox.runtime import init_home, open_runtime
+from sandbox.services.data import load_recorded, synthesize_recorded
+
+Echo = Callable[[str], None]
+MARKER = ".sandbox-demo-home"
+DEMO_ACTOR = Actor(ActorKind.SYSTEM, "demo")
+
+
+@dataclass
+class DemoContext:
+    """What the steps share."""
+
+    home: Path
+    settings: Settings
+    echo: Echo
+    enterprises: int
+    persons: int
+    base_url: str = ""
+    server: subprocess.Popen[bytes] | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def fresh_home(home: Path) -> None:
+    """Empty ``home`` for the demo; refuse a folder the demo did not make."""
+    home = home.resolve()
+    if home.exists():
+        if not (home / MARKER).exists() and any(home.iterdir()):
+            raise ConfigurationError(f"{home} exists and is not a demo home; pass another --home")
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / MARKER).write_text("made by `sandbox demo`; deleted and remade on every run\n", encoding="utf-8")
+
+
+def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
+    """Run every step; ``True`` when all of them succeeded."""
+    fresh_home(home)
+    # Embedded defaults in the demo home only: never the URLs of a real deployment.
+    settings = load_settings({"SANDBOX_HOME": str(home.resolve())})
+    ctx = DemoContext(home=home.resolve(), settings=settings, echo=echo, enterprises=enterprises, persons=persons)
+    steps: list[tuple[str, Callable[[DemoContext], None]]] = [
+        ("Initialize a home: control database, data stores, signing key", step_init),
+        ("Synthesize government data", step_synth),
+        ("Load a data file: a bad one is refused, a good one replaces the dataset", step_load),
+        ("Start the API server (gunicorn, 2 workers)", step_start_server),
+        ("Call the API", step_api),
+        ("Read the audit log", step_audit),
+    ]
+    try:
+        for number, (title, step) in enumerate(steps, start=1):
+            echo("")
+            echo(f"── {number}. {title}")
+            step(ctx)
+    finally:
+        stop_server(ctx)
+    echo("")
+    echo(f"Demo finished. Home: {ctx.home}  (SANDBOX_HOME={ctx.home} sandbox serve  to explore it)")
+    return True
+
+
+def step_init(ctx: DemoContext) -> None:
+    """`sandbox init`."""
+    report = init_home(ctx.settings, actor=DEMO_ACTOR)
+    ctx.echo(f"   $ SANDBOX_HOME={ctx.home} sandbox init")
+    ctx.echo(f"   control database  {ctx.settings.database_url}")
+    ctx.echo(f"   lookup store      {ctx.settings.data_lookup_url}   (SQLite: indexed point lookups)")
+    ctx.echo(f"   scan store        {ctx.settings.data_url}   (DuckDB: columnar scans)")
+    ctx.echo(f"   signing key       Ed25519, kid {report.active_kid}")
+
+
+def step_synth(ctx: DemoContext) -> None:
+    """`sandbox data synth`."""
+    ctx.echo(f"   $ sandbox data synth --enterprises {ctx.enterprises} --persons {ctx.persons} --seed 7")
+    runtime = open_runtime(ctx.settings, read_only_data=False)
+    try:
+        started = time.perf_counter()
+        rows = synthesize_recorded(runtime, enterprises=ctx.enterprises, persons=ctx.persons, seed=7,
+                                   actor=DEMO_ACTOR)
+        seconds = time.perf_counter() - started
+        for name, count in sorted(rows.items()):
+            ctx.echo(f"   {name:<24}{count:>10,} rows")
+        ctx.echo(f"   {sum(rows.values()):,} rows in {seconds:.1f} s, identical for the same seed")
+        table = dataset_table(runtime.catalog.dataset("enterprises"))
+        with runtime.stores.lookup.connect() as conn:
+            sample = conn.execute(select(table.c.credit_code, table.c.name, table.c.district).limit(3)).all()
+        ctx.echo("   a few enterprises (the bureau's own view; operators never see rows):")
+        for code, name, district in sample:
+            ctx.echo(f"     {code}  {name}  {district}")
+        ctx.notes["credit_codes"] = [row[0] for row in sample]
+    finally:
+        runtime.close()
+
+
+def _write_public_credit(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def step_load(ctx: DemoContext) -> None:
+    """`sandbox data load`, refused then accepted."""
+    runtime = open_runtime(ctx.settings, read_only_data=False)
+    try:
+        codes = ctx.notes["credit_codes"]
+        bad = ctx.home / "public_credit_bad.csv"
+        _write_public_credit(bad, [
+            {"credit_code": codes[0], "district": "历下区", "rating": "A", "dishonest_debtor": "false",
+             "dishonest_cases": "zero", "updated_date": "2024-02-30"},
+            {"credit_code": "", "district": "历下区", "rating": "B", "dishonest_debtor": "maybe",
+             "dishonest_cases": "0", "updated_date": "2024-03-01"},
+        ])
+        before = row_counts(runtime.stores, runtime.catalog)["public_credit"]
+        ctx.echo(f"   $ sandbox data load public_credit {bad.name}")
+        try:
+            load_recorded(runtime, "public_credit", bad, actor=DEMO_ACTOR)
+        except LoadRefused as refused:
+            ctx.echo(f"   refused: {refused.message}")
+            for problem in refused.problems:
+                ctx.echo(f"     - row {problem.row}, column {problem.column}: {problem.message}")
+        after = row_counts(runtime.stores, runtime.catalog)["public_credit"]
+        ctx.echo(f"   public_credit still holds {after:,} rows (was {before:,}): nothing was loaded")
+        good = ctx.home / "public_credit_update.csv"
+        _write_public_credit(good, [
+            {"credit_code": code, "district": "历下区", "rating": "A", "dishonest_debtor": "false",
+             "dishonest_cases": "0", "updated_date": "2024-06-30"} for code in codes
+        ])
+        ctx.echo(f"   $ sandbox data load public_credit {good.name}")
+        result = load_recorded(runtime, "public_credit", good, actor=DEMO_ACTOR)
+        ctx.echo(f"   loaded {result.rows} rows (sha256 {result.sha256[:16]}…); the dataset is replaced whole")
+    finally:
+        runtime.close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def step_start_server(ctx: DemoContext) -> None:
+    """`sandbox serve` in a child process, waited for until /healthz answers."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    env["SANDBOX_HOME"] = str(ctx.home)
+    log = (ctx.home / "server.log").open("wb")
+    ctx.server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    ctx.base_url = f"http://127.0.0.1:{port}"
+    ctx.echo(f"   $ sandbox serve --port {port} --workers 2      (log: {ctx.home / 'server.log'})")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if ctx.server.poll() is not None:
+            raise ConfigurationError(f"the server exited with {ctx.server.returncode}; see {ctx.home / 'server.log'}")
+        try:
+            status, _, _ = http(ctx, "GET", "/healthz")
+            if status == 200:
+                ctx.echo(f"   up at {ctx.base_url}")
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise ConfigurationError("the server did not answer /healthz within 30 s")
+
+
+def stop_server(ctx: DemoContext) -> None:
+    """Stop the child server gracefully."""
+    if ctx.server is not None and ctx.server.poll() is None:
+        ctx.server.terminate()
+        try:
+            ctx.server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            ctx.server.kill()
+            ctx.server.wait()
+
+
+def http(ctx: DemoContext, method: str, path: str, body: Any = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    """One request to the demo server: status, headers, parsed JSON body."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(ctx.base_url + path, data=data, method=method,  # noqa: S310 - loopback
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
+            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+
+def step_api(ctx: DemoContext) -> None:
+    """Health, keys, the OpenAPI document and the error shape."""
+    status, headers, body = http(ctx, "GET", "/healthz", headers={"X-Request-Id": "demo-health-1"})
+    ctx.echo(f"   GET /healthz → {status} {json.dumps(body, ensure_ascii=False)}")
+    ctx.echo(f"     X-Request-Id: {headers.get('X-Request-Id')} (echoed from the request)")
+    status, _, body = http(ctx, "GET", "/.well-known/jwks.json")
+    ctx.echo(f"   GET /.well-known/jwks.json → {status}, keys: {[k['kid'] for k in body['keys']]}")
+    status, _, body = http(ctx, "GET", "/openapi.json")
+    ctx.echo(f"   GET /openapi.json → {status}, OpenAPI {body['openapi']}, {len(body['paths'])} paths")
+    status, _, body = http(ctx, "GET", "/v1/no-such-thing")
+    ctx.echo(f"   GET /v1/no-such-thing → {status} {json.dumps(body, ensure_ascii=False)}")
+
+
+def step_audit(ctx: DemoContext) -> None:
+    """The events so far, each with its RFC 6962 leaf hash."""
+    runtime = open_runtime(ctx.settings)
+    try:
+        with runtime.sessions() as session:
+            events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
+        for event in events:
+            target = f"{event.target_type}:{(event.target_id or '')[:16]}" if event.target_type else ""
+            ctx.echo(f"   #{event.seq:<3} {event.action:<16} {event.outcome:<8} {event.actor_kind}:{event.actor_id:<8}"
+                     f" {target:<28} leaf {event.leaf_hash[:16]}…")
+    finally:
+        runtime.close()

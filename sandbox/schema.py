@@ -1,0 +1,14 @@
+"""Imports every model module so ``Base.metadata`` holds the whole control schema.
+
+Alembic's environment and the tests import this one module instead of knowing every package.
+"""
+
+from __future__ import annotations
+
+import audit.models
+import core.keyring
+import sandbox.models
+from core.db import Base
+
+MODEL_MODULES = (audit.models, core.keyring, sandbox.models)
+metadata = Base.metadata

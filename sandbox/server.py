@@ -1,0 +1,47 @@
+"""The production server: gunicorn running the app factory in N worker processes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from core.config import Settings
+
+
+class SandboxServer(BaseApplication):  # type: ignore[misc]
+    """Gunicorn configured from code; each worker builds its own app (no engine crosses fork)."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from sandbox.app import create_app
+
+        return create_app(self.settings)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int = 1,
+          access_log: bool = False) -> None:
+    """Run until stopped (SIGTERM/SIGINT for a graceful stop)."""
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread" if threads > 1 else "sync",
+        "timeout": 60,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": "-" if access_log else None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "sandbox",
+        "limit_request_line": 8190,
+    }
+    SandboxServer(settings, options).run()

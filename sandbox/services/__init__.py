@@ -1,0 +1,1 @@
+"""Services of the sandbox layer: the rules behind the views and commands."""

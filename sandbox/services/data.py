@@ -1,0 +1,60 @@
+"""Replacing government data, recorded: synthesis and file loads, each an audit event.
+
+The data database and the control database are separate, so a load cannot share a transaction
+with its event. The order makes the record honest: the data is swapped in first (all or
+nothing), then its record and event are committed; a refused file is recorded as denied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from audit import Actor, AuditAction, Outcome, Target, record_event
+from core.db import transaction
+from sandbox.data.load import LoadRefused, LoadResult, load_file
+from sandbox.data.synth import synthesize
+from sandbox.models import DataLoad
+from sandbox.runtime import Runtime
+
+
+def synthesize_recorded(
+    runtime: Runtime,
+    *,
+    enterprises: int,
+    persons: int,
+    seed: int,
+    actor: Actor,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Replace every dataset with deterministic synthetic rows; returns rows per dataset."""
+    rows = synthesize(runtime.stores, runtime.catalog, enterprises=enterprises, persons=persons, seed=seed,
+                      progress=progress)
+    with transaction(runtime.sessions) as session:
+        session.add(DataLoad(kind="synth", datasets=rows, source=f"synth seed={seed}", sha256=None,
+                             rows=sum(rows.values()), finished_at=runtime.clock()))
+        record_event(session, action=AuditAction.DATA_SYNTHESIZE, actor=actor, target=Target("data"),
+                     details={"enterprises": enterprises, "persons": persons, "seed": seed, "rows": rows,
+                              "policy_sha256": runtime.catalog.sha256},
+                     clock=runtime.clock)
+    return rows
+
+
+def load_recorded(runtime: Runtime, dataset: str, path: Path, *, actor: Actor) -> LoadResult:
+    """Load ``path`` into ``dataset`` (replacing it) or refuse it; either way, an audit event."""
+    try:
+        result = load_file(runtime.stores, runtime.catalog, dataset, path)
+    except LoadRefused as refused:
+        with transaction(runtime.sessions) as session:
+            record_event(session, action=AuditAction.DATA_LOAD, actor=actor, outcome=Outcome.DENIED,
+                         error_code=refused.code, target=Target("dataset", dataset),
+                         details={"file": path.name, "problems": len(refused.problems)}, clock=runtime.clock)
+        raise
+    with transaction(runtime.sessions) as session:
+        session.add(DataLoad(kind="file", datasets={dataset: result.rows}, source=path.name, sha256=result.sha256,
+                             rows=result.rows, finished_at=runtime.clock()))
+        record_event(session, action=AuditAction.DATA_LOAD, actor=actor, target=Target("dataset", dataset),
+                     details={"file": path.name, "sha256": result.sha256, "rows": result.rows,
+                              "format": result.format},
+                     clock=runtime.clock)
+    return result

@@ -1,0 +1,145 @@
+"""The app skeleton: health, request ids, the error shape, OpenAPI, JWKS."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask, jsonify
+from flask.testing import FlaskClient
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import create_engine
+
+from core import keys
+from sandbox.api.parsing import parse_body
+from sandbox.api.registry import ENDPOINTS
+from sandbox.runtime import Runtime
+
+
+class _Echo(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=10)
+    count: int = Field(ge=0)
+
+
+@pytest.fixture
+def echo_app(app: Flask) -> Flask:
+    def echo() -> object:
+        return jsonify(parse_body(_Echo).model_dump())
+
+    def boom() -> object:
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+    app.add_url_rule("/test/echo", view_func=echo, methods=["POST"])
+    app.add_url_rule("/test/boom", view_func=boom)
+    return app
+
+
+def _error(response) -> dict:  # type: ignore[no-untyped-def]
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["code"], str) and isinstance(body["error"]["message"], str)
+    return body["error"]
+
+
+def test_healthz_reports_databases_and_policy(client: FlaskClient, runtime: Runtime) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok" and body["control_db"] == "ok" and body["data_db"] == "ok"
+    assert body["policy_sha256"] == runtime.catalog.sha256
+
+
+def test_healthz_is_503_when_control_database_is_unreachable(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = create_engine("sqlite:////nonexistent-folder/control.sqlite")
+    monkeypatch.setattr(runtime, "engine", broken)
+    response = client.get("/healthz")
+    broken.dispose()
+    assert response.status_code == 503
+    assert response.get_json()["control_db"] == "unavailable"
+
+
+def test_request_id_is_echoed_when_well_formed_and_replaced_otherwise(client: FlaskClient) -> None:
+    assert client.get("/healthz", headers={"X-Request-Id": "bank-42.abc"}).headers["X-Request-Id"] == "bank-42.abc"
+    replaced = client.get("/healthz", headers={"X-Request-Id": "<script>" * 40}).headers["X-Request-Id"]
+    assert len(replaced) == 32 and "<" not in replaced
+    assert client.get("/nope").headers["X-Request-Id"]
+
+
+def test_unknown_path_and_wrong_method_are_json_errors(client: FlaskClient) -> None:
+    missing = client.get("/v1/nothing-here")
+    assert missing.status_code == 404 and _error(missing)["code"] == "not_found"
+    wrong = client.delete("/healthz")
+    assert wrong.status_code == 405 and _error(wrong)["code"] == "method_not_allowed"
+
+
+def test_body_must_be_json_object(echo_app: Flask) -> None:
+    client = echo_app.test_client()
+    for kwargs in ({"data": "name=x", "content_type": "application/x-www-form-urlencoded"},
+                   {"data": "{not json", "content_type": "application/json"},
+                   {"data": '{"name": "x", "count": NaN}', "content_type": "application/json"},
+                   {"data": b"\xff\xfe", "content_type": "application/json"},
+                   {"data": "[1, 2]", "content_type": "application/json"}):
+        response = client.post("/test/echo", **kwargs)
+        assert response.status_code == 400, kwargs
+        assert _error(response)["code"] == "bad_request"
+
+
+def test_invalid_body_lists_every_problem(echo_app: Flask) -> None:
+    response = echo_app.test_client().post("/test/echo", json={"name": "x" * 11, "count": -1, "extra": 1})
+    assert response.status_code == 422
+    error = _error(response)
+    assert error["code"] == "invalid"
+    assert {d["field"] for d in error["details"]} == {"name", "count", "extra"}
+
+
+def test_chinese_round_trips(echo_app: Flask) -> None:
+    response = echo_app.test_client().post("/test/echo", json={"name": "历下区", "count": 1})
+    assert response.status_code == 200
+    assert "历下区".encode() in response.data
+    assert response.get_json() == {"name": "历下区", "count": 1}
+
+
+def test_oversized_body_is_413(echo_app: Flask) -> None:
+    response = echo_app.test_client().post("/test/echo", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+                                           content_type="application/json")
+    assert response.status_code == 413
+    assert _error(response)["code"] == "too_large"
+
+
+def test_unexpected_error_is_500_without_trace(echo_app: Flask) -> None:
+    echo_app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = echo_app.test_client().get("/test/boom")
+    assert response.status_code == 500
+    error = _error(response)
+    assert error["code"] == "internal_error"
+    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
+    assert response.headers["X-Request-Id"] in error["message"]
+
+
+def test_every_route_declares_a_permission(app: Flask) -> None:
+    declared = {ep.endpoint for ep in ENDPOINTS}
+    routed = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint != "static"}
+    undeclared = routed - declared
+    assert not undeclared, f"endpoints without a declared permission: {undeclared}"
+    for endpoint in ENDPOINTS:
+        assert endpoint.permission is not None
+
+
+def test_openapi_lists_every_declared_endpoint(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"].startswith("3.")
+    for endpoint in ENDPOINTS:
+        path = endpoint.rule.replace("<", "{").replace(">", "}")
+        for method in endpoint.methods:
+            assert method.lower() in document["paths"][path]
+    assert "ErrorBody" in document["components"]["schemas"]
+
+
+def test_jwks_publishes_the_active_key(client: FlaskClient, runtime: Runtime) -> None:
+    body = client.get("/.well-known/jwks.json").get_json()
+    assert len(body["keys"]) == 1
+    jwk = body["keys"][0]
+    private = keys.load(runtime.settings.keys_dir, jwk["kid"])
+    assert jwk == private.jwk()
+    assert "d" not in jwk  # never the private part
