@@ -33,3 +33,12 @@ class AuditAction(StrEnum):
     POLICY_LOAD = "policy.load"
     DATA_SYNTHESIZE = "data.synthesize"
     DATA_LOAD = "data.load"
+    KEY_ROTATE = "key.rotate"
+    ACCOUNT_CREATE = "account.create"
+    AUTH_LOGIN = "auth.login"
+    AUTH_TOKEN = "auth.token"  # noqa: S105 - an action name, not a secret
+    OPERATOR_REGISTER = "operator.register"
+    OPERATOR_CREDENTIALS = "operator.credentials"
+    OPERATOR_SUSPEND = "operator.suspend"
+    OPERATOR_REINSTATE = "operator.reinstate"
+    REQUEST_DENIED = "request.denied"

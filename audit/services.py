@@ -43,8 +43,9 @@ def canonical_entry(fields: dict[str, Any]) -> bytes:
     Written by hand on purpose: the format is part of the evidence and must not move with a
     library's defaults. Floats use Python's shortest round-trip repr; NaN and infinity are refused.
     """
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def leaf_hash(entry: bytes) -> str:

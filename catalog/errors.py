@@ -27,5 +27,7 @@ class PolicyError(ConfigurationError):
     def __init__(self, problems: list[PolicyProblem]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid policy catalog ({len(problems)} problem(s)):\n{lines}",
-                         details=[p.__dict__ for p in problems])
+        super().__init__(
+            f"invalid policy catalog ({len(problems)} problem(s)):\n{lines}",
+            details=[p.__dict__ for p in problems],
+        )

@@ -100,19 +100,25 @@ def load_catalog(root: Path) -> Catalog:
         raise PolicyError([PolicyProblem(file=str(root), key="(folder)", message="policy folder not found")])
     for stray in sorted(root.glob("*.y*ml")):
         if stray.name not in _TOP_LEVEL:
-            reader.add(stray, "(file)", "unknown policy file (expected disclosure.yaml, templates.yaml, datasets/)")
+            reader.add(
+                stray, "(file)", "unknown policy file (expected disclosure.yaml, templates.yaml, datasets/)"
+            )
 
     datasets: dict[str, Dataset] = {}
     dataset_files = sorted((root / "datasets").glob("*.y*ml"))
     if not dataset_files:
-        reader.add(root / "datasets", "(folder)", "no dataset files: an empty policy is an error, not 'allow all'")
+        reader.add(
+            root / "datasets", "(folder)", "no dataset files: an empty policy is an error, not 'allow all'"
+        )
     for path in dataset_files:
         dataset = reader.parse(path, Dataset, reader.read_yaml(path))
         if dataset is None:
             reader.broken.add(path.stem)
             continue
         if dataset.name != path.stem:
-            reader.add(path, "name", f"dataset {dataset.name!r} must live in a file named {dataset.name}.yaml")
+            reader.add(
+                path, "name", f"dataset {dataset.name!r} must live in a file named {dataset.name}.yaml"
+            )
         for key, message in dataset.problems():
             reader.add(path, key, message)
         datasets[dataset.name] = dataset

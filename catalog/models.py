@@ -11,7 +11,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field as PydField, StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import Field as PydField
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 Scalar = str | int | float | bool | date
@@ -368,9 +369,9 @@ class Template(_Strict):
             item = dataset.field(name)
             if not item.allows(Use.VERIFY):
                 out.append((path, f"field {name!r} does not allow use 'verify'"))
-            if self.reduce.field == name and path == "reduce.field":
-                if self.reduce.op is ReduceOp.SUM and not item.type.numeric:
-                    out.append((path, f"cannot sum {item.type.value} field {name!r}"))
+            summed = path == "reduce.field" and self.reduce.op is ReduceOp.SUM
+            if summed and not item.type.numeric:
+                out.append((path, f"cannot sum {item.type.value} field {name!r}"))
         return out
 
 

@@ -19,8 +19,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
-               config: dict[str, Any] | None = None) -> Flask:
+def create_app(
+    settings: Settings | None = None, *, runtime: Runtime | None = None, config: dict[str, Any] | None = None
+) -> Flask:
     """Build the app on ``runtime`` (or open one from ``settings``, or from the environment).
 
     Opening validates the policy catalog and refuses to start on a bad one, and records the
@@ -29,7 +30,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     if runtime is None:
         runtime = open_runtime(settings or load_settings())
         with transaction(runtime.sessions) as session:
-            sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"), clock=runtime.clock)
+            sync_policy(
+                session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"), clock=runtime.clock
+            )
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese names round-trip as text

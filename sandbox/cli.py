@@ -27,8 +27,9 @@ def _fail(exc: SandboxError) -> None:
     for item in details[:200]:
         if isinstance(item, dict):
             where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "message" and v is not None)
-            click.echo(f"  - {where}: {item.get('message', '')}" if where else f"  - {item.get('message')}",
-                       err=True)
+            click.echo(
+                f"  - {where}: {item.get('message', '')}" if where else f"  - {item.get('message')}", err=True
+            )
     raise SystemExit(1)
 
 
@@ -91,15 +92,18 @@ def data_synth(enterprises: int, persons: int, seed: int) -> None:
         runtime = open_runtime(load_settings(), read_only_data=False)
         try:
             started = time.perf_counter()
-            rows = synthesize_recorded(runtime, enterprises=enterprises, persons=persons, seed=seed,
-                                       actor=CLI_ACTOR)
+            rows = synthesize_recorded(
+                runtime, enterprises=enterprises, persons=persons, seed=seed, actor=CLI_ACTOR
+            )
             seconds = time.perf_counter() - started
         finally:
             runtime.close()
     for name, count in sorted(rows.items()):
         click.echo(f"{name:<24}{count:>12,} rows")
     total = sum(rows.values())
-    click.echo(f"{'total':<24}{total:>12,} rows in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} rows/s)")
+    click.echo(
+        f"{'total':<24}{total:>12,} rows in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f} rows/s)"
+    )
 
 
 @data.command("load")
@@ -116,7 +120,9 @@ def data_load(dataset: str, file: Path) -> None:
             result = load_recorded(runtime, dataset, file, actor=CLI_ACTOR)
         finally:
             runtime.close()
-    click.echo(f"loaded {result.rows:,} rows into {result.dataset} from {file.name} (sha256 {result.sha256[:16]}…)")
+    click.echo(
+        f"loaded {result.rows:,} rows into {result.dataset} from {file.name} (sha256 {result.sha256[:16]}…)"
+    )
 
 
 @main.command()
@@ -145,8 +151,13 @@ def serve(host: str, port: int, workers: int, threads: int, access_log: bool) ->
 
 
 @main.command()
-@click.option("--home", type=click.Path(path_type=Path), default=Path(".sandbox-demo"), show_default=True,
-              help="Folder for the demo's home; made afresh on every run.")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=Path(".sandbox-demo"),
+    show_default=True,
+    help="Folder for the demo's home; made afresh on every run.",
+)
 @click.option("--enterprises", type=click.IntRange(100, 1_000_000), default=3000, show_default=True)
 @click.option("--persons", type=click.IntRange(100, 1_000_000), default=3000, show_default=True)
 def demo(home: Path, enterprises: int, persons: int) -> None:

@@ -66,7 +66,9 @@ def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
     fresh_home(home)
     # Embedded defaults in the demo home only: never the URLs of a real deployment.
     settings = load_settings({"SANDBOX_HOME": str(home.resolve())})
-    ctx = DemoContext(home=home.resolve(), settings=settings, echo=echo, enterprises=enterprises, persons=persons)
+    ctx = DemoContext(
+        home=home.resolve(), settings=settings, echo=echo, enterprises=enterprises, persons=persons
+    )
     steps: list[tuple[str, Callable[[DemoContext], None]]] = [
         ("Initialize a home: control database, data stores, signing key", step_init),
         ("Synthesize government data", step_synth),
@@ -103,8 +105,9 @@ def step_synth(ctx: DemoContext) -> None:
     runtime = open_runtime(ctx.settings, read_only_data=False)
     try:
         started = time.perf_counter()
-        rows = synthesize_recorded(runtime, enterprises=ctx.enterprises, persons=ctx.persons, seed=7,
-                                   actor=DEMO_ACTOR)
+        rows = synthesize_recorded(
+            runtime, enterprises=ctx.enterprises, persons=ctx.persons, seed=7, actor=DEMO_ACTOR
+        )
         seconds = time.perf_counter() - started
         for name, count in sorted(rows.items()):
             ctx.echo(f"   {name:<24}{count:>10,} rows")
@@ -133,12 +136,27 @@ def step_load(ctx: DemoContext) -> None:
     try:
         codes = ctx.notes["credit_codes"]
         bad = ctx.home / "public_credit_bad.csv"
-        _write_public_credit(bad, [
-            {"credit_code": codes[0], "district": "历下区", "rating": "A", "dishonest_debtor": "false",
-             "dishonest_cases": "zero", "updated_date": "2024-02-30"},
-            {"credit_code": "", "district": "历下区", "rating": "B", "dishonest_debtor": "maybe",
-             "dishonest_cases": "0", "updated_date": "2024-03-01"},
-        ])
+        _write_public_credit(
+            bad,
+            [
+                {
+                    "credit_code": codes[0],
+                    "district": "历下区",
+                    "rating": "A",
+                    "dishonest_debtor": "false",
+                    "dishonest_cases": "zero",
+                    "updated_date": "2024-02-30",
+                },
+                {
+                    "credit_code": "",
+                    "district": "历下区",
+                    "rating": "B",
+                    "dishonest_debtor": "maybe",
+                    "dishonest_cases": "0",
+                    "updated_date": "2024-03-01",
+                },
+            ],
+        )
         before = row_counts(runtime.stores, runtime.catalog)["public_credit"]
         ctx.echo(f"   $ sandbox data load public_credit {bad.name}")
         try:
@@ -150,13 +168,25 @@ def step_load(ctx: DemoContext) -> None:
         after = row_counts(runtime.stores, runtime.catalog)["public_credit"]
         ctx.echo(f"   public_credit still holds {after:,} rows (was {before:,}): nothing was loaded")
         good = ctx.home / "public_credit_update.csv"
-        _write_public_credit(good, [
-            {"credit_code": code, "district": "历下区", "rating": "A", "dishonest_debtor": "false",
-             "dishonest_cases": "0", "updated_date": "2024-06-30"} for code in codes
-        ])
+        _write_public_credit(
+            good,
+            [
+                {
+                    "credit_code": code,
+                    "district": "历下区",
+                    "rating": "A",
+                    "dishonest_debtor": "false",
+                    "dishonest_cases": "0",
+                    "updated_date": "2024-06-30",
+                }
+                for code in codes
+            ],
+        )
         ctx.echo(f"   $ sandbox data load public_credit {good.name}")
         result = load_recorded(runtime, "public_credit", good, actor=DEMO_ACTOR)
-        ctx.echo(f"   loaded {result.rows} rows (sha256 {result.sha256[:16]}…); the dataset is replaced whole")
+        ctx.echo(
+            f"   loaded {result.rows} rows (sha256 {result.sha256[:16]}…); the dataset is replaced whole"
+        )
     finally:
         runtime.close()
 
@@ -175,14 +205,18 @@ def step_start_server(ctx: DemoContext) -> None:
     log = (ctx.home / "server.log").open("wb")
     ctx.server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     ctx.base_url = f"http://127.0.0.1:{port}"
     ctx.echo(f"   $ sandbox serve --port {port} --workers 2      (log: {ctx.home / 'server.log'})")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if ctx.server.poll() is not None:
-            raise ConfigurationError(f"the server exited with {ctx.server.returncode}; see {ctx.home / 'server.log'}")
+            raise ConfigurationError(
+                f"the server exited with {ctx.server.returncode}; see {ctx.home / 'server.log'}"
+            )
         try:
             status, _, _ = http(ctx, "GET", "/healthz")
             if status == 200:
@@ -205,12 +239,17 @@ def stop_server(ctx: DemoContext) -> None:
             ctx.server.wait()
 
 
-def http(ctx: DemoContext, method: str, path: str, body: Any = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+def http(
+    ctx: DemoContext, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
     """One request to the demo server: status, headers, parsed JSON body."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(ctx.base_url + path, data=data, method=method,  # noqa: S310 - loopback
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(  # noqa: S310 - the demo's own server on loopback
+        ctx.base_url + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback only
             return response.status, dict(response.headers), json.loads(response.read() or b"null")
@@ -239,7 +278,9 @@ def step_audit(ctx: DemoContext) -> None:
             events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
         for event in events:
             target = f"{event.target_type}:{(event.target_id or '')[:16]}" if event.target_type else ""
-            ctx.echo(f"   #{event.seq:<3} {event.action:<16} {event.outcome:<8} {event.actor_kind}:{event.actor_id:<8}"
-                     f" {target:<28} leaf {event.leaf_hash[:16]}…")
+            ctx.echo(
+                f"   #{event.seq:<3} {event.action:<16} {event.outcome:<8} "
+                f"{event.actor_kind}:{event.actor_id:<8} {target:<28} leaf {event.leaf_hash[:16]}…"
+            )
     finally:
         runtime.close()

@@ -53,8 +53,14 @@ def open_runtime(settings: Settings, *, read_only_data: bool = True, clock: Cloc
             "migrated: run `sandbox init`"
         )
     stores = DataStores.open(settings.data_lookup_url, settings.data_url, read_only=read_only_data)
-    return Runtime(settings=settings, catalog=catalog, engine=engine, sessions=session_factory(engine),
-                   stores=stores, clock=clock)
+    return Runtime(
+        settings=settings,
+        catalog=catalog,
+        engine=engine,
+        sessions=session_factory(engine),
+        stores=stores,
+        clock=clock,
+    )
 
 
 def _safe_url(url: str) -> str:
@@ -72,13 +78,17 @@ def catalog_summary(catalog: Catalog) -> dict[str, Any]:
     }
 
 
-def sync_policy(session: Session, catalog: Catalog, *, actor: Actor, clock: Clock = utcnow) -> PolicyVersion | None:
+def sync_policy(
+    session: Session, catalog: Catalog, *, actor: Actor, clock: Clock = utcnow
+) -> PolicyVersion | None:
     """Record the catalog as a new policy version if it differs from the last; ``None`` if unchanged.
 
     The audit head is locked first, so two processes starting together cannot both record it.
     """
     session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
-    latest = session.execute(select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(1)).scalar_one_or_none()
+    latest = session.execute(
+        select(PolicyVersion).order_by(PolicyVersion.id.desc()).limit(1)
+    ).scalar_one_or_none()
     if latest is not None and latest.sha256 == catalog.sha256:
         return None
     version = PolicyVersion(
@@ -126,17 +136,33 @@ def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> Ini
         with transaction(session_factory(engine)) as session:
             new_key = None
             if before is None:
-                record_event(session, action=AuditAction.SYSTEM_INIT, actor=actor, target=Target("home"),
-                             details={"schema": migrate.head_revision()}, clock=clock)
+                record_event(
+                    session,
+                    action=AuditAction.SYSTEM_INIT,
+                    actor=actor,
+                    target=Target("home"),
+                    details={"schema": migrate.head_revision()},
+                    clock=clock,
+                )
             if keyring.active_record(session) is None:
                 new_key = keyring.create_key(session, settings.keys_dir, clock=clock)
-                record_event(session, action=AuditAction.KEY_CREATE, actor=actor,
-                             target=Target("signing_key", new_key.kid), details={"algorithm": "EdDSA"},
-                             clock=clock)
+                record_event(
+                    session,
+                    action=AuditAction.KEY_CREATE,
+                    actor=actor,
+                    target=Target("signing_key", new_key.kid),
+                    details={"algorithm": "EdDSA"},
+                    clock=clock,
+                )
             recorded = sync_policy(session, catalog, actor=actor, clock=clock) is not None
             active = keyring.active_record(session)
             assert active is not None
-            return InitReport(home_created=created, migrated_from=before, policy_recorded=recorded,
-                              key_created=new_key.kid if new_key else None, active_kid=active.kid)
+            return InitReport(
+                home_created=created,
+                migrated_from=before,
+                policy_recorded=recorded,
+                key_created=new_key.kid if new_key else None,
+                active_kid=active.kid,
+            )
     finally:
         engine.dispose()

@@ -27,8 +27,9 @@ class SandboxServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.settings)
 
 
-def serve(settings: Settings, *, host: str, port: int, workers: int, threads: int = 1,
-          access_log: bool = False) -> None:
+def serve(
+    settings: Settings, *, host: str, port: int, workers: int, threads: int = 1, access_log: bool = False
+) -> None:
     """Run until stopped (SIGTERM/SIGINT for a graceful stop)."""
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",

@@ -13,11 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from audit import Actor, ActorKind
 from catalog import Catalog, load_catalog
@@ -103,8 +102,9 @@ def control_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
 def settings(control_url: str, tmp_path: Path) -> Settings:
     """Settings for a fresh home in ``tmp_path`` with the backend's control database."""
     home = tmp_path / "home"
-    return load_settings({"SANDBOX_HOME": str(home), "SANDBOX_DATABASE_URL": control_url,
-                          "SANDBOX_POLICIES": str(POLICIES)})
+    return load_settings(
+        {"SANDBOX_HOME": str(home), "SANDBOX_DATABASE_URL": control_url, "SANDBOX_POLICIES": str(POLICIES)}
+    )
 
 
 @pytest.fixture

@@ -58,7 +58,9 @@ def test_changed_policy_is_a_new_audited_version(settings: Settings, tmp_path: P
             assert sync_policy(session, runtime.catalog, actor=ACTOR) is None  # unchanged: no new version
         with runtime.sessions() as session:
             versions = session.execute(select(PolicyVersion).order_by(PolicyVersion.id)).scalars().all()
-            events = session.execute(select(AuditEvent).where(AuditEvent.action == "policy.load")).scalars().all()
+            events = (
+                session.execute(select(AuditEvent).where(AuditEvent.action == "policy.load")).scalars().all()
+            )
     finally:
         runtime.close()
     assert len(versions) == 2 and versions[1].sha256 == runtime.catalog.sha256

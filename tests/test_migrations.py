@@ -18,7 +18,9 @@ def test_migrations_create_every_table_and_match_models(control_url: str) -> Non
         assert set(schema.metadata.tables) <= tables
         assert migrate.current_revision(engine) == migrate.head_revision()
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), schema.metadata
+            )
             assert diff == [], f"models and migrations disagree: {diff}"
             assert conn.exec_driver_sql("SELECT tree_size FROM audit_head WHERE id = 1").scalar() == 0
     finally:

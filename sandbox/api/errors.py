@@ -61,14 +61,19 @@ def register(app: Flask) -> None:
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:
         details = validation_details(exc)
-        return error_response(Invalid.status, Invalid.code, f"{len(details)} problem(s) in the request", details)
+        return error_response(
+            Invalid.status, Invalid.code, f"{len(details)} problem(s) in the request", details
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
         code = _HTTP_CODES.get(status, "error")
-        messages = {404: "no such resource", 405: "method not allowed on this resource",
-                    413: "request body too large"}
+        messages = {
+            404: "no such resource",
+            405: "method not allowed on this resource",
+            413: "request body too large",
+        }
         message = messages.get(status, exc.description or exc.name)
         return error_response(status, code, message)
 
@@ -76,5 +81,8 @@ def register(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         # The trace goes to the log, keyed by request id; the client gets the id only.
         log.exception("unhandled error in request %s", g.get("request_id"))
-        return error_response(500, "internal_error",
-                              f"internal error; quote request id {g.get('request_id')} to the operator of this service")
+        return error_response(
+            500,
+            "internal_error",
+            f"internal error; quote request id {g.get('request_id')} to the operator of this service",
+        )

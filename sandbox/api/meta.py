@@ -48,8 +48,9 @@ def openapi() -> Response:
     return jsonify(openapi_document(title="Public Data Sandbox API", version=__version__))
 
 
-@route(bp, "/.well-known/jwks.json", permission=PUBLIC, summary="Public keys for tokens and seals",
-       response=Jwks)
+@route(
+    bp, "/.well-known/jwks.json", permission=PUBLIC, summary="Public keys for tokens and seals", response=Jwks
+)
 def jwks() -> Response:
     """Current and still-valid old public keys; cacheable for a few minutes."""
     runtime = current_app.extensions["sandbox"]

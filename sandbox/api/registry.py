@@ -69,9 +69,19 @@ def route(
     def decorator(view: F) -> F:
         prefix = blueprint.url_prefix or ""
         ENDPOINTS.append(
-            Endpoint(rule=prefix + rule, methods=methods, endpoint=f"{blueprint.name}.{view.__name__}",
-                     permission=permission, summary=summary, tag=blueprint.name, body=body,
-                     response=response, status=status, query=query, content_type=content_type)
+            Endpoint(
+                rule=prefix + rule,
+                methods=methods,
+                endpoint=f"{blueprint.name}.{view.__name__}",
+                permission=permission,
+                summary=summary,
+                tag=blueprint.name,
+                body=body,
+                response=response,
+                status=status,
+                query=query,
+                content_type=content_type,
+            )
         )
         view.__dict__["permission"] = permission
         blueprint.add_url_rule(rule, view_func=view, methods=list(methods))
@@ -133,7 +143,8 @@ def _operation(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
             str(ep.status): {
                 "description": "success",
                 "content": {ep.content_type: {"schema": refs[(ep.response, "validation")]}}
-                if ep.response is not None else {ep.content_type: {}},
+                if ep.response is not None
+                else {ep.content_type: {}},
             },
             "default": {"description": "error", "content": {"application/json": {"schema": error_ref}}},
         },
@@ -141,12 +152,19 @@ def _operation(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     if not isinstance(ep.permission, _Public):
         op["security"] = [{"bearer": []}]
     if ep.body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": refs[(ep.body, "validation")]}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(ep.body, "validation")]}},
+        }
     if ep.query is not None:
         op["parameters"] = [
-            {"name": name, "in": "query", "required": info.is_required(),
-             "schema": {"type": "string"}, "description": info.description or ""}
+            {
+                "name": name,
+                "in": "query",
+                "required": info.is_required(),
+                "schema": {"type": "string"},
+                "description": info.description or "",
+            }
             for name, info in ep.query.model_fields.items()
         ]
     import re

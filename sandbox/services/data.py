@@ -28,15 +28,39 @@ def synthesize_recorded(
     progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, int]:
     """Replace every dataset with deterministic synthetic rows; returns rows per dataset."""
-    rows = synthesize(runtime.stores, runtime.catalog, enterprises=enterprises, persons=persons, seed=seed,
-                      progress=progress)
+    rows = synthesize(
+        runtime.stores,
+        runtime.catalog,
+        enterprises=enterprises,
+        persons=persons,
+        seed=seed,
+        progress=progress,
+    )
     with transaction(runtime.sessions) as session:
-        session.add(DataLoad(kind="synth", datasets=rows, source=f"synth seed={seed}", sha256=None,
-                             rows=sum(rows.values()), finished_at=runtime.clock()))
-        record_event(session, action=AuditAction.DATA_SYNTHESIZE, actor=actor, target=Target("data"),
-                     details={"enterprises": enterprises, "persons": persons, "seed": seed, "rows": rows,
-                              "policy_sha256": runtime.catalog.sha256},
-                     clock=runtime.clock)
+        session.add(
+            DataLoad(
+                kind="synth",
+                datasets=rows,
+                source=f"synth seed={seed}",
+                sha256=None,
+                rows=sum(rows.values()),
+                finished_at=runtime.clock(),
+            )
+        )
+        record_event(
+            session,
+            action=AuditAction.DATA_SYNTHESIZE,
+            actor=actor,
+            target=Target("data"),
+            details={
+                "enterprises": enterprises,
+                "persons": persons,
+                "seed": seed,
+                "rows": rows,
+                "policy_sha256": runtime.catalog.sha256,
+            },
+            clock=runtime.clock,
+        )
     return rows
 
 
@@ -46,15 +70,39 @@ def load_recorded(runtime: Runtime, dataset: str, path: Path, *, actor: Actor) -
         result = load_file(runtime.stores, runtime.catalog, dataset, path)
     except LoadRefused as refused:
         with transaction(runtime.sessions) as session:
-            record_event(session, action=AuditAction.DATA_LOAD, actor=actor, outcome=Outcome.DENIED,
-                         error_code=refused.code, target=Target("dataset", dataset),
-                         details={"file": path.name, "problems": len(refused.problems)}, clock=runtime.clock)
+            record_event(
+                session,
+                action=AuditAction.DATA_LOAD,
+                actor=actor,
+                outcome=Outcome.DENIED,
+                error_code=refused.code,
+                target=Target("dataset", dataset),
+                details={"file": path.name, "problems": len(refused.problems)},
+                clock=runtime.clock,
+            )
         raise
     with transaction(runtime.sessions) as session:
-        session.add(DataLoad(kind="file", datasets={dataset: result.rows}, source=path.name, sha256=result.sha256,
-                             rows=result.rows, finished_at=runtime.clock()))
-        record_event(session, action=AuditAction.DATA_LOAD, actor=actor, target=Target("dataset", dataset),
-                     details={"file": path.name, "sha256": result.sha256, "rows": result.rows,
-                              "format": result.format},
-                     clock=runtime.clock)
+        session.add(
+            DataLoad(
+                kind="file",
+                datasets={dataset: result.rows},
+                source=path.name,
+                sha256=result.sha256,
+                rows=result.rows,
+                finished_at=runtime.clock(),
+            )
+        )
+        record_event(
+            session,
+            action=AuditAction.DATA_LOAD,
+            actor=actor,
+            target=Target("dataset", dataset),
+            details={
+                "file": path.name,
+                "sha256": result.sha256,
+                "rows": result.rows,
+                "format": result.format,
+            },
+            clock=runtime.clock,
+        )
     return result

@@ -60,7 +60,10 @@ def test_healthz_is_503_when_control_database_is_unreachable(
 
 
 def test_request_id_is_echoed_when_well_formed_and_replaced_otherwise(client: FlaskClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-Id": "bank-42.abc"}).headers["X-Request-Id"] == "bank-42.abc"
+    assert (
+        client.get("/healthz", headers={"X-Request-Id": "bank-42.abc"}).headers["X-Request-Id"]
+        == "bank-42.abc"
+    )
     replaced = client.get("/healthz", headers={"X-Request-Id": "<script>" * 40}).headers["X-Request-Id"]
     assert len(replaced) == 32 and "<" not in replaced
     assert client.get("/nope").headers["X-Request-Id"]
@@ -75,11 +78,13 @@ def test_unknown_path_and_wrong_method_are_json_errors(client: FlaskClient) -> N
 
 def test_body_must_be_json_object(echo_app: Flask) -> None:
     client = echo_app.test_client()
-    for kwargs in ({"data": "name=x", "content_type": "application/x-www-form-urlencoded"},
-                   {"data": "{not json", "content_type": "application/json"},
-                   {"data": '{"name": "x", "count": NaN}', "content_type": "application/json"},
-                   {"data": b"\xff\xfe", "content_type": "application/json"},
-                   {"data": "[1, 2]", "content_type": "application/json"}):
+    for kwargs in (
+        {"data": "name=x", "content_type": "application/x-www-form-urlencoded"},
+        {"data": "{not json", "content_type": "application/json"},
+        {"data": '{"name": "x", "count": NaN}', "content_type": "application/json"},
+        {"data": b"\xff\xfe", "content_type": "application/json"},
+        {"data": "[1, 2]", "content_type": "application/json"},
+    ):
         response = client.post("/test/echo", **kwargs)
         assert response.status_code == 400, kwargs
         assert _error(response)["code"] == "bad_request"
@@ -101,8 +106,9 @@ def test_chinese_round_trips(echo_app: Flask) -> None:
 
 
 def test_oversized_body_is_413(echo_app: Flask) -> None:
-    response = echo_app.test_client().post("/test/echo", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
-                                           content_type="application/json")
+    response = echo_app.test_client().post(
+        "/test/echo", data=b"{" + b" " * (2 * 1024 * 1024) + b"}", content_type="application/json"
+    )
     assert response.status_code == 413
     assert _error(response)["code"] == "too_large"
 
@@ -113,7 +119,9 @@ def test_unexpected_error_is_500_without_trace(echo_app: Flask) -> None:
     assert response.status_code == 500
     error = _error(response)
     assert error["code"] == "internal_error"
-    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(as_text=True)
+    assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(
+        as_text=True
+    )
     assert response.headers["X-Request-Id"] in error["message"]
 
 

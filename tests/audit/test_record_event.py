@@ -26,10 +26,24 @@ def _count(runtime: Runtime) -> int:
 
 def _change_with_event(runtime: Runtime, *, fail: bool) -> None:
     with transaction(runtime.sessions) as session:
-        session.add(DataLoad(kind="file", datasets={"enterprises": 1}, source="x.csv", sha256=None, rows=1,
-                             finished_at=FIXED))
-        record_event(session, action=AuditAction.DATA_LOAD, actor=ACTOR, target=Target("dataset", "enterprises"),
-                     request_id="req-1", clock=lambda: FIXED)
+        session.add(
+            DataLoad(
+                kind="file",
+                datasets={"enterprises": 1},
+                source="x.csv",
+                sha256=None,
+                rows=1,
+                finished_at=FIXED,
+            )
+        )
+        record_event(
+            session,
+            action=AuditAction.DATA_LOAD,
+            actor=ACTOR,
+            target=Target("dataset", "enterprises"),
+            request_id="req-1",
+            clock=lambda: FIXED,
+        )
         if fail:
             raise RuntimeError("the change failed after its event was written")
 
@@ -65,9 +79,17 @@ def test_sequence_is_dense_from_zero_and_head_tracks_size(runtime: Runtime) -> N
 
 def test_entry_is_canonical_and_leaf_hash_is_rfc6962(runtime: Runtime) -> None:
     with transaction(runtime.sessions) as session:
-        event = record_event(session, action=AuditAction.DATA_LOAD, actor=ACTOR, outcome=Outcome.DENIED,
-                             error_code="load_refused", target=Target("dataset", "户籍"),
-                             details={"文件": "户籍.csv", "problems": 3}, request_id="r-9", clock=lambda: FIXED)
+        event = record_event(
+            session,
+            action=AuditAction.DATA_LOAD,
+            actor=ACTOR,
+            outcome=Outcome.DENIED,
+            error_code="load_refused",
+            target=Target("dataset", "户籍"),
+            details={"文件": "户籍.csv", "problems": 3},
+            request_id="r-9",
+            clock=lambda: FIXED,
+        )
     entry = event.entry.encode("utf-8")
     assert event.leaf_hash == hashlib.sha256(b"\x00" + entry).hexdigest()
     parsed = json.loads(entry)
@@ -84,5 +106,8 @@ def test_entry_is_canonical_and_leaf_hash_is_rfc6962(runtime: Runtime) -> None:
 
 
 def test_details_refuse_nan(runtime: Runtime) -> None:
-    with pytest.raises(ValueError, match="Out of range float values"), transaction(runtime.sessions) as session:
+    with (
+        pytest.raises(ValueError, match="Out of range float values"),
+        transaction(runtime.sessions) as session,
+    ):
         record_event(session, action=AuditAction.DATA_LOAD, actor=ACTOR, details={"epsilon": float("nan")})

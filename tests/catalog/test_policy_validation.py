@@ -14,8 +14,15 @@ from tests.conftest import POLICIES
 
 
 def test_shipped_catalog_has_the_bureau_datasets_and_templates(catalog: Catalog) -> None:
-    assert {"enterprises", "enterprise_tax", "social_insurance", "utilities", "real_estate",
-            "household_registration", "public_credit"} <= set(catalog.datasets)
+    assert {
+        "enterprises",
+        "enterprise_tax",
+        "social_insurance",
+        "utilities",
+        "real_estate",
+        "household_registration",
+        "public_credit",
+    } <= set(catalog.datasets)
     assert len(catalog.templates) >= 7
     assert catalog.template("electricity_usage_band").answer == "band"
     for dataset in catalog.datasets.values():
@@ -55,42 +62,117 @@ def _field(data: dict, name: str) -> dict:
 
 
 CASES: list[tuple[str, str, Mutation, str, str]] = [
-    ("unknown top-level key", "datasets/enterprises.yaml",
-     lambda d: d.update(owner="x"), "owner", "unknown key"),
-    ("unknown field key", "datasets/enterprises.yaml",
-     lambda d: _field(d, "district").update(clasification="public"), "fields[2].clasification", "unknown key"),
-    ("unknown type", "datasets/enterprise_tax.yaml",
-     lambda d: _field(d, "tax_paid").update(type="money"), "fields[6].type", "Input should be"),
-    ("unknown use", "datasets/enterprise_tax.yaml",
-     lambda d: _field(d, "tax_paid").update(uses=["aggregate", "publish"]), "fields[6].uses[1]", "Input should be"),
-    ("forbidden field given a use", "datasets/enterprises.yaml",
-     lambda d: _field(d, "legal_rep_id").update(uses=["filter"]), "fields[7].uses", "forbidden"),
-    ("aggregate without bounds", "datasets/enterprise_tax.yaml",
-     lambda d: _field(d, "tax_paid").pop("bounds"), "fields[6].bounds", "clamping bounds"),
-    ("group-by without key set", "datasets/enterprises.yaml",
-     lambda d: _field(d, "district").pop("key_set"), "fields[2].key_set", "key set"),
-    ("key naming a missing field", "datasets/enterprises.yaml",
-     lambda d: d.update(key="uscc"), "key", "does not have"),
-    ("inverted bounds", "datasets/social_insurance.yaml",
-     lambda d: _field(d, "insured_employees").update(bounds=[10, 1]), "fields[4].bounds", "below upper"),
-    ("template naming a missing field", "templates.yaml",
-     lambda d: d["templates"][0]["reduce"].update(field="tax_amount"), "templates[0].reduce.field", "does not have"),
-    ("template naming a missing dataset", "templates.yaml",
-     lambda d: d["templates"][0].update(dataset="taxes"), "templates[0].dataset", "does not have"),
-    ("template reading a field not allowed for verify", "templates.yaml",
-     lambda d: d["templates"][0]["where"].append({"field": "district", "op": "eq", "value": "历下区"}),
-     "templates[0].where[1].field", "verify"),
-    ("template naming an undeclared parameter", "templates.yaml",
-     lambda d: d["templates"][0]["test"].update(param="limit"), "templates[0].test.param", "not declared"),
-    ("band template with unordered edges", "templates.yaml",
-     lambda d: d["templates"][-1]["bands"][1].update(below=10**9), "bands", "rise"),
-    ("per-query epsilon above total", "disclosure.yaml",
-     lambda d: d.update(epsilon_per_query_max=99), "epsilon_per_query_max", "exceeds"),
+    (
+        "unknown top-level key",
+        "datasets/enterprises.yaml",
+        lambda d: d.update(owner="x"),
+        "owner",
+        "unknown key",
+    ),
+    (
+        "unknown field key",
+        "datasets/enterprises.yaml",
+        lambda d: _field(d, "district").update(clasification="public"),
+        "fields[2].clasification",
+        "unknown key",
+    ),
+    (
+        "unknown type",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "tax_paid").update(type="money"),
+        "fields[6].type",
+        "Input should be",
+    ),
+    (
+        "unknown use",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "tax_paid").update(uses=["aggregate", "publish"]),
+        "fields[6].uses[1]",
+        "Input should be",
+    ),
+    (
+        "forbidden field given a use",
+        "datasets/enterprises.yaml",
+        lambda d: _field(d, "legal_rep_id").update(uses=["filter"]),
+        "fields[7].uses",
+        "forbidden",
+    ),
+    (
+        "aggregate without bounds",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "tax_paid").pop("bounds"),
+        "fields[6].bounds",
+        "clamping bounds",
+    ),
+    (
+        "group-by without key set",
+        "datasets/enterprises.yaml",
+        lambda d: _field(d, "district").pop("key_set"),
+        "fields[2].key_set",
+        "key set",
+    ),
+    (
+        "key naming a missing field",
+        "datasets/enterprises.yaml",
+        lambda d: d.update(key="uscc"),
+        "key",
+        "does not have",
+    ),
+    (
+        "inverted bounds",
+        "datasets/social_insurance.yaml",
+        lambda d: _field(d, "insured_employees").update(bounds=[10, 1]),
+        "fields[4].bounds",
+        "below upper",
+    ),
+    (
+        "template naming a missing field",
+        "templates.yaml",
+        lambda d: d["templates"][0]["reduce"].update(field="tax_amount"),
+        "templates[0].reduce.field",
+        "does not have",
+    ),
+    (
+        "template naming a missing dataset",
+        "templates.yaml",
+        lambda d: d["templates"][0].update(dataset="taxes"),
+        "templates[0].dataset",
+        "does not have",
+    ),
+    (
+        "template reading a field not allowed for verify",
+        "templates.yaml",
+        lambda d: d["templates"][0]["where"].append({"field": "district", "op": "eq", "value": "历下区"}),
+        "templates[0].where[1].field",
+        "verify",
+    ),
+    (
+        "template naming an undeclared parameter",
+        "templates.yaml",
+        lambda d: d["templates"][0]["test"].update(param="limit"),
+        "templates[0].test.param",
+        "not declared",
+    ),
+    (
+        "band template with unordered edges",
+        "templates.yaml",
+        lambda d: d["templates"][-1]["bands"][1].update(below=10**9),
+        "bands",
+        "rise",
+    ),
+    (
+        "per-query epsilon above total",
+        "disclosure.yaml",
+        lambda d: d.update(epsilon_per_query_max=99),
+        "epsilon_per_query_max",
+        "exceeds",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("relative", "mutate", "key", "fragment"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("relative", "mutate", "key", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_policy_is_refused_naming_file_and_key(
     tmp_path: Path, relative: str, mutate: Mutation, key: str, fragment: str
 ) -> None:
@@ -106,15 +188,22 @@ def test_bad_policy_is_refused_naming_file_and_key(
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     root = _mutate(tmp_path, "datasets/enterprises.yaml", lambda d: d.update(owner="x"))
-    _mutate(tmp_path, "datasets/public_credit.yaml", lambda d: _field(d, "rating").update(uses=["filter", "x"]))
+    _mutate(
+        tmp_path, "datasets/public_credit.yaml", lambda d: _field(d, "rating").update(uses=["filter", "x"])
+    )
     _mutate(tmp_path, "templates.yaml", lambda d: d["templates"][0].update(dataset="taxes"))
     with pytest.raises(PolicyError) as caught:
         load_catalog(root)
     files = {p.file for p in caught.value.problems}
-    assert files == {"policies/datasets/enterprises.yaml", "policies/datasets/public_credit.yaml",
-                     "policies/templates.yaml"}
+    assert files == {
+        "policies/datasets/enterprises.yaml",
+        "policies/datasets/public_credit.yaml",
+        "policies/templates.yaml",
+    }
     # Templates over a dataset whose file is broken are not also called "missing".
-    assert not any("enterprise_active" in str(p) or "'enterprises'" in p.message for p in caught.value.problems)
+    assert not any(
+        "enterprise_active" in str(p) or "'enterprises'" in p.message for p in caught.value.problems
+    )
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:

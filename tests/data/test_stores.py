@@ -41,14 +41,21 @@ def test_staged_load_replaces_table_in_every_store(catalog: Catalog, data_stores
             assert conn.exec_driver_sql("SELECT count(*) FROM enterprises").scalar() == 5
 
 
-def test_failed_staged_load_leaves_live_table_and_no_staging(catalog: Catalog, data_stores: DataStores) -> None:
+def test_failed_staged_load_leaves_live_table_and_no_staging(
+    catalog: Catalog, data_stores: DataStores
+) -> None:
     ensure_tables(data_stores, catalog)
     dataset = catalog.dataset("enterprises")
     with StagedLoad(data_stores, [dataset]) as load:
         load.write("enterprises", _enterprise_rows(catalog, 2))
-    with pytest.raises(RuntimeError, match="disk on fire"), StagedLoad(data_stores, [dataset]) as load:
-        load.write("enterprises", _enterprise_rows(catalog, 7))
-        raise RuntimeError("disk on fire")
+
+    def failing_load() -> None:
+        with StagedLoad(data_stores, [dataset]) as load:
+            load.write("enterprises", _enterprise_rows(catalog, 7))
+            raise RuntimeError("disk on fire")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        failing_load()
     assert row_counts(data_stores, catalog)["enterprises"] == 2
     from sqlalchemy import inspect
 

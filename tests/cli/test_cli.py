@@ -1,0 +1,134 @@
+"""The command line: init, data synth, data load, exit codes and messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from audit import AuditEvent
+from core.config import Settings
+from sandbox.cli import main
+from sandbox.data.stores import row_counts
+from sandbox.runtime import open_runtime
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    return {
+        "SANDBOX_HOME": str(settings.home),
+        "SANDBOX_DATABASE_URL": settings.database_url,
+        "SANDBOX_DATA_URL": "",
+        "SANDBOX_DATA_LOOKUP_URL": "",
+        "SANDBOX_POLICIES": str(settings.policy_dir),
+    }
+
+
+def _events(settings: Settings) -> list[tuple[str, str]]:
+    runtime = open_runtime(settings)
+    try:
+        with runtime.sessions() as session:
+            rows = session.execute(
+                select(AuditEvent.action, AuditEvent.outcome).order_by(AuditEvent.seq)
+            ).all()
+            return [(a, o) for a, o in rows]
+    finally:
+        runtime.close()
+
+
+@pytest.fixture
+def cli(settings: Settings) -> CliRunner:
+    runner = CliRunner(env=_env(settings))
+    result = runner.invoke(main, ["init"])
+    assert result.exit_code == 0, result.output
+    return runner
+
+
+def test_init_reports_home_and_key(cli: CliRunner, settings: Settings) -> None:
+    result = cli.invoke(main, ["init"])
+    assert result.exit_code == 0
+    assert str(settings.home) in result.output
+    assert "signing key" in result.output and "up to date" in result.output
+
+
+def test_synth_fills_every_dataset_and_is_audited(cli: CliRunner, settings: Settings) -> None:
+    result = cli.invoke(main, ["data", "synth", "--enterprises", "200", "--persons", "150", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    assert "enterprises" in result.output and "rows/s" in result.output
+    runtime = open_runtime(settings)
+    try:
+        counts = row_counts(runtime.stores, runtime.catalog)
+    finally:
+        runtime.close()
+    assert counts["enterprises"] == 200 and counts["household_registration"] == 150
+    assert all(count for count in counts.values()), counts
+    assert ("data.synthesize", "success") in _events(settings)
+
+
+def test_load_refuses_mismatching_csv_listing_every_problem(
+    cli: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    bad = tmp_path / "credit.csv"
+    bad.write_text(
+        "credit_code,district,rating,dishonest_debtor,dishonest_cases,updated_date,extra\n"
+        "91370102MA3C5XXXX1,历下区,A,maybe,1.5,2024-02-30,x\n",
+        encoding="utf-8",
+    )
+    result = cli.invoke(main, ["data", "load", "public_credit", str(bad)])
+    assert result.exit_code == 1
+    for column in ("extra", "dishonest_debtor", "dishonest_cases", "updated_date"):
+        assert column in result.output, result.output
+    assert ("data.load", "denied") in _events(settings)
+
+
+def test_load_accepts_matching_csv(cli: CliRunner, settings: Settings, tmp_path: Path) -> None:
+    good = tmp_path / "credit.csv"
+    good.write_text(
+        "credit_code,district,rating,dishonest_debtor,dishonest_cases,updated_date\n"
+        "91370102MA3C5XXXX1,历下区,A,false,0,2024-02-28\n"
+        "91370103MA3C5XXXX2,市中区,B,true,2,2024-03-01\n",
+        encoding="utf-8",
+    )
+    result = cli.invoke(main, ["data", "load", "public_credit", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "loaded 2 rows into public_credit" in result.output
+    assert ("data.load", "success") in _events(settings)
+
+
+def test_commands_on_an_uninitialized_home_fail_clearly(tmp_path: Path) -> None:
+    runner = CliRunner(
+        env={
+            "SANDBOX_HOME": str(tmp_path / "none"),
+            "SANDBOX_DATABASE_URL": "",
+            "SANDBOX_DATA_URL": "",
+            "SANDBOX_DATA_LOOKUP_URL": "",
+            "SANDBOX_POLICIES": "",
+        }
+    )
+    result = runner.invoke(main, ["data", "synth", "--enterprises", "10"])
+    assert result.exit_code == 1
+    assert "sandbox init" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_bad_policy_stops_init_naming_file_and_key(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    (policies / "datasets").mkdir(parents=True)
+    (policies / "datasets" / "x.yaml").write_text("name: x\ndescription: d\nkey: id\nfields: []\nowner: me\n")
+    runner = CliRunner(
+        env={
+            "SANDBOX_HOME": str(tmp_path / "home"),
+            "SANDBOX_POLICIES": str(policies),
+            "SANDBOX_DATABASE_URL": "",
+            "SANDBOX_DATA_URL": "",
+            "SANDBOX_DATA_LOOKUP_URL": "",
+        }
+    )
+    result = runner.invoke(main, ["init"])
+    assert result.exit_code == 1
+    assert "policies/datasets/x.yaml: owner: unknown key" in result.output
+
+
+def test_usage_error_exits_2(cli: CliRunner) -> None:
+    assert cli.invoke(main, ["data", "synth", "--enterprises", "-5"]).exit_code == 2

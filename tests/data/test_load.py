@@ -1,0 +1,394 @@
+"""Data intake: a file is checked whole against the policy, then replaces the table, or nothing."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import inspect, select
+
+from catalog import Catalog, Classification, Dataset, Field, FieldFormat, FieldType, Use
+from sandbox.data.load import LoadProblem, LoadRefused, LoadResult, load_file
+from sandbox.data.stores import DataStores, StagedLoad, dataset_table, ensure_tables
+
+PERMIT_HEADER = ["credit_code", "holder", "issued", "staff", "fee", "active", "note"]
+
+
+@pytest.fixture
+def intake_catalog(catalog: Catalog) -> Catalog:
+    """The shipped catalog plus ``permits``, a dataset with a field of every type."""
+
+    def field(name: str, kind: FieldType, **extra: Any) -> Field:
+        return Field(name=name, type=kind, classification=Classification.INTERNAL, **extra)
+
+    permits = Dataset(
+        name="permits",
+        description="test dataset with every field type",
+        key="credit_code",
+        fields=[
+            field("credit_code", FieldType.STRING, uses=[Use.KEY], format=FieldFormat.USCC),
+            field("holder", FieldType.STRING),
+            field("issued", FieldType.DATE),
+            field("staff", FieldType.INTEGER),
+            Field(name="fee", type=FieldType.NUMBER, classification=Classification.SENSITIVE),
+            field("active", FieldType.BOOLEAN),
+            field("note", FieldType.STRING, nullable=True),
+        ],
+    )
+    return catalog.model_copy(update={"datasets": {**catalog.datasets, "permits": permits}})
+
+
+@pytest.fixture
+def stores(data_stores: DataStores, intake_catalog: Catalog) -> DataStores:
+    """Data stores with every table of the intake catalog created, empty."""
+    ensure_tables(data_stores, intake_catalog)
+    return data_stores
+
+
+def _csv(path: Path, header: list[str], rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    with path.open("w", encoding=encoding, newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _permit(code: str, header: list[str] = PERMIT_HEADER, **changes: str) -> list[str]:
+    cells = {
+        "secret": "undeclared",
+        "credit_code": code,
+        "holder": "济南泉城科技有限公司",
+        "issued": "2023-05-17",
+        "staff": "12",
+        "fee": "2500.5",
+        "active": "是",
+        "note": "",
+    }
+    cells.update(changes)
+    return [cells[name] for name in header]
+
+
+def _table_rows(stores: DataStores, dataset: Dataset) -> list[tuple[Any, ...]]:
+    """The table's rows ordered by key, the same in every store."""
+    table = dataset_table(dataset)
+    found = []
+    for engine in stores.engines:
+        with engine.connect() as conn:
+            found.append([tuple(r) for r in conn.execute(select(table).order_by(table.c[dataset.key]))])
+    assert all(rows == found[0] for rows in found)
+    return found[0]
+
+
+def _pairs(error: LoadRefused) -> set[tuple[int | None, str | None]]:
+    return {(p.row, p.column) for p in error.problems}
+
+
+def _load_good_permits(stores: DataStores, catalog: Catalog, tmp_path: Path) -> list[tuple[Any, ...]]:
+    rows = [_permit("91370102MA3C00001X"), _permit("91370102MA3C00002X", note="备注")]
+    load_file(stores, catalog, "permits", _csv(tmp_path / "good.csv", PERMIT_HEADER, rows))
+    return _table_rows(stores, catalog.dataset("permits"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig"])
+def test_good_csv_loads_with_chinese_values_exact(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, encoding: str
+) -> None:
+    dataset = intake_catalog.dataset("enterprises")
+    header = ["status", "credit_code", "name", "district", "industry", "registered_capital"]
+    header += ["established_date", "legal_rep_id"]  # a column order unlike the policy's
+    rows = [
+        ["存续", "91370102MA3C00001X", "济南·泉城（历下）科技有限公司", "历下区", "制造业", "1000000"],
+        ["注销", "91370102MA3C00002X", "山东𠮷祥餐饮有限公司", "章丘区", "住宿和餐饮业", "2500.5"],
+    ]
+    rows[0] += ["2019-03-01", "370102199003070011"]
+    rows[1] += ["2001-12-31", "37010219851231002X"]
+    path = _csv(tmp_path / "enterprises.csv", header, rows, encoding)
+
+    result = load_file(stores, intake_catalog, "enterprises", path)
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result == LoadResult(dataset="enterprises", rows=2, sha256=digest, format="csv")
+    assert _table_rows(stores, dataset) == [
+        (
+            *("91370102MA3C00001X", "济南·泉城（历下）科技有限公司", "历下区", "制造业", 1e6),
+            *(dt.date(2019, 3, 1), "存续", "370102199003070011"),
+        ),
+        (
+            *("91370102MA3C00002X", "山东𠮷祥餐饮有限公司", "章丘区", "住宿和餐饮业", 2500.5),
+            *(dt.date(2001, 12, 31), "注销", "37010219851231002X"),
+        ),
+    ]
+
+
+def test_good_parquet_loads_with_compatible_types(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    table = pa.table(
+        {
+            "note": pa.array([None, "备注"], pa.string_view()),
+            "credit_code": pa.array(["91370102MA3C00001X", "91370102MA3C00002X"], pa.large_string()),
+            "holder": pa.array(["济南泉城科技有限公司", "山东鲁中建筑有限公司"]).dictionary_encode(),
+            "issued": pa.array([dt.datetime(2023, 5, 17), dt.datetime(2020, 2, 29)], pa.timestamp("ms")),
+            "staff": pa.array([12, 0], pa.int32()),
+            "fee": pa.array([decimal.Decimal("2500.50"), decimal.Decimal("0.25")], pa.decimal128(10, 2)),
+            "active": [True, False],
+        }
+    )
+    pq.write_table(table, tmp_path / "permits.parquet")
+
+    result = load_file(stores, intake_catalog, "permits", tmp_path / "permits.parquet", batch_size=1)
+
+    assert (result.rows, result.format) == (2, "parquet")
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == [
+        ("91370102MA3C00001X", "济南泉城科技有限公司", dt.date(2023, 5, 17), 12, 2500.5, True, None),
+        ("91370102MA3C00002X", "山东鲁中建筑有限公司", dt.date(2020, 2, 29), 0, 0.25, False, "备注"),
+    ]
+
+
+def test_csv_refused_listing_every_problem_and_nothing_loaded(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    before = _load_good_permits(stores, intake_catalog, tmp_path)
+    header = [*(name for name in PERMIT_HEADER if name != "active"), "secret"]
+    rows = [
+        _permit("91370102MA3C00010X", header, staff="1.0"),
+        _permit("91370102MA3C00011X", header, issued="2023-02-30"),
+        _permit("91370102MA3C00012X", header),
+        _permit("91370102MA3C00013X", header, fee="NaN"),
+        _permit("", header),
+    ]
+    path = _csv(tmp_path / "bad.csv", header, rows)
+
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", path, batch_size=2)
+
+    assert _pairs(caught.value) == {
+        (None, "active"),
+        (None, "secret"),
+        (1, "staff"),
+        (2, "issued"),
+        (4, "fee"),
+        (5, "credit_code"),
+    }
+    assert caught.value.code == "load_refused"
+    assert caught.value.status == 422
+    assert "bad.csv" in caught.value.message
+    assert "6 problems" in caught.value.message
+    assert {"row": 1, "column": "staff", "message": "not an integer: '1.0'"} in caught.value.details
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == before
+
+
+WRONG_FORMS: list[tuple[str, str]] = [
+    ("staff", "12 "),
+    ("staff", "9223372036854775808"),
+    ("staff", "١٢"),  # digits, but not ASCII ones
+    ("fee", "inf"),
+    ("fee", "1e999"),
+    ("fee", "1_000"),
+    ("issued", "2023-5-17"),
+    ("issued", "20230517"),
+    ("active", "yes"),
+    ("holder", ""),
+    ("holder", "nul\x00byte"),
+    ("credit_code", " 91370102MA3C00001X"),
+    ("credit_code", "   "),
+]
+
+
+def test_csv_values_of_wrong_form_each_refused_by_row(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    rows = [
+        _permit(f"91370102MA3C{i:05d}X", PERMIT_HEADER, **{column: text})
+        for i, (column, text) in enumerate(WRONG_FORMS)
+    ]
+    path = _csv(tmp_path / "forms.csv", PERMIT_HEADER, rows)
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", path, batch_size=4)
+    assert _pairs(caught.value) == {(row, column) for row, (column, _) in enumerate(WRONG_FORMS, start=1)}
+
+
+def test_csv_accepts_every_boolean_spelling_and_empty_nullable(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    spellings = ["true", "FALSE", "1", "0", "是", "否", "True"]
+    rows = [_permit(f"91370102MA3C0000{i}X", active=s, fee="-1.5e3") for i, s in enumerate(spellings)]
+    load_file(stores, intake_catalog, "permits", _csv(tmp_path / "b.csv", PERMIT_HEADER, rows))
+    loaded = _table_rows(stores, intake_catalog.dataset("permits"))
+    assert [r[5] for r in loaded] == [True, False, True, False, True, False, True]
+    assert {(r[4], r[6]) for r in loaded} == {(-1500.0, None)}
+
+
+def test_csv_invalid_utf8_ragged_row_and_repeated_column_refused(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    good = ",".join(_permit("91370102MA3C00001X"))
+    lines = [",".join([*PERMIT_HEADER, "staff"]), good + ",12", good, good + ",12"]
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("\n".join(lines).encode().replace("泉城".encode(), b"\xff\xfe", 1) + b"\n")
+
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", path)
+
+    assert _pairs(caught.value) == {(None, "staff"), (1, "holder"), (2, None)}
+    assert "not valid UTF-8" in str(caught.value.details)
+
+
+def test_values_of_sensitive_fields_stay_out_of_messages(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    path = _csv(tmp_path / "s.csv", PERMIT_HEADER, [_permit("91370102MA3C00001X", fee="12,5")])
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", path)
+    assert caught.value.problems == [LoadProblem(1, "fee", "not a number")]
+
+
+def test_parquet_wrong_column_type_refused_and_nothing_loaded(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    before = _load_good_permits(stores, intake_catalog, tmp_path)
+    table = pa.table(
+        {
+            "credit_code": ["91370102MA3C00009X"],
+            "holder": pa.array([b"\xff\xfe"], pa.binary()).view(pa.string()),  # not UTF-8
+            "issued": pa.array([dt.datetime(2023, 5, 17)], pa.timestamp("s", tz="Asia/Shanghai")),
+            "staff": ["12"],
+            "fee": [2500.5],
+            "active": pa.array([1], pa.int8()),
+            "note": pa.array([None], pa.string()),
+        }
+    )
+    pq.write_table(table, tmp_path / "typed.parquet")
+
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", tmp_path / "typed.parquet")
+
+    assert _pairs(caught.value) == {(None, "holder"), (None, "issued"), (None, "staff"), (None, "active")}
+    assert "Parquet type string does not fit field type integer" in str(caught.value.details)
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == before
+
+
+def test_parquet_values_refused_by_row(stores: DataStores, intake_catalog: Catalog, tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "credit_code": ["91370102MA3C00001X", "", "91370102MA3C00003X", "91370102MA3C00004X"],
+            "holder": ["甲", None, "丙", "丁"],
+            "issued": pa.array([dt.datetime(2023, 5, 17, 8, 30)] + [dt.datetime(2023, 5, 17)] * 3),
+            "staff": pa.array([1, 2, 2**64 - 1, 4], pa.uint64()),
+            "fee": [1.0, 2.0, 3.0, float("nan")],
+            "active": [True, True, True, None],
+            "note": [None, None, "nul\x00", None],
+        }
+    )
+    pq.write_table(table, tmp_path / "values.parquet")
+
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", tmp_path / "values.parquet", batch_size=3)
+
+    assert _pairs(caught.value) == {
+        (1, "issued"),  # a time of day
+        (2, "credit_code"),
+        (2, "holder"),
+        (3, "staff"),  # beyond int64
+        (3, "note"),  # NUL
+        (4, "fee"),  # NaN
+        (4, "active"),
+    }
+
+
+def test_second_load_replaces_first(stores: DataStores, intake_catalog: Catalog, tmp_path: Path) -> None:
+    _load_good_permits(stores, intake_catalog, tmp_path)
+    path = _csv(tmp_path / "second.csv", PERMIT_HEADER, [_permit("91370102MA3C00099X", staff="7")])
+
+    result = load_file(stores, intake_catalog, "permits", path)
+
+    assert result.rows == 1
+    rows = _table_rows(stores, intake_catalog.dataset("permits"))
+    assert [(r[0], r[3]) for r in rows] == [("91370102MA3C00099X", 7)]
+
+
+FILES = {
+    "permits.txt": b"credit_code\n",
+    "permits.csv": b"credit_code\n",
+    "empty.csv": b"\xef\xbb\xbf\n\n",
+    "quotes.csv": ",".join(PERMIT_HEADER).encode() + b'\n"91370102MA3C00001X"x,\n',
+    "broken.parquet": b"PAR1 not really",
+}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "name", "message"),
+    [
+        ("permits", "permits.txt", "unknown file type"),
+        ("nope", "permits.csv", "known: enterprise_tax, enterprises"),
+        ("permits", "absent.csv", "cannot read the file"),
+        ("permits", "empty.csv", "the file is empty"),
+        ("permits", "quotes.csv", "unreadable CSV at line 2"),
+        ("permits", "broken.parquet", "not a readable Parquet file"),
+    ],
+)
+def test_unusable_file_or_dataset_refused(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, dataset: str, name: str, message: str
+) -> None:
+    for present, content in FILES.items():
+        (tmp_path / present).write_bytes(content)
+    with pytest.raises(LoadRefused, match=message) as caught:
+        load_file(stores, intake_catalog, dataset, tmp_path / name)
+    assert caught.value.problems == [LoadProblem(None, None, caught.value.problems[0].message)]
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == []
+
+
+def test_problems_truncated_at_max_with_count_of_the_rest(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    rows = [_permit(f"91370102MA3C{i:05d}X", staff="many") for i in range(10)]
+    path = _csv(tmp_path / "many.csv", PERMIT_HEADER, rows)
+
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", path, max_problems=3)
+
+    assert [(p.row, p.column) for p in caught.value.problems] == [
+        (1, "staff"),
+        (2, "staff"),
+        (3, "staff"),
+        (None, None),
+    ]
+    assert caught.value.problems[-1].message == "... and 7 more"
+    assert "10 problems" in caught.value.message
+
+
+def test_number_values_keep_double_precision_in_every_store(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    path = _csv(tmp_path / "p.csv", PERMIT_HEADER, [_permit("91370102MA3C00001X", fee="1234567.89")])
+    load_file(stores, intake_catalog, "permits", path)
+    assert _table_rows(stores, intake_catalog.dataset("permits"))[0][4] == 1234567.89
+
+
+def test_file_changed_during_load_refused_and_old_rows_kept(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _load_good_permits(stores, intake_catalog, tmp_path)
+    path = _csv(tmp_path / "moving.csv", PERMIT_HEADER, [_permit("91370102MA3C00050X")])
+
+    class ChangedMidway(StagedLoad):
+        """Another writer rewrites the file after it was checked, before it is written."""
+
+        def __enter__(self) -> StagedLoad:
+            _csv(path, PERMIT_HEADER, [_permit("91370102MA3C00050X"), _permit("91370102MA3C00051X")])
+            return super().__enter__()
+
+    monkeypatch.setattr("sandbox.data.load.StagedLoad", ChangedMidway)
+    with pytest.raises(LoadRefused, match="the file changed while it was being loaded"):
+        load_file(stores, intake_catalog, "permits", path)
+
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == before
+    for engine in stores.engines:
+        assert not [name for name in inspect(engine).get_table_names() if "__" in name]

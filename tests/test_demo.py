@@ -1,0 +1,64 @@
+"""End to end: `sandbox demo` in a real process, with its real server process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_walks_every_step_against_a_real_server(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    home = tmp_path / "demo-home"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sandbox.cli",
+            "demo",
+            "--home",
+            str(home),
+            "--enterprises",
+            "300",
+            "--persons",
+            "200",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for expected in (
+        "1. Initialize",
+        "Synthesize",
+        "refused",
+        "nothing was loaded",
+        "GET /healthz → 200",
+        "X-Request-Id: demo-health-1",
+        "GET /v1/no-such-thing → 404",
+        "data.load",
+        "Demo finished",
+    ):
+        assert expected in output, f"{expected!r} missing from:\n{output}"
+    assert "Traceback" not in output
+    # The demo refuses to wipe a folder it did not make.
+    foreign = tmp_path / "precious"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("do not delete")
+    refused = subprocess.run(
+        [sys.executable, "-m", "sandbox.cli", "demo", "--home", str(foreign)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "not a demo home" in refused.stderr
+    assert (foreign / "thesis.txt").exists()
