@@ -36,7 +36,7 @@ def _baseline(folder: Path, rows: dict[str, int], sample_folder: Path) -> float:
     with sample.scan.connect() as conn:
         raw = conn.connection.driver_connection
         for name, dataset in catalog.datasets.items():
-            blocks[name] = raw.execute(f'SELECT * FROM "{dataset.table_name}" LIMIT 50000').to_arrow_table()
+            blocks[name] = raw.sql(f'SELECT * FROM "{dataset.table_name}" LIMIT 50000').to_arrow_table()
     sample.dispose()
     stores = _stores(folder)
     started = time.perf_counter()

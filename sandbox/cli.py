@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from audit import Actor, ActorKind
 from core.config import Settings, load_settings
@@ -39,6 +40,19 @@ def _errors() -> Iterator[None]:
         yield
     except SandboxError as exc:
         _fail(exc)
+    except SQLAlchemyError as exc:
+        # A database that is down or locked is an operating condition, not a bug: say so plainly.
+        click.secho(
+            f"error: database: {exc.__class__.__name__}: {str(exc.orig or exc).splitlines()[0]}"
+            if hasattr(exc, "orig")
+            else f"error: database: {exc}",
+            fg="red",
+            err=True,
+        )
+        raise SystemExit(1) from None
+    except OSError as exc:
+        click.secho(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), fg="red", err=True)
+        raise SystemExit(1) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -28,7 +28,7 @@ from core.config import Settings, load_settings
 from core.errors import ConfigurationError
 from sandbox.data.load import LoadRefused
 from sandbox.data.stores import dataset_table, row_counts
-from sandbox.runtime import init_home, open_runtime
+from sandbox.runtime import Runtime, init_home, open_runtime
 from sandbox.services.data import load_recorded, synthesize_recorded
 
 Echo = Callable[[str], None]
@@ -130,6 +130,18 @@ def _write_public_credit(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def _current_rows(runtime: Runtime, name: str) -> list[dict[str, Any]]:
+    """The bureau's own rows of a dataset, as CSV-ready text (the admin's view, never an operator's)."""
+    table = dataset_table(runtime.catalog.dataset(name))
+    with runtime.stores.lookup.connect() as conn:
+        result = conn.execute(select(table).order_by(table.c[runtime.catalog.dataset(name).key]))
+        rows = [dict(row._mapping) for row in result]
+    for row in rows:
+        for key, value in row.items():
+            row[key] = str(value).lower() if isinstance(value, bool) else str(value)
+    return rows
+
+
 def step_load(ctx: DemoContext) -> None:
     """`sandbox data load`, refused then accepted."""
     runtime = open_runtime(ctx.settings, read_only_data=False)
@@ -167,25 +179,19 @@ def step_load(ctx: DemoContext) -> None:
                 ctx.echo(f"     - row {problem.row}, column {problem.column}: {problem.message}")
         after = row_counts(runtime.stores, runtime.catalog)["public_credit"]
         ctx.echo(f"   public_credit still holds {after:,} rows (was {before:,}): nothing was loaded")
-        good = ctx.home / "public_credit_update.csv"
-        _write_public_credit(
-            good,
-            [
-                {
-                    "credit_code": code,
-                    "district": "历下区",
-                    "rating": "A",
-                    "dishonest_debtor": "false",
-                    "dishonest_cases": "0",
-                    "updated_date": "2024-06-30",
-                }
-                for code in codes
-            ],
+        good = ctx.home / "public_credit_2024q4.csv"
+        rows = _current_rows(runtime, "public_credit")
+        cleared = [row for row in rows if row["dishonest_debtor"] == "true"][:2]
+        for row in cleared:  # a court lifted these listings; the credit office sends the full table
+            row.update(dishonest_debtor="false", dishonest_cases="0", updated_date="2024-12-31")
+        _write_public_credit(good, rows)
+        ctx.echo(
+            f"   $ sandbox data load public_credit {good.name}"
+            f"   (the full table; {len(cleared)} listings lifted)"
         )
-        ctx.echo(f"   $ sandbox data load public_credit {good.name}")
         result = load_recorded(runtime, "public_credit", good, actor=DEMO_ACTOR)
         ctx.echo(
-            f"   loaded {result.rows} rows (sha256 {result.sha256[:16]}…); the dataset is replaced whole"
+            f"   loaded {result.rows:,} rows (sha256 {result.sha256[:16]}…), replacing the dataset whole"
         )
     finally:
         runtime.close()

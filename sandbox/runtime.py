@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import Actor, AuditAction, Target, record_event
@@ -46,7 +47,15 @@ def open_runtime(settings: Settings, *, read_only_data: bool = True, clock: Cloc
     """Open the service on an initialized home; refuse a bad catalog or an unmigrated database."""
     catalog = load_catalog(settings.policy_dir)
     engine = create_control_engine(settings.database_url)
-    if migrate.current_revision(engine) != migrate.head_revision():
+    try:
+        revision = migrate.current_revision(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise ConfigurationError(
+            f"cannot open the control database at {_safe_url(settings.database_url)}: "
+            "is the home initialized (`sandbox init`) and the database reachable?"
+        ) from exc
+    if revision != migrate.head_revision():
         engine.dispose()
         raise ConfigurationError(
             f"the control database at {_safe_url(settings.database_url)} is not initialized or not "

@@ -96,7 +96,8 @@ class _Problems:
         return self.total > 0
 
     def refusal(self, path: Path) -> LoadRefused:
-        listed = list(self.items)
+        # Columns are checked one at a time; a person fixing the file reads it row by row.
+        listed = sorted(self.items, key=lambda p: (p.row is not None, p.row or 0))
         if self.total > len(listed):
             listed.append(LoadProblem(None, None, f"... and {self.total - len(listed)} more"))
         return LoadRefused(path, listed, total=self.total)
