@@ -69,3 +69,10 @@ def published_jwks(session: Session) -> dict[str, list[dict[str, Any]]]:
         .order_by(SigningKeyRecord.created_at.desc())
     )
     return {"keys": [dict(r.public_jwk) for r in session.execute(stmt).scalars()]}
+
+
+def rotate(session: Session, keys_dir: Any, *, clock: Clock = utcnow) -> tuple[SigningKeyRecord, str | None]:
+    """Make a new active key; the previous one stays published, so what it signed still verifies."""
+    previous = active_record(session)
+    record = create_key(session, keys_dir, clock=clock)
+    return record, previous.kid if previous else None

@@ -87,6 +87,80 @@ def _display_url(url: str) -> str:
 
 
 @main.group()
+def users() -> None:
+    """Staff and subject accounts."""
+
+
+@users.command("add")
+@click.option("--role", type=click.Choice(["admin", "reviewer", "auditor", "subject"]), required=True)
+@click.option("--username", required=True)
+@click.option("--subject-id", default=None, help="A subject's credit code or resident ID number.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def users_add(role: str, username: str, subject_id: str | None, password_stdin: bool) -> None:
+    """Create an account (the password is read from stdin or prompted, never an argument)."""
+    from authz.accounts import create_account
+    from authz.permissions import Role
+    from core.db import transaction
+    from sandbox.runtime import open_runtime
+
+    password = (
+        sys.stdin.readline().rstrip("\n")
+        if password_stdin
+        else click.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
+    with _errors():
+        runtime = open_runtime(load_settings())
+        try:
+            with transaction(runtime.sessions) as session:
+                account = create_account(
+                    session,
+                    username=username,
+                    role=Role(role),
+                    password=password,
+                    subject_id=subject_id,
+                    actor=CLI_ACTOR,
+                    clock=runtime.clock,
+                )
+                account_id = account.id
+        finally:
+            runtime.close()
+    click.echo(f"created {role} {username} ({account_id})")
+
+
+@main.group()
+def keys() -> None:
+    """The bureau's signing keys."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key active; older keys stay published so what they signed still verifies."""
+    from audit import AuditAction, Target, record_event
+    from core import keyring
+    from core.db import transaction
+    from sandbox.runtime import open_runtime
+
+    settings = load_settings()
+    with _errors():
+        runtime = open_runtime(settings)
+        try:
+            with transaction(runtime.sessions) as session:
+                record, previous = keyring.rotate(session, settings.keys_dir, clock=runtime.clock)
+                record_event(
+                    session,
+                    action=AuditAction.KEY_ROTATE,
+                    actor=CLI_ACTOR,
+                    target=Target("signing_key", record.kid),
+                    details={"previous": previous},
+                    clock=runtime.clock,
+                )
+                kid = record.kid
+        finally:
+            runtime.close()
+    click.echo(f"active signing key {kid}; previous {previous} still published")
+
+
+@main.group()
 def data() -> None:
     """Government data in the data database."""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from core.errors import Invalid, SandboxError
@@ -48,6 +49,36 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
+def record_denial(code: str) -> None:
+    """A refused request is itself an audit event (outcome denied, with its code and request id).
+
+    Written in a transaction of its own: the refused action's transaction has rolled back.
+    """
+    from audit import Actor, ActorKind, AuditAction, Outcome, Target, record_event
+    from core.db import transaction
+
+    runtime = current_app.extensions.get("sandbox")
+    if runtime is None:
+        return
+    principal = g.get("principal")
+    actor = principal.actor if principal is not None else Actor(ActorKind.ANONYMOUS, None)
+    try:
+        with transaction(runtime.sessions) as session:
+            record_event(
+                session,
+                action=AuditAction.REQUEST_DENIED,
+                actor=actor,
+                outcome=Outcome.DENIED,
+                error_code=code,
+                request_id=g.get("request_id"),
+                target=Target("endpoint", request.endpoint or request.path[:128]),
+                details={"method": request.method, "path": request.path[:256]},
+                clock=runtime.clock,
+            )
+    except SQLAlchemyError:
+        log.exception("could not record the denial of request %s", g.get("request_id"))
+
+
 def register(app: Flask) -> None:
     """Install the handlers on ``app``."""
 
@@ -56,11 +87,13 @@ def register(app: Flask) -> None:
         if exc.status >= 500:
             log.error("request %s failed: %s", g.get("request_id"), exc.message)
             return error_response(exc.status, exc.code, "the service is misconfigured; see its log")
+        record_denial(exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.details)
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:
         details = validation_details(exc)
+        record_denial(Invalid.code)
         return error_response(
             Invalid.status, Invalid.code, f"{len(details)} problem(s) in the request", details
         )

@@ -67,6 +67,8 @@ def route(
         raise TypeError(f"{rule}: every endpoint must declare its permission")
 
     def decorator(view: F) -> F:
+        from sandbox.api.auth import guard
+
         prefix = blueprint.url_prefix or ""
         ENDPOINTS.append(
             Endpoint(
@@ -83,8 +85,9 @@ def route(
                 content_type=content_type,
             )
         )
-        view.__dict__["permission"] = permission
-        blueprint.add_url_rule(rule, view_func=view, methods=list(methods))
+        guarded = view if isinstance(permission, _Public) else guard(permission)(view)  # type: ignore[arg-type]
+        guarded.__dict__["permission"] = permission
+        blueprint.add_url_rule(rule, view_func=guarded, methods=list(methods))
         return view
 
     return decorator

@@ -1,0 +1,208 @@
+"""Tokens: issued for valid credentials only; every forged, stale or foreign token refused and audited."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from audit import AuditEvent
+from authz import tokens
+from authz.permissions import Role
+from core import keyring, keys
+from core.clock import utcnow
+from core.db import transaction
+from sandbox.api.registry import ENDPOINTS, _Public
+from sandbox.runtime import Runtime
+from tests.api.conftest import PASSWORD, Party
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _key(runtime: Runtime) -> keys.SigningKey:
+    with runtime.sessions() as session:
+        return keyring.active_key(session, runtime.settings.keys_dir)
+
+
+def _last_denial(runtime: Runtime) -> AuditEvent:
+    with runtime.sessions() as session:
+        return session.execute(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).scalar_one()
+
+
+def _refused(
+    client: FlaskClient,
+    runtime: Runtime,
+    token: str,
+    status: int = 401,
+    code: str = "unauthenticated",
+    path: str = "/v1/datasets",
+) -> None:
+    response = client.get(path, headers={"Authorization": f"Bearer {token}", "X-Request-Id": "attack-1"})
+    assert response.status_code == status, response.get_json()
+    assert response.get_json()["error"]["code"] == code
+    event = _last_denial(runtime)
+    assert (event.action, event.outcome, event.error_code, event.request_id) == (
+        "request.denied",
+        "denied",
+        code,
+        "attack-1",
+    )
+
+
+def test_valid_operator_token_is_accepted(client: FlaskClient, operator: Party) -> None:
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200
+
+
+def test_alg_none_is_refused(client: FlaskClient, runtime: Runtime, operator: Party) -> None:
+    _header, payload, _ = operator.token.split(".")
+    forged = _b64({"alg": "none", "typ": "JWT", "kid": _key(runtime).kid}) + "." + payload + "."
+    _refused(client, runtime, forged)
+
+
+def test_hs256_signed_with_the_public_key_is_refused(
+    client: FlaskClient, runtime: Runtime, operator: Party
+) -> None:
+    key = _key(runtime)
+    public_pem = key.public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    claims = jwt.decode(operator.token, options={"verify_signature": False})
+    header = _b64({"alg": "HS256", "typ": "JWT", "kid": key.kid})
+    body = _b64(claims)
+    import hashlib
+    import hmac
+
+    signature = hmac.new(public_pem, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    forged = f"{header}.{body}." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    _refused(client, runtime, forged)
+
+
+def test_expired_token_is_refused(client: FlaskClient, runtime: Runtime, operator: Party) -> None:
+    past = utcnow() - timedelta(hours=2)
+    token, _ = tokens.issue(
+        _key(runtime), subject=operator.id, role=Role.OPERATOR, ttl_seconds=900, clock=lambda: past
+    )
+    _refused(client, runtime, token)
+
+
+def test_token_from_another_issuer_is_refused(client: FlaskClient, runtime: Runtime, operator: Party) -> None:
+    token, _ = tokens.issue(
+        _key(runtime), subject=operator.id, role=Role.OPERATOR, ttl_seconds=900, issuer="https://evil.example"
+    )
+    _refused(client, runtime, token)
+
+
+def test_token_signed_by_an_unknown_key_is_refused(
+    client: FlaskClient, runtime: Runtime, operator: Party
+) -> None:
+    token, _ = tokens.issue(keys.generate(), subject=operator.id, role=Role.OPERATOR, ttl_seconds=900)
+    _refused(client, runtime, token)
+
+
+def test_tampered_payload_is_refused(client: FlaskClient, runtime: Runtime, operator: Party) -> None:
+    header, payload, signature = operator.token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["role"] = "admin"
+    _refused(client, runtime, f"{header}.{_b64(claims)}.{signature}")
+
+
+def test_missing_or_malformed_authorization_is_refused(client: FlaskClient, runtime: Runtime) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer x.y"},
+    ):
+        response = client.get("/v1/datasets", headers=headers)
+        assert response.status_code == 401
+        assert response.get_json()["error"]["code"] == "unauthenticated"
+
+
+def test_suspended_operator_is_refused_at_its_next_request(
+    client: FlaskClient, runtime: Runtime, operator: Party, reviewer: Party
+) -> None:
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200
+    response = client.post(
+        f"/v1/operators/{operator.id}/suspend", json={"reason": "许可证过期"}, headers=reviewer.headers
+    )
+    assert response.status_code == 200 and response.get_json()["status"] == "suspended"
+    _refused(client, runtime, operator.token, status=403, code="operator_suspended")
+    reinstated = client.post(
+        f"/v1/operators/{operator.id}/reinstate", json={"reason": "许可证已续期"}, headers=reviewer.headers
+    )
+    assert reinstated.status_code == 200
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200
+
+
+def test_auditor_calling_a_write_endpoint_is_forbidden(
+    client: FlaskClient, runtime: Runtime, auditor: Party, operator: Party
+) -> None:
+    response = client.post(
+        f"/v1/operators/{operator.id}/suspend",
+        json={"reason": "x"},
+        headers={**auditor.headers, "X-Request-Id": "attack-1"},
+    )
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
+    event = _last_denial(runtime)
+    assert (event.action, event.error_code, event.actor_kind, event.actor_id) == (
+        "request.denied",
+        "forbidden",
+        "auditor",
+        auditor.id,
+    )
+
+
+def test_wrong_credentials_get_no_token(client: FlaskClient, admin: Party) -> None:
+    wrong = client.post("/v1/auth/login", json={"username": "admin1", "password": PASSWORD + "x"})
+    unknown = client.post("/v1/auth/login", json={"username": "nobody", "password": PASSWORD})
+    for response in (wrong, unknown):
+        assert response.status_code == 401
+        assert response.get_json()["error"]["message"] == "invalid username or password"
+    bad_client = client.post(
+        "/v1/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "op_x", "client_secret": "nope"},
+    )
+    assert bad_client.status_code == 401
+    grant = client.post(
+        "/v1/oauth/token", data={"grant_type": "password", "client_id": "a", "client_secret": "b"}
+    )
+    assert grant.status_code == 400
+
+
+def test_tokens_survive_key_rotation(
+    app: Flask, client: FlaskClient, runtime: Runtime, operator: Party
+) -> None:
+    with transaction(runtime.sessions) as session:
+        keyring.rotate(session, runtime.settings.keys_dir)
+    app.extensions["sandbox.keys"].clear()
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200
+    assert len(client.get("/.well-known/jwks.json").get_json()["keys"]) == 2
+
+
+def test_token_claims(client: FlaskClient, runtime: Runtime, operator: Party) -> None:
+    header = jwt.get_unverified_header(operator.token)
+    claims = jwt.decode(operator.token, _key(runtime).public, algorithms=["EdDSA"], issuer=tokens.ISSUER)
+    assert header["alg"] == "EdDSA" and header["kid"] == _key(runtime).kid
+    assert {"iss", "sub", "role", "iat", "exp", "jti"} <= set(claims)
+    assert claims["exp"] - claims["iat"] == 900 and claims["role"] == "operator"
+
+
+@pytest.mark.parametrize(
+    "endpoint", [e for e in ENDPOINTS if not isinstance(e.permission, _Public)], ids=lambda e: e.endpoint
+)
+def test_every_protected_endpoint_requires_a_token(app: Flask, endpoint: object) -> None:
+    import re
+
+    rule = re.sub(r"<[^>]+>", "x", endpoint.rule)  # type: ignore[attr-defined]
+    for method in endpoint.methods:  # type: ignore[attr-defined]
+        response = app.test_client().open(rule, method=method, json={})
+        assert response.status_code == 401, (method, rule)
