@@ -28,7 +28,7 @@ class Permission(StrEnum):
     OPERATORS_SUSPEND = "operators:suspend"
     CREDENTIALS_ISSUE = "credentials:issue"
     AUTHORIZATIONS_REQUEST = "authorizations:request"
-    AUTHORIZATIONS_READ_OWN = "authorizations:read_own"
+    AUTHORIZATIONS_READ = "authorizations:read"  # the caller's own, or all with read_all
     AUTHORIZATIONS_READ_ALL = "authorizations:read_all"
     AUTHORIZATIONS_REVIEW = "authorizations:review"
     CONSENTS_MANAGE = "consents:manage"
@@ -47,14 +47,19 @@ class Permission(StrEnum):
     USERS_MANAGE = "users:manage"
 
 
-_STAFF_READ = {Permission.CATALOG_READ, Permission.OPERATORS_READ, Permission.AUTHORIZATIONS_READ_ALL}
+_STAFF_READ = {
+    Permission.CATALOG_READ,
+    Permission.OPERATORS_READ,
+    Permission.AUTHORIZATIONS_READ,
+    Permission.AUTHORIZATIONS_READ_ALL,
+}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: frozenset(
         {
             Permission.CATALOG_READ,
             Permission.AUTHORIZATIONS_REQUEST,
-            Permission.AUTHORIZATIONS_READ_OWN,
+            Permission.AUTHORIZATIONS_READ,
             Permission.VERIFY_RUN,
             Permission.AGGREGATE_RUN,
             Permission.PROGRAMS_SUBMIT,

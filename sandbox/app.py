@@ -12,7 +12,7 @@ from flask import Flask, Response, g, request
 from audit import Actor, ActorKind
 from core.config import Settings, load_settings
 from core.db import transaction
-from sandbox.api import auth, catalog, errors, identity, meta, operators
+from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -42,7 +42,7 @@ def create_app(
     errors.register(app)
     auth.init_app(app)
     _request_ids(app)
-    for blueprint in (meta.bp, identity.bp, operators.bp, catalog.bp):
+    for blueprint in (meta.bp, identity.bp, operators.bp, catalog.bp, authorizations.bp, consents.bp):
         app.register_blueprint(blueprint)
     logging.getLogger("sandbox").setLevel(logging.INFO)
     return app

@@ -6,11 +6,21 @@ Alembic's environment and the tests import this one module instead of knowing ev
 from __future__ import annotations
 
 import audit.models
+import authz.consent
+import authz.contract_models
 import authz.models
 import core.keyring
 import operators.models
 import sandbox.models
 from core.db import Base
 
-MODEL_MODULES = (audit.models, core.keyring, authz.models, operators.models, sandbox.models)
+MODEL_MODULES = (
+    audit.models,
+    core.keyring,
+    authz.models,
+    authz.contract_models,
+    authz.consent,
+    operators.models,
+    sandbox.models,
+)
 metadata = Base.metadata

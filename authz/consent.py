@@ -1,0 +1,314 @@
+"""Subjects' consent to checks about themselves, and the record of every check made about them.
+
+A subject (a firm by its unified social credit code, a person by resident ID number) consents to
+one operator running named verification templates about it, for a purpose, for a while. A
+template that requires consent runs only when :func:`require_consent` finds such a consent, valid
+at that moment. ``subject_accesses`` is what the subject reads back: who checked it, when, with
+which template, under which authorization; never the answer nor the inputs.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timedelta
+from typing import cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    column,
+    select,
+    table,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from audit import Actor, AuditAction, Outcome, Target, record_event
+from authz.errors import ConsentInvalid, ConsentRequired, InvalidTransition
+from catalog import Catalog
+from core.clock import Clock, rfc3339, utcnow
+from core.db import Base, UTCDateTime
+from core.errors import Invalid, NotFound
+
+# A unified social credit code or a resident ID number: 18 characters of digits and capitals.
+SUBJECT_ID = re.compile(r"^[0-9A-Z]{18}$")
+MAX_VALID_DAYS = 366
+MAX_PURPOSE = 500
+MAX_PAGE = 500
+MAX_TEMPLATES = 100  # a longer list is refused whole rather than answered problem by problem
+CONSENT_NOT_FOUND = "no such consent"
+
+# The operators table, by name only: authz sits beside operators and must not import it.
+_operators = table("operators", column("id"), column("name"))
+
+
+class Consent(Base):
+    """A subject's consent to one operator running the listed templates about it, until a date."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        CheckConstraint("valid_until > granted_at", name="validity_positive"),
+        Index("ix_consents_subject_operator", "subject_id", "operator_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(18))
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(500))
+    templates: Mapped[list[str]] = mapped_column(JSON)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def refusal(self, *, subject_id: str, operator_id: str, template: str, now: datetime) -> str | None:
+        """Why this consent does not allow the check, or ``None`` when it does."""
+        if self.subject_id != subject_id:
+            return "the consent is another subject's"
+        if self.operator_id != operator_id:
+            return "the consent is for another operator"
+        if self.revoked_at is not None:
+            return "the consent is revoked"
+        if not self.granted_at <= now < self.valid_until:
+            return "the consent is expired"
+        if template not in self.templates:
+            return "the consent does not cover the template"
+        return None
+
+
+class SubjectAccess(Base):
+    """One check made about a subject, as the subject sees it."""
+
+    __tablename__ = "subject_accesses"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('success', 'denied', 'failed')", name="outcome_known"),
+        # Serves "my accesses, newest first" and its id cursor with one index.
+        Index("ix_subject_accesses_subject_id", "subject_id", "id"),
+    )
+
+    # An increasing id gives a stable newest-first order and a cursor that never skips a row,
+    # which timestamps (equal within a microsecond, or from a held test clock) do not.
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    subject_id: Mapped[str] = mapped_column(String(18))
+    operator_id: Mapped[str] = mapped_column(ForeignKey("operators.id"))
+    operator_name: Mapped[str] = mapped_column(String(200))  # as it was at the time of the check
+    template: Mapped[str] = mapped_column(String(64))
+    authorization_id: Mapped[str] = mapped_column(ForeignKey("authorizations.id"))
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    accessed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))
+
+
+def grant_consent(
+    session: Session,
+    catalog: Catalog,
+    *,
+    subject_id: str,
+    operator_id: object,
+    purpose: object,
+    templates: object,
+    valid_days: object,
+    actor: Actor,
+    request_id: str | None,
+    clock: Clock = utcnow,
+) -> Consent:
+    """Record a subject's consent; :class:`ConsentInvalid` lists every problem with the request."""
+    problems = _grant_problems(session, catalog, subject_id, operator_id, purpose, templates, valid_days)
+    if problems:
+        raise ConsentInvalid(f"{len(problems)} problem(s) with the consent", details=problems)
+    now = clock()
+    consent = Consent(
+        id=str(uuid.uuid4()),
+        subject_id=subject_id,
+        operator_id=cast(str, operator_id),
+        purpose=cast(str, purpose).strip(),
+        templates=list(cast(list[str], templates)),
+        granted_at=now,
+        valid_until=now + timedelta(days=cast(int, valid_days)),
+    )
+    session.add(consent)
+    session.flush()
+    _record(
+        session, AuditAction.CONSENT_GRANT, consent, actor, request_id, clock, rfc3339(consent.valid_until)
+    )
+    return consent
+
+
+def _grant_problems(
+    session: Session,
+    catalog: Catalog,
+    subject_id: str,
+    operator_id: object,
+    purpose: object,
+    templates: object,
+    valid_days: object,
+) -> list[dict[str, str]]:
+    out: list[dict[str, str]] = []
+    if not SUBJECT_ID.match(subject_id):
+        out.append({"field": "subject_id", "message": "an 18-character credit code or resident ID number"})
+    if not isinstance(operator_id, str) or not _operator_name(session, operator_id):
+        out.append({"field": "operator_id", "message": "no such operator"})
+    if not isinstance(purpose, str) or not 1 <= len(purpose.strip()) <= MAX_PURPOSE:
+        out.append({"field": "purpose", "message": f"1-{MAX_PURPOSE} characters"})
+    if not isinstance(templates, list) or not 1 <= len(templates) <= MAX_TEMPLATES:
+        out.append({"field": "templates", "message": f"a list of 1-{MAX_TEMPLATES} template names"})
+    else:
+        for index, name in enumerate(templates):
+            if not isinstance(name, str) or name not in catalog.templates:
+                out.append({"field": f"templates[{index}]", "message": "no such verification template"})
+            elif templates.index(name) != index:
+                out.append({"field": f"templates[{index}]", "message": f"{name} is listed twice"})
+    if (
+        isinstance(valid_days, bool)
+        or not isinstance(valid_days, int)
+        or not 1 <= valid_days <= MAX_VALID_DAYS
+    ):
+        out.append({"field": "valid_days", "message": f"an integer from 1 to {MAX_VALID_DAYS}"})
+    return out
+
+
+def revoke_consent(
+    session: Session,
+    consent_id: str,
+    *,
+    subject_id: str,
+    actor: Actor,
+    request_id: str | None,
+    clock: Clock = utcnow,
+) -> Consent:
+    """Withdraw the subject's own consent; checks that need it are refused from now on."""
+    query = (
+        select(Consent)
+        .where(Consent.id == consent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    consent = session.execute(query).scalar_one_or_none()
+    if consent is None or consent.subject_id != subject_id:
+        raise NotFound(CONSENT_NOT_FOUND)
+    if consent.revoked_at is not None:
+        raise InvalidTransition("the consent is already revoked")
+    consent.revoked_at = clock()
+    session.flush()
+    _record(
+        session, AuditAction.CONSENT_REVOKE, consent, actor, request_id, clock, rfc3339(consent.valid_until)
+    )
+    return consent
+
+
+def require_consent(
+    session: Session,
+    *,
+    subject_id: str,
+    operator_id: str,
+    template: str,
+    consent_id: str | None,
+    now: datetime,
+) -> Consent:
+    """The consent that allows ``operator_id`` to run ``template`` about ``subject_id`` at ``now``.
+
+    With ``consent_id``, that consent must allow it; without, any of the subject's consents may.
+    Otherwise :class:`ConsentRequired`, with one message whatever the reason.
+    """
+    if consent_id is not None:
+        consent = session.get(Consent, consent_id)
+        if consent is None:
+            raise ConsentRequired("no such consent")
+        reason = consent.refusal(subject_id=subject_id, operator_id=operator_id, template=template, now=now)
+        if reason is not None:
+            raise ConsentRequired(reason)
+        return consent
+    query = (
+        select(Consent)
+        .where(
+            Consent.subject_id == subject_id,
+            Consent.operator_id == operator_id,
+            Consent.revoked_at.is_(None),
+            Consent.granted_at <= now,
+            Consent.valid_until > now,
+        )
+        .order_by(Consent.granted_at.desc(), Consent.id)
+    )
+    # Template coverage is checked here, not in SQL: JSON containment differs between backends.
+    for candidate in session.execute(query).scalars():
+        if template in candidate.templates:
+            return candidate
+    raise ConsentRequired("no consent of the subject covers the template")
+
+
+def record_access(
+    session: Session,
+    *,
+    subject_id: str,
+    operator_id: str,
+    template: str,
+    authorization_id: str,
+    job_id: str | None,
+    outcome: Outcome,
+    clock: Clock = utcnow,
+) -> SubjectAccess:
+    """Note a check about ``subject_id``, in the caller's (the verification's) transaction."""
+    operator_name = _operator_name(session, operator_id)
+    if operator_name is None:
+        raise NotFound("no such operator")
+    access = SubjectAccess(
+        subject_id=subject_id,
+        operator_id=operator_id,
+        operator_name=operator_name,
+        template=template,
+        authorization_id=authorization_id,
+        job_id=job_id,
+        accessed_at=clock(),
+        outcome=outcome.value,
+    )
+    session.add(access)
+    session.flush()
+    return access
+
+
+def list_accesses(
+    session: Session, subject_id: str, *, limit: int = 50, before: int | None = None
+) -> list[SubjectAccess]:
+    """Checks about ``subject_id``, newest first; ``before`` is the id of the last one already seen."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise Invalid("limit out of range", details=[{"field": "limit", "message": f"from 1 to {MAX_PAGE}"}])
+    query = select(SubjectAccess).where(SubjectAccess.subject_id == subject_id)
+    if before is not None:
+        query = query.where(SubjectAccess.id < before)
+    return list(session.execute(query.order_by(SubjectAccess.id.desc()).limit(limit)).scalars())
+
+
+def _operator_name(session: Session, operator_id: str) -> str | None:
+    name = session.execute(select(_operators.c.name).where(_operators.c.id == operator_id)).scalar()
+    return None if name is None else str(name)
+
+
+def _record(
+    session: Session,
+    action: AuditAction,
+    consent: Consent,
+    actor: Actor,
+    request_id: str | None,
+    clock: Clock,
+    valid_until: str,
+) -> None:
+    record_event(
+        session,
+        action=action,
+        actor=actor,
+        target=Target("consent", consent.id),
+        request_id=request_id,
+        # No subject id here: the log is permanent, and the actor (the subject's account) names them.
+        details={
+            "operator_id": consent.operator_id,
+            "templates": consent.templates,
+            "valid_until": valid_until,
+        },
+        clock=clock,
+    )

@@ -1,0 +1,130 @@
+"""Atomic spending of daily calls and ε: exact limits, nothing charged on refusal, race-free."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from authz import usage
+from authz.contract_models import Authorization
+from authz.errors import BudgetExhausted, QuotaExceeded
+from core.db import transaction
+from core.errors import Invalid
+from sandbox.runtime import Runtime
+from tests.factories import NOW, make_contract, make_operator
+
+RACERS = 50
+
+
+def _contract(runtime: Runtime, **limits: Any) -> Authorization:
+    with transaction(runtime.sessions) as session:
+        return make_contract(session, operator_id=make_operator(session).id, **limits)
+
+
+def _spend_call(runtime: Runtime, contract_id: str, at: datetime = NOW) -> int:
+    with transaction(runtime.sessions) as session:
+        return usage.spend_call(session, contract_id, now=at)
+
+
+def _spend_epsilon(runtime: Runtime, contract_id: str, epsilon: float) -> float:
+    with transaction(runtime.sessions) as session:
+        return usage.spend_epsilon(session, contract_id, epsilon)
+
+
+def _usage(runtime: Runtime, contract_id: str, at: datetime = NOW) -> usage.Usage:
+    with runtime.sessions() as session:
+        contract = session.get(Authorization, contract_id)
+        assert contract is not None
+        return usage.usage(session, contract, at)
+
+
+def test_calls_count_up_to_the_quota_then_are_refused(runtime: Runtime) -> None:
+    contract = _contract(runtime, daily_quota=3)
+    assert [_spend_call(runtime, contract.id) for _ in range(3)] == [1, 2, 3]
+    with pytest.raises(QuotaExceeded) as error:
+        _spend_call(runtime, contract.id)
+    assert (error.value.status, error.value.code) == (429, "quota_exceeded")
+    assert _usage(runtime, contract.id)["calls_today"] == 3
+
+
+def test_quota_renews_at_midnight_in_shanghai(runtime: Runtime) -> None:
+    contract = _contract(runtime, daily_quota=1)
+    last_minute = datetime(2026, 11, 23, 15, 59, tzinfo=UTC)  # 23:59 in Jinan
+    _spend_call(runtime, contract.id, last_minute)
+    with pytest.raises(QuotaExceeded):
+        _spend_call(runtime, contract.id, last_minute)
+    assert _spend_call(runtime, contract.id, last_minute + timedelta(minutes=1)) == 1
+    assert usage.bureau_day(last_minute + timedelta(minutes=1)).isoformat() == "2026-11-24"
+
+
+def test_epsilon_is_spent_up_to_the_budget_then_refused(runtime: Runtime) -> None:
+    contract = _contract(runtime, epsilon_total=1.0, epsilon_per_query=0.5)
+    for epsilon in (float("nan"), float("inf"), 0.0, -0.1, 0.51, True):
+        with pytest.raises(Invalid):  # out of range: refused, and nothing charged
+            _spend_epsilon(runtime, contract.id, epsilon)
+    assert _usage(runtime, contract.id)["epsilon_spent"] == 0.0
+    assert _spend_epsilon(runtime, contract.id, 0.5) == pytest.approx(0.5)
+    assert _spend_epsilon(runtime, contract.id, 0.4) == pytest.approx(0.1)
+    with pytest.raises(BudgetExhausted) as error:
+        _spend_epsilon(runtime, contract.id, 0.2)
+    assert (error.value.status, error.value.code) == (429, "budget_exhausted")
+    assert _usage(runtime, contract.id)["epsilon_spent"] == pytest.approx(0.9)
+    assert _spend_epsilon(runtime, contract.id, 0.1) == pytest.approx(
+        0.0
+    )  # spent exactly, despite float sums
+
+
+def test_usage_reports_calls_and_budget(runtime: Runtime) -> None:
+    contract = _contract(runtime, daily_quota=5, epsilon_total=2.0, epsilon_per_query=0.5)
+    _spend_call(runtime, contract.id)
+    _spend_call(runtime, contract.id)
+    _spend_epsilon(runtime, contract.id, 0.5)
+    assert _usage(runtime, contract.id) == {
+        "calls_today": 2,
+        "daily_quota": 5,
+        "epsilon_spent": 0.5,
+        "epsilon_remaining": 1.5,
+        "epsilon_total": 2.0,
+    }
+    assert _usage(runtime, contract.id, NOW + timedelta(days=1))["calls_today"] == 0
+
+
+def _race(runtime: Runtime, spend: Callable[[Session], object]) -> Counter[str]:
+    """Run ``spend`` in RACERS threads released together, each in its own transaction."""
+    barrier = threading.Barrier(RACERS)
+
+    def one() -> str:
+        barrier.wait(timeout=30)
+        try:
+            with transaction(runtime.sessions) as session:
+                spend(session)
+        except (QuotaExceeded, BudgetExhausted) as error:
+            return error.code
+        except Exception as error:  # reported, so a lock timeout shows as itself
+            return f"{type(error).__name__}: {error}"
+        return "ok"
+
+    with ThreadPoolExecutor(max_workers=RACERS) as pool:
+        futures = [pool.submit(one) for _ in range(RACERS)]
+        return Counter(future.result(timeout=120) for future in futures)
+
+
+def test_concurrent_calls_never_pass_the_quota(runtime: Runtime) -> None:
+    contract = _contract(runtime, daily_quota=10)
+    outcomes = _race(runtime, lambda session: usage.spend_call(session, contract.id, now=NOW))
+    assert outcomes == Counter({"ok": 10, "quota_exceeded": 40})
+    assert _usage(runtime, contract.id)["calls_today"] == 10
+
+
+def test_concurrent_spends_never_pass_the_budget(runtime: Runtime) -> None:
+    contract = _contract(runtime, epsilon_total=1.0, epsilon_per_query=0.1)
+    outcomes = _race(runtime, lambda session: usage.spend_epsilon(session, contract.id, 0.1))
+    assert outcomes == Counter({"ok": 10, "budget_exhausted": 40})
+    assert _usage(runtime, contract.id)["epsilon_spent"] == pytest.approx(1.0)
