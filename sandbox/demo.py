@@ -75,6 +75,8 @@ def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
         ("Load a data file: a bad one is refused, a good one replaces the dataset", step_load),
         ("Start the API server (gunicorn, 2 workers)", step_start_server),
         ("Call the API", step_api),
+        ("Identities: staff and subject accounts, an operator and its credentials", step_identities),
+        ("A contract: the operator requests, a reviewer approves, the firm consents", step_contract),
         ("Read the audit log", step_audit),
     ]
     try:
@@ -276,17 +278,187 @@ def step_api(ctx: DemoContext) -> None:
     ctx.echo(f"   GET /v1/no-such-thing → {status} {json.dumps(body, ensure_ascii=False)}")
 
 
+DEMO_PASSWORD = "demo-password-1234"  # noqa: S105 - the demo's throwaway accounts
+
+
+def _bearer(ctx: DemoContext, who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {ctx.notes['tokens'][who]}"}
+
+
+def _login(ctx: DemoContext, username: str) -> str:
+    status, _, body = http(ctx, "POST", "/v1/auth/login", {"username": username, "password": DEMO_PASSWORD})
+    if status != 200:
+        raise ConfigurationError(f"login of {username} failed: {body}")
+    return str(body["access_token"])
+
+
+def step_identities(ctx: DemoContext) -> None:
+    """Accounts by the CLI's service; the operator registered and credentialed over HTTP."""
+    from authz.accounts import create_account
+    from authz.permissions import Role
+    from core.db import transaction
+
+    firm = ctx.notes["credit_codes"][0]
+    people = [
+        ("admin", Role.ADMIN, None),
+        ("reviewer", Role.REVIEWER, None),
+        ("auditor", Role.AUDITOR, None),
+        ("firm", Role.SUBJECT, firm),
+    ]
+    runtime = open_runtime(ctx.settings)
+    try:
+        for username, role, subject_id in people:
+            with transaction(runtime.sessions) as session:
+                create_account(
+                    session,
+                    username=username,
+                    role=role,
+                    password=DEMO_PASSWORD,
+                    subject_id=subject_id,
+                    actor=DEMO_ACTOR,
+                )
+            extra = f" --subject-id {subject_id}" if subject_id else ""
+            ctx.echo(
+                f"   $ sandbox users add --role {role.value} --username {username}{extra} --password-stdin"
+            )
+    finally:
+        runtime.close()
+    ctx.notes["tokens"] = {name: _login(ctx, name) for name, _, _ in people}
+    ctx.echo("   POST /v1/auth/login → 200 for each: EdDSA access tokens, 15 minutes")
+    status, _, operator = http(
+        ctx,
+        "POST",
+        "/v1/operators",
+        {
+            "name": "齐鲁普惠金融科技有限公司",
+            "credit_code": "91370102MA3C8K2Q1X",
+            "license_no": "鲁金监许〔2024〕17号",
+            "qualifications": ["网络小额贷款"],
+        },
+        _bearer(ctx, "admin"),
+    )
+    ctx.echo(f"   admin: POST /v1/operators → {status} {operator['name']} ({operator['status']})")
+    status, _, secret = http(
+        ctx, "POST", f"/v1/operators/{operator['id']}/credentials", None, _bearer(ctx, "admin")
+    )
+    ctx.echo(
+        f"   admin: POST /v1/operators/…/credentials → {status} client_id {secret['client_id']}"
+        " (the secret is shown once, stored as an argon2 hash)"
+    )
+    status, _, token = http(ctx, "POST", "/v1/oauth/token", {"grant_type": "client_credentials", **secret})
+    ctx.echo(f"   operator: POST /v1/oauth/token → {status}, expires in {token['expires_in']} s")
+    ctx.notes["tokens"]["operator"] = token["access_token"]
+    ctx.notes["operator_id"] = operator["id"]
+    status, _, body = http(
+        ctx, "POST", f"/v1/operators/{operator['id']}/suspend", {"reason": "demo"}, _bearer(ctx, "auditor")
+    )
+    ctx.echo(
+        f"   auditor: POST /v1/operators/…/suspend → {status} {body['error']['code']}"
+        " (auditors change nothing)"
+    )
+
+
+def step_contract(ctx: DemoContext) -> None:
+    """Request, approve (tightened), consent, read back with usage; suspension bites at once."""
+    request = {
+        "purpose": "小微企业信用贷款贷前核验",
+        "operations": ["verify:tax_paid_at_least", "verify:enterprise_active"],
+        "datasets": {
+            "enterprise_tax": ["credit_code", "year", "tax_paid"],
+            "enterprises": ["credit_code", "status"],
+        },
+        "limits": {
+            "valid_days": 180,
+            "daily_quota": 5000,
+            "epsilon_total": 1.0,
+            "epsilon_per_query": 0.5,
+            "min_cell_size": 10,
+        },
+    }
+    bad = {**request, "datasets": {"enterprises": ["credit_code", "legal_rep_id"]}, "operations": ["export"]}
+    status, _, body = http(ctx, "POST", "/v1/authorizations", bad, _bearer(ctx, "operator"))
+    ctx.echo(
+        f"   operator: POST /v1/authorizations (asks for a forbidden field) → {status} "
+        f"{body['error']['code']}:"
+    )
+    for problem in body["error"]["details"]:
+        ctx.echo(f"     - {problem['field']}: {problem['message']}")
+    status, _, contract = http(ctx, "POST", "/v1/authorizations", request, _bearer(ctx, "operator"))
+    ctx.echo(f"   operator: POST /v1/authorizations → {status} {contract['status']}")
+    url = f"/v1/authorizations/{contract['id']}"
+    status, _, contract = http(
+        ctx,
+        "POST",
+        f"{url}/approve",
+        {"comment": "用途明确, 范围最小", "limits": {"daily_quota": 2000}},
+        _bearer(ctx, "reviewer"),
+    )
+    ctx.echo(
+        f"   reviewer: approve, tightening the daily quota to {contract['limits']['daily_quota']} → {status} "
+        f"{contract['status']} until {contract['valid_until'][:10]}"
+    )
+    status, _, body = http(ctx, "POST", f"{url}/approve", {}, _bearer(ctx, "reviewer"))
+    ctx.echo(f"   reviewer: approve again → {status} {body['error']['code']}")
+    status, _, consent = http(
+        ctx,
+        "POST",
+        "/v1/consents",
+        {
+            "operator_id": ctx.notes["operator_id"],
+            "purpose": "申请经营贷款",
+            "templates": ["tax_paid_at_least"],
+            "valid_days": 30,
+        },
+        _bearer(ctx, "firm"),
+    )
+    ctx.echo(
+        f"   firm {consent['subject_id']}: POST /v1/consents → {status}, until {consent['valid_until'][:10]}"
+    )
+    status, _, mine = http(ctx, "GET", url, None, _bearer(ctx, "operator"))
+    usage = mine["usage"]
+    ctx.echo(
+        f"   operator: GET its contract → {status}; usage "
+        f"{usage['calls_today']}/{usage['daily_quota']} calls "
+        f"today, ε {usage['epsilon_spent']} spent of {usage['epsilon_total']}"
+    )
+    operator_id = ctx.notes["operator_id"]
+    http(
+        ctx,
+        "POST",
+        f"/v1/operators/{operator_id}/suspend",
+        {"reason": "演示: 暂停"},
+        _bearer(ctx, "reviewer"),
+    )
+    status, _, body = http(ctx, "GET", url, None, _bearer(ctx, "operator"))
+    ctx.echo(f"   reviewer suspends the operator; its very next request → {status} {body['error']['code']}")
+    http(
+        ctx,
+        "POST",
+        f"/v1/operators/{operator_id}/reinstate",
+        {"reason": "演示: 恢复"},
+        _bearer(ctx, "reviewer"),
+    )
+    status, _, _ = http(ctx, "GET", url, None, _bearer(ctx, "operator"))
+    ctx.echo(f"   reinstated; the same token works again → {status}")
+
+
 def step_audit(ctx: DemoContext) -> None:
     """The events so far, each with its RFC 6962 leaf hash."""
     runtime = open_runtime(ctx.settings)
     try:
         with runtime.sessions() as session:
             events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
-        for event in events:
-            target = f"{event.target_type}:{(event.target_id or '')[:16]}" if event.target_type else ""
+        shown = events if len(events) <= 40 else events[-40:]
+        if len(shown) < len(events):
+            ctx.echo(f"   … {len(events) - len(shown)} earlier events")
+        for event in shown:
+            actor = f"{event.actor_kind}:{(event.actor_id or '-')[:8]}"
+            target = f"{event.target_type}:{(event.target_id or '')[:12]}" if event.target_type else ""
+            outcome = event.outcome if not event.error_code else f"{event.outcome} ({event.error_code})"
             ctx.echo(
-                f"   #{event.seq:<3} {event.action:<16} {event.outcome:<8} "
-                f"{event.actor_kind}:{event.actor_id:<8} {target:<28} leaf {event.leaf_hash[:16]}…"
+                f"   #{event.seq:<3} {event.action:<22} {outcome:<28} {actor:<18} {target:<26} "
+                f"leaf {event.leaf_hash[:12]}…"
             )
+        ctx.echo(f"   {len(events)} events; each entry's RFC 6962 leaf hash is stored with it")
     finally:
         runtime.close()

@@ -44,6 +44,17 @@ def test_demo_walks_every_step_against_a_real_server(tmp_path: Path) -> None:
         "X-Request-Id: demo-health-1",
         "GET /v1/no-such-thing → 404",
         "data.load",
+        "POST /v1/operators → 201",
+        "POST /v1/oauth/token → 200",
+        "403 forbidden",
+        "field legal_rep_id is forbidden",
+        "201 pending",
+        "approved until",
+        "approve again → 409 conflict",
+        "POST /v1/consents → 201",
+        "403 operator_suspended",
+        "the same token works again → 200",
+        "denied (operator_suspended)",
         "Demo finished",
     ):
         assert expected in output, f"{expected!r} missing from:\n{output}"

@@ -111,8 +111,10 @@ def authenticate(runtime: Runtime) -> Principal:
             operator = session.get(Operator, claims.subject)
             if operator is None:
                 raise Unauthenticated("the token's operator does not exist")
+            found = Principal(role=Role.OPERATOR, id=operator.id, name=operator.name)
+            g.principal = found  # so a refusal of a suspended operator is logged under its name
             require_active(operator)
-            return Principal(role=Role.OPERATOR, id=operator.id, name=operator.name)
+            return found
         account = session.get(Account, claims.subject)
         if account is None or account.disabled_at is not None or account.role != claims.role.value:
             raise Unauthenticated("the token's account is not active")
