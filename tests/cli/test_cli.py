@@ -132,3 +132,43 @@ def test_bad_policy_stops_init_naming_file_and_key(tmp_path: Path) -> None:
 
 def test_usage_error_exits_2(cli: CliRunner) -> None:
     assert cli.invoke(main, ["data", "synth", "--enterprises", "-5"]).exit_code == 2
+
+
+def test_users_add_reads_the_password_from_stdin(cli: CliRunner, settings: Settings) -> None:
+    result = cli.invoke(
+        main,
+        ["users", "add", "--role", "reviewer", "--username", "wang.reviewer", "--password-stdin"],
+        input="a long enough password\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "created reviewer wang.reviewer" in result.output
+    assert ("account.create", "success") in _events(settings)
+    again = cli.invoke(
+        main,
+        ["users", "add", "--role", "reviewer", "--username", "wang.reviewer", "--password-stdin"],
+        input="a long enough password\n",
+    )
+    assert again.exit_code == 1 and "taken" in again.output
+    short = cli.invoke(
+        main,
+        ["users", "add", "--role", "subject", "--username", "li.si", "--password-stdin"],
+        input="short\n",
+    )
+    assert short.exit_code == 1
+    assert "password" in short.output and "subject_id" in short.output
+
+
+def test_keys_rotate_keeps_the_old_key_published(cli: CliRunner, settings: Settings) -> None:
+    from core import keyring
+
+    result = cli.invoke(main, ["keys", "rotate"])
+    assert result.exit_code == 0, result.output
+    runtime = open_runtime(settings)
+    try:
+        with runtime.sessions() as session:
+            kids = [k["kid"] for k in keyring.published_jwks(session)["keys"]]
+            active = keyring.active_record(session)
+    finally:
+        runtime.close()
+    assert len(kids) == 2 and active is not None and active.kid in result.output
+    assert ("key.rotate", "success") in _events(settings)
