@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
 from authz import contracts
 from authz.contract_models import Authorization
@@ -183,20 +185,17 @@ def get_contract(contract_id: str) -> Response:
 def approve(contract_id: str) -> Response:
     """409 unless pending; 422 when the limits would loosen."""
     body = parse_body(Decision)
-    runtime: Runtime = current_app.extensions["sandbox"]
-    with transaction(runtime.sessions) as session:
-        contract = contracts.approve(
+    return _decide(
+        lambda session, runtime, common: contracts.approve(
             session,
             runtime.catalog,
             contract_id,
             reviewer_id=principal().id,
             comment=body.comment,
             limits=body.limits,
-            actor=principal().actor,
-            request_id=g.request_id,
-            clock=runtime.clock,
+            **common,
         )
-        return jsonify(_out(runtime, session, contract))
+    )
 
 
 @route(
@@ -211,18 +210,11 @@ def approve(contract_id: str) -> Response:
 def reject(contract_id: str) -> Response:
     """409 unless pending."""
     body = parse_body(Reason)
-    runtime: Runtime = current_app.extensions["sandbox"]
-    with transaction(runtime.sessions) as session:
-        contract = contracts.reject(
-            session,
-            contract_id,
-            reviewer_id=principal().id,
-            reason=body.reason,
-            actor=principal().actor,
-            request_id=g.request_id,
-            clock=runtime.clock,
+    return _decide(
+        lambda session, _runtime, common: contracts.reject(
+            session, contract_id, reviewer_id=principal().id, reason=body.reason, **common
         )
-        return jsonify(_out(runtime, session, contract))
+    )
 
 
 @route(
@@ -237,14 +229,18 @@ def reject(contract_id: str) -> Response:
 def revoke(contract_id: str) -> Response:
     """409 unless approved."""
     body = parse_body(Reason)
+    return _decide(
+        lambda session, _runtime, common: contracts.revoke(session, contract_id, reason=body.reason, **common)
+    )
+
+
+Decide = Callable[[Session, Runtime, dict[str, Any]], Authorization]
+
+
+def _decide(decision: Decide) -> Response:
+    """Run a reviewer's decision in one transaction (with its audit event) and show the result."""
     runtime: Runtime = current_app.extensions["sandbox"]
+    common = {"actor": principal().actor, "request_id": g.request_id, "clock": runtime.clock}
     with transaction(runtime.sessions) as session:
-        contract = contracts.revoke(
-            session,
-            contract_id,
-            reason=body.reason,
-            actor=principal().actor,
-            request_id=g.request_id,
-            clock=runtime.clock,
-        )
+        contract = decision(session, runtime, common)
         return jsonify(_out(runtime, session, contract))
