@@ -323,9 +323,9 @@ def _limit_problems(catalog: Catalog, limits: object, datasets: object) -> list[
 def _integer_problems(
     limits: Mapping[Any, Any], name: str, low: int, high: int, *, optional: bool = False
 ) -> list[Problem]:
+    if optional and name not in limits:
+        return []  # absent takes the policy floor; an explicit null is a problem like any wrong type
     value = limits.get(name)
-    if value is None and optional:
-        return []
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         return [problem(f"limits.{name}", f"an integer from {low} to {high}")]
     return []

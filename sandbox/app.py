@@ -12,6 +12,7 @@ from flask import Flask, Response, g, request
 from audit import Actor, ActorKind
 from core.config import Settings, load_settings
 from core.db import transaction
+from core.errors import BadRequest
 from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 
@@ -55,6 +56,10 @@ def _request_ids(app: Flask) -> None:
     def _assign() -> None:
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        if "\x00" in request.path or any(
+            "\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)
+        ):
+            raise BadRequest("NUL characters are not allowed in the path or query")
 
     @app.after_request
     def _stamp(response: Response) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from flask import Blueprint, Response, current_app, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +27,9 @@ class OperatorIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     credit_code: str = Field(min_length=18, max_length=18)
     license_no: str = Field(min_length=1, max_length=64)
-    qualifications: list[str] = Field(default_factory=list, max_length=20)
+    qualifications: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class OperatorOut(BaseModel):

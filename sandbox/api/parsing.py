@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from core.errors import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
+MAX_DEPTH = 32  # no request shape here nests deeper than a few levels
 
 
 def json_body() -> Any:
@@ -19,11 +20,44 @@ def json_body() -> Any:
         raise BadRequest("send the body as JSON with Content-Type: application/json")
     raw = request.get_data(cache=True)
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not UTF-8") from exc
+    except RecursionError as exc:
+        raise BadRequest(f"the body is nested more than {MAX_DEPTH} levels deep") from exc
     except (json.JSONDecodeError, ValueError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    _check_value(data, depth=0)
+    return data
+
+
+def _check_value(value: Any, *, depth: int) -> None:
+    """Refuse what JSON allows but no field here needs: deep nesting and lone UTF-16 surrogates.
+
+    A ``\\ud800`` escape parses to a Python string that cannot be encoded as UTF-8, which would
+    fail deep in a database driver or the response encoder instead of here, as a clear 400.
+    """
+    if depth > MAX_DEPTH:
+        raise BadRequest(f"the body is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_value(item, depth=depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_value(item, depth=depth + 1)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequest("the body holds a lone UTF-16 surrogate, which is not text") from exc
+    if "\x00" in text:
+        # PostgreSQL cannot store NUL in text; refused here for every backend alike.
+        raise BadRequest("the body holds a NUL character")
 
 
 def _refuse_constant(name: str) -> Any:

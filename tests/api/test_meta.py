@@ -90,6 +90,21 @@ def test_body_must_be_json_object(echo_app: Flask) -> None:
         assert _error(response)["code"] == "bad_request"
 
 
+def test_deep_nesting_and_lone_surrogates_are_bad_requests(echo_app: Flask) -> None:
+    client = echo_app.test_client()
+    bodies = [
+        "[" * 10_000 + "]" * 10_000,
+        '{"a":' * 5_000 + "1" + "}" * 5_000,
+        "[" * 40 + "]" * 40,
+        '{"name": "\\ud800", "count": 1}',
+        '{"\\udfff": 1}',
+    ]
+    for body in bodies:
+        response = client.post("/test/echo", data=body, content_type="application/json")
+        assert response.status_code == 400, body[:40]
+        assert _error(response)["code"] == "bad_request"
+
+
 def test_invalid_body_lists_every_problem(echo_app: Flask) -> None:
     response = echo_app.test_client().post("/test/echo", json={"name": "x" * 11, "count": -1, "extra": 1})
     assert response.status_code == 422
@@ -151,3 +166,12 @@ def test_jwks_publishes_the_active_key(client: FlaskClient, runtime: Runtime) ->
     private = keys.load(runtime.settings.keys_dir, jwk["kid"])
     assert jwk == private.jwk()
     assert "d" not in jwk  # never the private part
+
+
+def test_nul_characters_are_refused_everywhere(echo_app: Flask, client: FlaskClient) -> None:
+    body = echo_app.test_client().post("/test/echo", json={"name": "a\x00b", "count": 1})
+    assert body.status_code == 400 and _error(body)["code"] == "bad_request"
+    for path in ("/v1/operators/abc%00def", "/healthz?x=%00"):
+        response = client.get(path)
+        assert response.status_code == 400, path
+        assert _error(response)["code"] == "bad_request"
