@@ -80,6 +80,19 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def with_driver(url: str) -> str:
+    """``url`` with PostgreSQL mapped to psycopg 3 (SQLAlchemy's default would be psycopg2)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def display_url(url: str) -> str:
+    """``url`` for people to read: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def create_control_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the control database at ``url`` (SQLite or PostgreSQL)."""
     parsed = make_url(url)
@@ -89,9 +102,7 @@ def create_control_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(url, poolclass=NullPool, **kwargs)
         _configure_sqlite(engine)
         return engine
-    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
-        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(with_driver(url), pool_pre_ping=True, **kwargs)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit import Actor, ActorKind
 from core.config import Settings, load_settings
+from core.db import display_url
 from core.errors import SandboxError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,20 +71,14 @@ def init() -> None:
     with _errors():
         report = init_home(settings, actor=CLI_ACTOR)
     click.echo(f"home        {settings.home}")
-    click.echo(f"control db  {_display_url(settings.database_url)}")
-    click.echo(f"data        scans: {_display_url(settings.data_url)}")
-    click.echo(f"            lookups: {_display_url(settings.data_lookup_url)}")
+    click.echo(f"control db  {display_url(settings.database_url)}")
+    click.echo(f"data        scans: {display_url(settings.data_url)}")
+    click.echo(f"            lookups: {display_url(settings.data_lookup_url)}")
     click.echo(f"policies    {settings.policy_dir}")
     click.echo(f"schema      {'created' if report.migrated_from is None else 'up to date'}")
     click.echo(f"signing key {report.active_kid}{' (new)' if report.key_created else ''}")
     if report.policy_recorded:
         click.echo("policy      new version recorded in the audit log")
-
-
-def _display_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 @main.group()

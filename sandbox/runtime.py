@@ -19,7 +19,7 @@ from catalog import Catalog, load_catalog
 from core import keyring
 from core.clock import Clock, utcnow
 from core.config import Settings
-from core.db import create_control_engine, session_factory, transaction
+from core.db import create_control_engine, display_url, session_factory, transaction
 from core.errors import ConfigurationError
 from sandbox import migrate
 from sandbox.data.stores import DataStores, ensure_tables
@@ -52,13 +52,13 @@ def open_runtime(settings: Settings, *, read_only_data: bool = True, clock: Cloc
     except SQLAlchemyError as exc:
         engine.dispose()
         raise ConfigurationError(
-            f"cannot open the control database at {_safe_url(settings.database_url)}: "
+            f"cannot open the control database at {display_url(settings.database_url)}: "
             "is the home initialized (`sandbox init`) and the database reachable?"
         ) from exc
     if revision != migrate.head_revision():
         engine.dispose()
         raise ConfigurationError(
-            f"the control database at {_safe_url(settings.database_url)} is not initialized or not "
+            f"the control database at {display_url(settings.database_url)} is not initialized or not "
             "migrated: run `sandbox init`"
         )
     stores = DataStores.open(settings.data_lookup_url, settings.data_url, read_only=read_only_data)
@@ -70,12 +70,6 @@ def open_runtime(settings: Settings, *, read_only_data: bool = True, clock: Cloc
         stores=stores,
         clock=clock,
     )
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def catalog_summary(catalog: Catalog) -> dict[str, Any]:

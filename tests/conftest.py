@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from audit import Actor, ActorKind
 from catalog import Catalog, load_catalog
 from core.config import Settings, load_settings
+from core.db import with_driver
 from sandbox.app import create_app
 from sandbox.data.stores import DataStores
 from sandbox.runtime import Runtime, init_home, open_runtime
@@ -44,19 +45,12 @@ def catalog() -> Catalog:
     return load_catalog(POLICIES)
 
 
-def _psycopg_url(url: str) -> str:
-    parsed = make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
 @pytest.fixture
 def pg_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped after the test."""
     if not POSTGRES_URL:
         pytest.skip("SANDBOX_TEST_POSTGRES_URL is not set")
-    base = _psycopg_url(POSTGRES_URL)
+    base = with_driver(POSTGRES_URL)
     schema = f"t_{secrets.token_hex(6)}"
     admin = create_engine(base)
     with admin.begin() as conn:

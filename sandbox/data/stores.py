@@ -54,6 +54,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeEngine
 
 from catalog import Catalog, Dataset, FieldType
+from core.db import with_driver
 
 _SQL_TYPES: dict[FieldType, type[TypeEngine[Any]]] = {
     FieldType.STRING: Text,
@@ -104,9 +105,7 @@ def create_data_engine(url: str, *, read_only: bool = False) -> Engine:
             connection.exec_driver_sql("BEGIN")
 
         return engine
-    if backend == "postgresql" and parsed.drivername == "postgresql":
-        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(with_driver(url), pool_pre_ping=True)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -16,6 +17,23 @@ from sandbox.runtime import Runtime
 
 PASSWORD = "correct horse battery staple"
 ADMIN = Actor(ActorKind.SYSTEM, "test")
+
+# A verification contract a loan platform would ask for; shared by the API tests.
+CONTRACT_REQUEST: dict[str, Any] = {
+    "purpose": "小微企业信用贷款贷前核验",
+    "datasets": {
+        "enterprise_tax": ["credit_code", "year", "tax_paid"],
+        "enterprises": ["credit_code", "status"],
+    },
+    "operations": ["verify:tax_paid_at_least", "verify:enterprise_active"],
+    "limits": {
+        "valid_days": 90,
+        "daily_quota": 1000,
+        "epsilon_total": 2.0,
+        "epsilon_per_query": 0.5,
+        "min_cell_size": 10,
+    },
+}
 
 
 @dataclass

@@ -11,23 +11,8 @@ from sqlalchemy import select
 from audit import AuditEvent
 from authz.permissions import Role
 from sandbox.runtime import Runtime
+from tests.api.conftest import CONTRACT_REQUEST as REQUEST
 from tests.api.conftest import Party, make_account, make_operator
-
-REQUEST: dict[str, Any] = {
-    "purpose": "小微企业信用贷款贷前核验",
-    "datasets": {
-        "enterprise_tax": ["credit_code", "year", "tax_paid"],
-        "enterprises": ["credit_code", "status"],
-    },
-    "operations": ["verify:tax_paid_at_least", "verify:enterprise_active"],
-    "limits": {
-        "valid_days": 90,
-        "daily_quota": 1000,
-        "epsilon_total": 2.0,
-        "epsilon_per_query": 0.5,
-        "min_cell_size": 10,
-    },
-}
 
 
 def _events(runtime: Runtime, request_id: str) -> list[tuple[str, str, str | None]]:

@@ -34,7 +34,7 @@ from operators import services as operator_services
 from sandbox.api.registry import ENDPOINTS, PUBLIC, Endpoint
 from sandbox.app import create_app  # importing the app registers every blueprint: ENDPOINTS is full
 from sandbox.runtime import Runtime, init_home, open_runtime
-from tests.api.conftest import Party, make_account, make_operator
+from tests.api.conftest import CONTRACT_REQUEST, Party, make_account, make_operator
 from tests.conftest import POLICIES
 
 SYSTEM = Actor(ActorKind.SYSTEM, "test")
@@ -43,22 +43,6 @@ SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 TRACE_MARKERS = ("Traceback", 'File "/', "site-packages", "sqlalchemy.exc", "Error:")
 # Roles tried in this order; the first that holds the endpoint's permission calls it.
 ROLE_ORDER = (Role.ADMIN, Role.REVIEWER, Role.AUDITOR, Role.OPERATOR, Role.SUBJECT)
-
-CONTRACT_REQUEST: dict[str, Any] = {
-    "purpose": "小微企业信用贷款贷前核验",
-    "datasets": {
-        "enterprise_tax": ["credit_code", "year", "tax_paid"],
-        "enterprises": ["credit_code", "status"],
-    },
-    "operations": ["verify:tax_paid_at_least", "verify:enterprise_active"],
-    "limits": {
-        "valid_days": 90,
-        "daily_quota": 1000,
-        "epsilon_total": 2.0,
-        "epsilon_per_query": 0.5,
-        "min_cell_size": 10,
-    },
-}
 
 
 # ---------------------------------------------------------------------------------------------
