@@ -7,13 +7,14 @@ proofs can be built over the same rows without rewriting history.
 """
 
 from audit.actions import ActorKind, AuditAction, Outcome
-from audit.models import AuditEvent, AuditHead
+from audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from audit.services import Actor, Target, canonical_entry, leaf_hash, record_event
 
 __all__ = [
     "Actor",
     "ActorKind",
     "AuditAction",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditHead",
     "Outcome",

@@ -56,3 +56,21 @@ class AuditHead(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     tree_size: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint: the tree's size and root at a moment, as a C2SP signed note.
+
+    ``note`` is the exact signed text; the other columns are an index into it. One row per size:
+    two roots for one size would be a fork, which the primary key refuses here and the offline
+    verifier reports wherever else it finds one (the checkpoint file, an auditor's copy).
+    """
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (CheckConstraint("tree_size >= 0", name="size_nonnegative"),)
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    key_id: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
