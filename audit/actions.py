@@ -48,3 +48,6 @@ class AuditAction(StrEnum):
     AUTHORIZATION_REVOKE = "authorization.revoke"
     CONSENT_GRANT = "consent.grant"
     CONSENT_REVOKE = "consent.revoke"
+    AUDIT_EXPORT = "audit.export"
+    VERIFICATION_RUN = "verification.run"
+    AGGREGATE_RUN = "aggregate.run"

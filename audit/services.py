@@ -53,7 +53,8 @@ def leaf_hash(entry: bytes) -> str:
     return hashlib.sha256(b"\x00" + entry).hexdigest()
 
 
-def _lock_head(session: Session) -> AuditHead:
+def lock_head(session: Session) -> AuditHead:
+    """The head row, locked until the transaction ends: one log writer at a time."""
     # FOR UPDATE on PostgreSQL; on SQLite the transaction already began IMMEDIATE (core.db).
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
     if head is None:
@@ -79,7 +80,7 @@ def record_event(
     details = dict(details or {})
     if len(json.dumps(details, ensure_ascii=False, default=str)) > MAX_DETAILS_BYTES:
         raise ValueError("audit details are too large; record a digest instead")
-    head = _lock_head(session)
+    head = lock_head(session)
     seq = head.tree_size
     moment = clock()
     event_id = str(uuid.uuid4())

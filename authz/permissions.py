@@ -42,7 +42,8 @@ class Permission(StrEnum):
     JOBS_READ_ALL = "jobs:read_all"
     AUDIT_READ = "audit:read"
     AUDIT_CHECKPOINT_READ = "audit:checkpoint_read"
-    AUDIT_PROOF_OWN = "audit:proof_own"
+    AUDIT_CHECKPOINT_CREATE = "audit:checkpoint_create"
+    AUDIT_PROOF = "audit:proof"  # of any event with AUDIT_READ, else of the caller's own events
     KEYS_MANAGE = "keys:manage"
     USERS_MANAGE = "users:manage"
 
@@ -66,7 +67,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.JOBS_RUN,
             Permission.JOBS_READ_OWN,
             Permission.AUDIT_CHECKPOINT_READ,
-            Permission.AUDIT_PROOF_OWN,
+            Permission.AUDIT_PROOF,
         }
     ),
     Role.REVIEWER: frozenset(
@@ -86,6 +87,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.CREDENTIALS_ISSUE,
             Permission.KEYS_MANAGE,
             Permission.USERS_MANAGE,
+            Permission.AUDIT_CHECKPOINT_READ,
+            Permission.AUDIT_CHECKPOINT_CREATE,
             Permission.JOBS_READ_ALL,
         }
     ),
@@ -94,6 +97,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             *_STAFF_READ,
             Permission.AUDIT_READ,
             Permission.AUDIT_CHECKPOINT_READ,
+            Permission.AUDIT_CHECKPOINT_CREATE,
+            Permission.AUDIT_PROOF,
             Permission.JOBS_READ_ALL,
         }
     ),

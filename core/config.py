@@ -8,6 +8,8 @@
 | ``SANDBOX_DATA_LOOKUP_URL`` | SQLite file ``$SANDBOX_HOME/data-lookup.sqlite`` when the data URL is
   the default; otherwise the data URL itself (one engine serves both) |
 | ``SANDBOX_POLICIES``   | the catalog shipped with the package      |
+| ``SANDBOX_AUDIT_ORIGIN`` | ``public-data-sandbox.local/audit``: the log's name in its checkpoints |
+| ``SANDBOX_CHECKPOINT_EVERY_EVENTS`` / ``_SECONDS`` | 1000 / 60: how often the server signs one |
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Settings:
     data_lookup_url: str
     policy_dir: Path
     token_ttl_seconds: int = 900
+    audit_origin: str = "public-data-sandbox.local/audit"
+    checkpoint_every_events: int = 1000
+    checkpoint_every_seconds: int = 60
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -72,6 +77,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     data_lookup_url = env.get("SANDBOX_DATA_LOOKUP_URL") or lookup_default
     policy_dir = Path(env.get("SANDBOX_POLICIES") or _default_policy_dir()).expanduser().resolve()
     ttl = env.get("SANDBOX_TOKEN_TTL_SECONDS")
+    every_events = env.get("SANDBOX_CHECKPOINT_EVERY_EVENTS")
+    every_seconds = env.get("SANDBOX_CHECKPOINT_EVERY_SECONDS")
     return Settings(
         home=home,
         database_url=database_url,
@@ -79,4 +86,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_lookup_url=data_lookup_url,
         policy_dir=policy_dir,
         token_ttl_seconds=int(ttl) if ttl else 900,
+        audit_origin=env.get("SANDBOX_AUDIT_ORIGIN") or "public-data-sandbox.local/audit",
+        checkpoint_every_events=int(every_events) if every_events else 1000,
+        checkpoint_every_seconds=int(every_seconds) if every_seconds else 60,
     )

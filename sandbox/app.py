@@ -13,6 +13,7 @@ from audit import Actor, ActorKind
 from core.config import Settings, load_settings
 from core.db import transaction
 from core.errors import BadRequest
+from sandbox.api import audit as audit_api
 from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 
@@ -43,7 +44,9 @@ def create_app(
     errors.register(app)
     auth.init_app(app)
     _request_ids(app)
-    for blueprint in (meta.bp, identity.bp, operators.bp, catalog.bp, authorizations.bp, consents.bp):
+    for blueprint in (
+        meta.bp, identity.bp, operators.bp, catalog.bp, authorizations.bp, consents.bp, audit_api.bp
+    ):
         app.register_blueprint(blueprint)
     logging.getLogger("sandbox").setLevel(logging.INFO)
     return app

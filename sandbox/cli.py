@@ -18,6 +18,7 @@ from audit import Actor, ActorKind
 from core.config import Settings, load_settings
 from core.db import display_url
 from core.errors import SandboxError
+from sandbox.cli_audit import audit as audit_commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLI_ACTOR = Actor(ActorKind.SYSTEM, "cli")
@@ -250,6 +251,9 @@ def demo(home: Path, enterprises: int, persons: int) -> None:
     with _errors():
         ok = run_demo(home, enterprises=enterprises, persons=persons, echo=click.echo)
     sys.exit(0 if ok else 1)
+
+
+main.add_command(audit_commands)
 
 
 def settings_for_home(home: Path) -> Settings:

@@ -14,7 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import Actor, AuditAction, Target, record_event
+from audit.checkpoints import CheckpointSigner
 from audit.models import AuditHead
+from audit.tree import LogTree
 from catalog import Catalog, load_catalog
 from core import keyring
 from core.clock import Clock, utcnow
@@ -36,6 +38,17 @@ class Runtime:
     sessions: sessionmaker[Session]
     stores: DataStores
     clock: Clock = field(default=utcnow)
+    audit_tree: LogTree = field(default_factory=LogTree)
+
+    @property
+    def checkpoint_signer(self) -> CheckpointSigner:
+        """How this process signs audit checkpoints."""
+        return CheckpointSigner(
+            keys_dir=self.settings.keys_dir,
+            origin=self.settings.audit_origin,
+            log_file=self.settings.checkpoints_file,
+            clock=self.clock,
+        )
 
     def close(self) -> None:
         """Release every connection (DuckDB's file lock included)."""

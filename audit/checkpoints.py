@@ -1,0 +1,131 @@
+"""Signing checkpoints: on demand, and every N events or T seconds; each copied to a file.
+
+The file (``Settings.checkpoints_file``) lives outside the database, so truncating the audit
+table together with its checkpoints still leaves evidence that the log was once longer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from audit.models import AuditCheckpoint, AuditHead
+from audit.notes import sign_checkpoint
+from audit.services import lock_head
+from audit.tree import LogTree
+from core.clock import Clock, rfc3339, utcnow
+from core.db import transaction
+from core.keyring import active_key
+
+log = logging.getLogger("sandbox.audit")
+
+
+@dataclass(frozen=True)
+class CheckpointSigner:
+    """What signing a checkpoint needs: the key folder, the log's name, the file copy, a clock."""
+
+    keys_dir: Path
+    origin: str
+    log_file: Path | None
+    clock: Clock = utcnow
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    """The checkpoint of the largest tree."""
+    stmt = select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def checkpoint_view(row: AuditCheckpoint) -> dict[str, Any]:
+    """The API's and the file's shape of a checkpoint."""
+    note = row.note
+    signature_line = note.rstrip("\n").rsplit("\n", 1)[-1]
+    return {
+        "tree_size": row.tree_size,
+        "root_hash": row.root_hash,
+        "timestamp": rfc3339(row.issued_at),
+        "key_id": row.key_id,
+        "signature": signature_line.rsplit(" ", 1)[-1],
+        "note": note,
+    }
+
+
+def sign_in(session: Session, tree: LogTree, signer: CheckpointSigner) -> AuditCheckpoint:
+    """Sign the log's current size in the caller's transaction (the head stays locked meanwhile)."""
+    size = lock_head(session).tree_size
+    existing = session.get(AuditCheckpoint, size)
+    if existing is not None:
+        return existing
+    key = active_key(session, signer.keys_dir)
+    moment = signer.clock()
+    root = tree.root(session, size)
+    checkpoint, note = sign_checkpoint(signer.origin, size, root, moment, key.private)
+    row = AuditCheckpoint(
+        tree_size=size,
+        root_hash=root.hex(),
+        issued_at=datetime.fromisoformat(checkpoint.timestamp.replace("Z", "+00:00")),
+        key_id=key.kid,
+        note=note,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def create_checkpoint(
+    sessions: sessionmaker[Session], tree: LogTree, signer: CheckpointSigner
+) -> dict[str, Any]:
+    """Sign one now (or return the one of the current size) and copy it to the file."""
+    with transaction(sessions) as session:
+        view = checkpoint_view(sign_in(session, tree, signer))
+    if signer.log_file is not None:
+        append_to_file(signer.log_file, view)
+    return view
+
+
+def checkpoint_due(session: Session, *, every_events: int, every_seconds: int, now: datetime) -> bool:
+    """Whether N events or T seconds have passed since the last checkpoint (cheap, no lock)."""
+    size = session.execute(select(AuditHead.tree_size).where(AuditHead.id == 1)).scalar_one_or_none()
+    if not size:
+        return False
+    last = latest_checkpoint(session)
+    if last is None:
+        return True
+    pending = size - last.tree_size
+    return pending >= every_events or (
+        pending > 0 and (now - last.issued_at).total_seconds() >= every_seconds
+    )
+
+
+def append_to_file(path: Path, view: dict[str, Any]) -> None:
+    """Append one checkpoint as a JSON line; one write with O_APPEND, so processes never interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(view, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint_file(path: Path) -> list[dict[str, Any]]:
+    """Every checkpoint in the file, in order; a malformed line is kept as ``{"malformed": line}``."""
+    found: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = None
+        found.append(value if isinstance(value, dict) else {"malformed": f"line {number}"})
+    return found

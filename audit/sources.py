@@ -1,0 +1,130 @@
+"""Where the offline verifier reads from: a database, an export, checkpoint files, pinned keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, select
+
+from audit.checkpoints import read_checkpoint_file
+from audit.models import AuditCheckpoint, AuditEvent
+from audit.verify import LogRecord, SourcedCheckpoint
+
+_COLUMNS = (
+    AuditEvent.event_id,
+    AuditEvent.occurred_at,
+    AuditEvent.actor_kind,
+    AuditEvent.actor_id,
+    AuditEvent.action,
+    AuditEvent.target_type,
+    AuditEvent.target_id,
+    AuditEvent.outcome,
+    AuditEvent.error_code,
+    AuditEvent.request_id,
+    AuditEvent.details,
+)
+_NAMES = tuple(c.key for c in _COLUMNS)
+
+
+class SourceError(ValueError):
+    """A key, checkpoint or export file that cannot be read (a usage error, exit 2)."""
+
+
+def records_from_database(conn: Connection, *, batch: int = 20_000) -> Iterator[LogRecord]:
+    """Every event in seq order, with the columns that must agree with its entry."""
+    stmt = select(AuditEvent.seq, AuditEvent.entry, AuditEvent.leaf_hash, *_COLUMNS).order_by(AuditEvent.seq)
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(stmt)
+    try:
+        for row in result:
+            yield LogRecord(row[0], row[1], row[2], dict(zip(_NAMES, row[3:], strict=True)))
+    finally:
+        result.close()  # a verifier that stops at the first problem must not leave a server cursor
+
+
+def checkpoints_from_database(conn: Connection) -> list[SourcedCheckpoint]:
+    """The checkpoints stored beside the log."""
+    rows = conn.execute(
+        select(AuditCheckpoint.tree_size, AuditCheckpoint.root_hash, AuditCheckpoint.note).order_by(
+            AuditCheckpoint.tree_size
+        )
+    ).all()
+    return [
+        SourcedCheckpoint("database", note, {"tree_size": size, "root_hash": root})
+        for size, root, note in rows
+    ]
+
+
+def checkpoints_from_file(path: Path) -> list[SourcedCheckpoint]:
+    """The append-only checkpoint file (JSON lines with a ``note`` each)."""
+    try:
+        values = read_checkpoint_file(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read checkpoint file {path}: {exc}") from exc
+    return [
+        SourcedCheckpoint(
+            "file",
+            str(v.get("note", "")),
+            {k: v[k] for k in ("tree_size", "root_hash") if k in v},
+        )
+        for v in values
+    ]
+
+
+def trusted_checkpoint(path: Path) -> SourcedCheckpoint:
+    """An auditor's saved checkpoint: the signed note itself, or the API's JSON holding it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"cannot read trusted checkpoint {path}: {exc}") from exc
+    if text.lstrip().startswith("{"):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{path} is neither a signed note nor checkpoint JSON") from exc
+        if not isinstance(value, dict) or not isinstance(value.get("note"), str):
+            raise SourceError(f"{path} holds JSON without a 'note'")
+        return SourcedCheckpoint("trusted", value["note"])
+    return SourcedCheckpoint("trusted", text)
+
+
+def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
+    """Ed25519 public keys from a PEM file or a JWKS (``/.well-known/jwks.json``)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"cannot read key file {path}: {exc}") from exc
+    if data.lstrip().startswith(b"{"):
+        return _jwks_keys(data, path)
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise SourceError(f"{path} is not a PEM public key or a JWKS") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise SourceError(f"{path} is not an Ed25519 public key")
+    return [key]
+
+
+def _jwks_keys(data: bytes, path: Path) -> list[Ed25519PublicKey]:
+    try:
+        jwks: Any = json.loads(data)
+        found = [
+            Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"]))
+            for jwk in jwks["keys"]
+            if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519"
+        ]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise SourceError(f"{path} is not a JWKS of Ed25519 keys") from exc
+    if not found:
+        raise SourceError(f"{path} holds no Ed25519 key")
+    return found
+
+
+def _b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

@@ -1,0 +1,297 @@
+"""Offline verification of the audit log: from the database or an NDJSON export.
+
+Checks, in one streaming pass: sequence numbers dense from 0; each stored leaf hash equal to
+SHA-256(0x00 || entry); each entry's own ``seq`` (and, from the database, every indexed column)
+equal to its row; the Merkle root at every checkpoint's size equal to the checkpoint's root.
+Checkpoints come from the database, the checkpoint file and the auditor's trusted copies; each
+must carry a valid signature by a pinned key; two roots for one size are a fork; a checkpoint
+larger than the log proves truncation. Entries past the last checkpoint are a warning: they are
+consistent, but nothing signed vouches for them yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit.merkle import RootBuilder
+from audit.notes import Checkpoint, NoteError, verify_note
+
+
+class Reason(StrEnum):
+    """Why the log is not intact (or, for warnings, not fully vouched for)."""
+
+    LEAF_HASH_MISMATCH = "leaf_hash_mismatch"
+    ENTRY_MISMATCH = "entry_mismatch"
+    SEQUENCE_MISMATCH = "sequence_mismatch"
+    SEQUENCE_GAP = "sequence_gap"
+    MALFORMED_ENTRY = "malformed_entry"
+    ROOT_MISMATCH = "root_mismatch"
+    BAD_CHECKPOINT_SIGNATURE = "bad_checkpoint_signature"
+    CHECKPOINT_MISMATCH = "checkpoint_mismatch"
+    FORK = "fork"
+    TRUNCATED = "truncated"
+    UNVERIFIED_TAIL = "unverified_tail"
+    NO_CHECKPOINT = "no_checkpoint"
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One stored event: its seq, its canonical entry and stored leaf hash, and (from a database)
+    the indexed columns that must agree with the entry."""
+
+    seq: int
+    entry: str
+    leaf_hash: str
+    columns: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class SourcedCheckpoint:
+    """A signed note, where it came from (``database``, ``file``, ``trusted``), and what its row
+    claimed besides the note (size and root columns), if anything."""
+
+    source: str
+    note: str
+    claimed: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem or a warning."""
+
+    reason: Reason
+    message: str
+    seq: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {"reason": self.reason.value, "seq": self.seq, "message": self.message}
+
+
+@dataclass
+class Report:
+    """The verdict: intact when there are no problems."""
+
+    events: int = 0
+    checkpoints_verified: int = 0
+    verified_size: int = 0
+    root_hash: str = ""
+    problems: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        """No problem found."""
+        return not self.problems
+
+    @property
+    def first_failure(self) -> Finding | None:
+        """The problem at the lowest seq (checkpoint-level problems, which have none, last)."""
+        if not self.problems:
+            return None
+        return min(self.problems, key=lambda f: (f.seq is None, f.seq or 0))
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``--json``."""
+        first = self.first_failure
+        return {
+            "intact": self.intact,
+            "events": self.events,
+            "checkpoints_verified": self.checkpoints_verified,
+            "verified_size": self.verified_size,
+            "root_hash": self.root_hash,
+            "first_failing_seq": first.seq if first else None,
+            "reason": first.reason.value if first else None,
+            "problems": [p.as_dict() for p in self.problems],
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
+
+
+def verify_log(
+    records: Iterable[LogRecord],
+    checkpoints: Iterable[SourcedCheckpoint],
+    keys: list[Ed25519PublicKey],
+) -> Report:
+    """Verify ``records`` (in seq order) against ``checkpoints`` signed by one of ``keys``."""
+    report = Report()
+    roots = _trusted_roots(checkpoints, keys, report)
+    sizes = sorted(roots)
+    builder = RootBuilder()
+    targets = iter(sizes)
+    target = next(targets, None)
+    if target == 0:
+        _check_root(report, builder, 0, roots[0], 0)
+        target = next(targets, None)
+    vouched = 0
+    stopped = False
+    stream = iter(records)
+    try:
+        for record in stream:
+            problem = _check_record(record, builder.size)
+            if problem is not None:
+                report.problems.append(problem)
+                stopped = True
+                break
+            builder.append(bytes.fromhex(record.leaf_hash))
+            if builder.size == target:
+                if not _check_root(report, builder, target, roots[target], vouched):
+                    stopped = True
+                    break
+                vouched = target
+                target = next(targets, None)
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+    report.events = builder.size
+    report.verified_size = vouched
+    report.root_hash = builder.root().hex()
+    if not stopped:
+        _check_end(report, sizes)
+    return report
+
+
+def _trusted_roots(
+    checkpoints: Iterable[SourcedCheckpoint], keys: list[Ed25519PublicKey], report: Report
+) -> dict[int, bytes]:
+    """Signature-checked roots by size; forks, bad signatures and edited rows become problems."""
+    roots: dict[int, bytes] = {}
+    seen: dict[int, str] = {}
+    forks: dict[int, str] = {}
+    for sourced in checkpoints:
+        try:
+            checkpoint = verify_note(sourced.note, keys)
+        except NoteError as exc:
+            report.problems.append(
+                Finding(Reason.BAD_CHECKPOINT_SIGNATURE, f"{sourced.source} checkpoint: {exc}")
+            )
+            continue
+        report.checkpoints_verified += 1
+        _check_claims(sourced, checkpoint, report)
+        size = checkpoint.tree_size
+        if size in roots and roots[size] != checkpoint.root_hash:
+            forks.setdefault(size, f"two signed roots for size {size} ({seen[size]} and {sourced.source})")
+            continue
+        roots[size] = checkpoint.root_hash
+        seen[size] = sourced.source
+    for size, message in sorted(forks.items()):
+        # The two histories agree up to the largest undisputed size below; they part after it.
+        agreed = max((s for s in roots if s < size and s not in forks), default=0)
+        report.problems.append(Finding(Reason.FORK, message, seq=agreed))
+        del roots[size]
+    return roots
+
+
+def _check_claims(sourced: SourcedCheckpoint, checkpoint: Checkpoint, report: Report) -> None:
+    claimed = sourced.claimed or {}
+    if ("tree_size" in claimed and claimed["tree_size"] != checkpoint.tree_size) or (
+        "root_hash" in claimed and claimed["root_hash"] != checkpoint.root_hash.hex()
+    ):
+        report.problems.append(
+            Finding(
+                Reason.CHECKPOINT_MISMATCH,
+                f"{sourced.source} checkpoint row disagrees with its signed note "
+                f"(size {checkpoint.tree_size})",
+            )
+        )
+
+
+def _check_record(record: LogRecord, expected: int) -> Finding | None:
+    if record.seq != expected:
+        return Finding(
+            Reason.SEQUENCE_GAP,
+            f"expected seq {expected}, found {record.seq}",
+            seq=min(expected, record.seq),
+        )
+    entry = record.entry.encode("utf-8")
+    if hashlib.sha256(b"\x00" + entry).hexdigest() != record.leaf_hash:
+        return Finding(Reason.LEAF_HASH_MISMATCH, "stored leaf hash is not the hash of the entry", record.seq)
+    try:
+        fields = json.loads(entry)
+    except ValueError:
+        return Finding(Reason.MALFORMED_ENTRY, "entry is not JSON", record.seq)
+    if not isinstance(fields, dict) or fields.get("seq") != record.seq:
+        return Finding(Reason.SEQUENCE_MISMATCH, "the entry was written for another seq", record.seq)
+    if record.columns is not None and record.columns != columns_of(fields):
+        return Finding(Reason.ENTRY_MISMATCH, "stored columns disagree with the hashed entry", record.seq)
+    return None
+
+
+def columns_of(fields: dict[str, Any]) -> dict[str, Any]:
+    """The indexed columns an entry implies, as the database reader returns them."""
+    actor = fields.get("actor") or {}
+    target = fields.get("target") or {}
+    return {
+        "event_id": fields.get("event_id"),
+        "occurred_at": datetime.fromisoformat(str(fields.get("time", "")).replace("Z", "+00:00")),
+        "actor_kind": actor.get("kind"),
+        "actor_id": actor.get("id"),
+        "action": fields.get("action"),
+        "target_type": target.get("type"),
+        "target_id": target.get("id"),
+        "outcome": fields.get("outcome"),
+        "error_code": fields.get("error_code"),
+        "request_id": fields.get("request_id"),
+        "details": fields.get("details"),
+    }
+
+
+def _check_root(report: Report, builder: RootBuilder, size: int, want: bytes, vouched: int) -> bool:
+    if builder.root() == want:
+        return True
+    report.problems.append(
+        Finding(
+            Reason.ROOT_MISMATCH,
+            f"the first {size} events do not have the root signed for that size; "
+            f"events from seq {vouched} on cannot be trusted",
+            seq=vouched,
+        )
+    )
+    return False
+
+
+def _check_end(report: Report, sizes: list[int]) -> None:
+    beyond = [s for s in sizes if s > report.events]
+    if beyond:
+        report.problems.append(
+            Finding(
+                Reason.TRUNCATED,
+                f"the log has {report.events} events but a checkpoint signed {max(beyond)}",
+                seq=report.events,
+            )
+        )
+    if not sizes:
+        report.warnings.append(
+            Finding(Reason.NO_CHECKPOINT, "no signed checkpoint: nothing vouches for the log")
+        )
+    elif report.verified_size < report.events:
+        tail = report.events - report.verified_size
+        report.warnings.append(
+            Finding(
+                Reason.UNVERIFIED_TAIL,
+                f"{tail} events after the last checkpoint are consistent but not yet signed",
+                seq=report.verified_size,
+            )
+        )
+
+
+def records_from_export(lines: Iterable[str]) -> Iterator[LogRecord]:
+    """Records from an NDJSON export (``GET /v1/audit/export``); ``ValueError`` on a bad line."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+            yield LogRecord(
+                seq=int(value["seq"]), entry=str(value["entry"]), leaf_hash=str(value["leaf_hash"])
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"export line {number} is not an audit record") from exc

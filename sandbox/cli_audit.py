@@ -1,0 +1,151 @@
+"""``sandbox audit``: sign a checkpoint, and verify the log offline (exit 0 intact, 1 tampered, 2 usage)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from audit.sources import (
+    SourceError,
+    checkpoints_from_database,
+    checkpoints_from_file,
+    load_public_keys,
+    records_from_database,
+    trusted_checkpoint,
+)
+from audit.verify import Report, SourcedCheckpoint, records_from_export, verify_log
+from core.config import load_settings
+from core.db import display_url, with_driver
+from core.errors import SandboxError
+
+USAGE = 2
+
+
+@click.group()
+def audit() -> None:
+    """The audit log: checkpoints and offline verification."""
+
+
+@audit.command("checkpoint")
+def checkpoint() -> None:
+    """Sign a checkpoint of the log as it is now, and print it."""
+    from sandbox.runtime import open_runtime
+    from sandbox.services import audit_log
+
+    try:
+        runtime = open_runtime(load_settings())
+    except SandboxError as exc:
+        raise click.ClickException(exc.message) from None
+    try:
+        click.echo(json.dumps(audit_log.sign_now(runtime), ensure_ascii=False, indent=2))
+    finally:
+        runtime.close()
+
+
+@audit.command("verify")
+@click.option("--db", "db_url", help="Control database URL (default: this home's).")
+@click.option("--export", "export_file", type=click.Path(path_type=Path), help="An NDJSON export instead.")
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Pinned public key: PEM or JWKS file. Repeat for rotated keys.",
+)
+@click.option(
+    "--trusted-checkpoint",
+    "trusted",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A checkpoint saved earlier (signed note or the API's JSON). Repeatable.",
+)
+@click.option(
+    "--checkpoint-log",
+    type=click.Path(path_type=Path),
+    help="The append-only checkpoint file (default with --db: this home's, if present).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(
+    db_url: str | None,
+    export_file: Path | None,
+    key_files: tuple[Path, ...],
+    trusted: tuple[Path, ...],
+    checkpoint_log: Path | None,
+    as_json: bool,
+) -> None:
+    """Check every leaf, every sequence number and every checkpoint; exit 0 intact, 1 tampered."""
+    if db_url and export_file:
+        _usage("give --db or --export, not both")
+    try:
+        keys = [key for path in key_files for key in load_public_keys(path)]
+        checkpoints: list[SourcedCheckpoint] = [trusted_checkpoint(path) for path in trusted]
+        if checkpoint_log is None and export_file is None:
+            default_log = load_settings().checkpoints_file
+            checkpoint_log = default_log if default_log.exists() else None
+        if checkpoint_log is not None:
+            checkpoints += checkpoints_from_file(checkpoint_log)
+        report = (
+            _verify_export(export_file, checkpoints, keys)
+            if export_file
+            else _verify_db(db_url or load_settings().database_url, checkpoints, keys)
+        )
+    except SourceError as exc:
+        _usage(str(exc))
+    _print(report, as_json)
+    raise SystemExit(0 if report.intact else 1)
+
+
+def _verify_export(path: Path, checkpoints: list[SourcedCheckpoint], keys: list[Any]) -> Report:
+    try:
+        with path.open(encoding="utf-8") as lines:
+            return verify_log(records_from_export(lines), checkpoints, keys)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SourceError(f"cannot read export {path}: {exc}") from exc
+
+
+def _verify_db(url: str, checkpoints: list[SourcedCheckpoint], keys: list[Any]) -> Report:
+    engine = create_engine(with_driver(url))
+    try:
+        with engine.connect() as conn:
+            stored = checkpoints_from_database(conn)
+            return verify_log(records_from_database(conn), stored + checkpoints, keys)
+    except SQLAlchemyError as exc:
+        raise SourceError(
+            f"cannot read the audit log at {display_url(url)}: {exc.__class__.__name__}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def _print(report: Report, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        return
+    first = report.first_failure
+    if first is None:
+        click.echo(
+            f"intact: {report.events} events, {report.checkpoints_verified} checkpoints verified, "
+            f"signed up to size {report.verified_size}, root {report.root_hash}"
+        )
+    else:
+        click.secho(
+            f"TAMPERED: first failing seq {first.seq}: {first.reason.value}: {first.message}",
+            fg="red",
+            err=True,
+        )
+        for problem in report.problems:
+            if problem is not first:
+                click.echo(f"  also: {problem.reason.value}: {problem.message}", err=True)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning.reason.value}: {warning.message}", err=True)
+
+
+def _usage(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    raise SystemExit(USAGE)

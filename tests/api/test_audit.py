@@ -1,0 +1,203 @@
+"""The auditor's API: search with paging, checkpoints, proofs that verify offline, the export."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from flask.testing import FlaskClient
+
+from audit import merkle
+from audit.notes import verify_note
+from audit.verify import SourcedCheckpoint, records_from_export, verify_log
+from sandbox.runtime import Runtime
+from tests.api.conftest import CONTRACT_REQUEST, Party
+
+
+def _jwks_keys(client: FlaskClient) -> list[Ed25519PublicKey]:
+    keys = client.get("/.well-known/jwks.json").get_json()["keys"]
+    return [
+        Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(k["x"] + "=" * (-len(k["x"]) % 4)))
+        for k in keys
+    ]
+
+
+def _request_contract(client: FlaskClient, operator: Party) -> dict[str, object]:
+    response = client.post("/v1/authorizations", json=CONTRACT_REQUEST, headers=operator.headers)
+    assert response.status_code == 201, response.get_json()
+    return dict(response.get_json())
+
+
+def test_events_search_filters_and_pages_in_log_order(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    for _ in range(3):
+        _request_contract(client, operator)
+    seen: list[dict[str, object]] = []
+    cursor = None
+    while True:
+        query = {"actor": f"operator:{operator.id}", "action": "authorization.request", "limit": 2}
+        if cursor is not None:
+            query["cursor"] = cursor
+        page = client.get("/v1/audit/events", query_string=query, headers=auditor.headers).get_json()
+        seen += page["events"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 3
+    seqs = [int(e["seq"]) for e in seen]  # type: ignore[call-overload]
+    assert seqs == sorted(seqs)
+    assert all(e["actor"] == {"kind": "operator", "id": operator.id} for e in seen)
+    assert all(len(str(e["leaf_hash"])) == 64 for e in seen)
+
+
+def test_events_search_by_outcome_finds_a_denial(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    denied = client.get("/v1/audit/events", headers=operator.headers)
+    assert denied.status_code == 403
+    page = client.get(
+        "/v1/audit/events", query_string={"outcome": "denied", "actor": operator.id}, headers=auditor.headers
+    ).get_json()
+    assert [e["error_code"] for e in page["events"]] == ["forbidden"]
+    assert page["events"][0]["request_id"] == denied.headers["X-Request-Id"]
+
+
+def test_bad_search_terms_are_422(client: FlaskClient, auditor: Party) -> None:
+    for query in (
+        {"limit": 0},
+        {"limit": 5000},
+        {"since": "yesterday"},
+        {"since": "2026-01-01T00:00:00"},
+        {"outcome": "maybe"},
+        {"cursor": -1},
+        {"colour": "red"},
+    ):
+        response = client.get("/v1/audit/events", query_string=query, headers=auditor.headers)
+        assert response.status_code == 422, (query, response.get_json())
+
+
+def test_checkpoint_is_a_signed_note_that_verifies_with_the_published_key(
+    client: FlaskClient, auditor: Party, runtime: Runtime
+) -> None:
+    made = client.post("/v1/audit/checkpoints", headers=auditor.headers)
+    assert made.status_code == 201
+    latest = client.get("/v1/audit/checkpoint", headers=auditor.headers).get_json()
+    assert latest == made.get_json()
+    checkpoint = verify_note(latest["note"], _jwks_keys(client))
+    assert checkpoint.tree_size == latest["tree_size"]
+    assert checkpoint.root_hash.hex() == latest["root_hash"]
+    assert checkpoint.origin == runtime.settings.audit_origin
+    copied = runtime.settings.checkpoints_file.read_text(encoding="utf-8").splitlines()
+    assert json.loads(copied[-1])["note"] == latest["note"]
+
+
+def test_no_checkpoint_yet_is_404(client: FlaskClient, auditor: Party) -> None:
+    response = client.get("/v1/audit/checkpoint", headers=auditor.headers)
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_operator_gets_an_inclusion_proof_of_its_own_event_only(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    contract = _request_contract(client, operator)
+    page = client.get(
+        "/v1/audit/events", query_string={"target_id": contract["id"]}, headers=auditor.headers
+    ).get_json()
+    seq = page["events"][0]["seq"]
+    proof = client.get("/v1/audit/proofs/inclusion", query_string={"seq": seq}, headers=operator.headers)
+    assert proof.status_code == 200, proof.get_json()
+    body = proof.get_json()
+    assert merkle.hash_leaf(body["entry"].encode()).hex() == body["leaf_hash"]
+    assert merkle.verify_inclusion(
+        seq,
+        body["tree_size"],
+        bytes.fromhex(body["leaf_hash"]),
+        [bytes.fromhex(p) for p in body["audit_path"]],
+        bytes.fromhex(body["root_hash"]),
+    )
+    signed = verify_note(body["checkpoint"]["note"], _jwks_keys(client))
+    assert signed.root_hash.hex() == body["root_hash"] and signed.tree_size == body["tree_size"]
+    # Someone else's event, and one that does not exist, look the same: 404.
+    assert (
+        client.get(
+            "/v1/audit/proofs/inclusion", query_string={"seq": 0}, headers=operator.headers
+        ).status_code
+        == 404
+    )
+    assert (
+        client.get(
+            "/v1/audit/proofs/inclusion", query_string={"seq": 10**9}, headers=auditor.headers
+        ).status_code
+        == 404
+    )
+
+
+def test_inclusion_at_an_explicit_size_and_consistency_between_two_checkpoints(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    first = client.post("/v1/audit/checkpoints", headers=auditor.headers).get_json()
+    for _ in range(5):
+        _request_contract(client, operator)
+    second = client.post("/v1/audit/checkpoints", headers=auditor.headers).get_json()
+    m, n = first["tree_size"], second["tree_size"]
+    assert n > m
+    body = client.get(
+        "/v1/audit/proofs/consistency", query_string={"first": m, "second": n}, headers=auditor.headers
+    ).get_json()
+    assert body["first_root"] == first["root_hash"] and body["second_root"] == second["root_hash"]
+    assert merkle.verify_consistency(
+        m,
+        n,
+        bytes.fromhex(first["root_hash"]),
+        bytes.fromhex(second["root_hash"]),
+        [bytes.fromhex(p) for p in body["proof"]],
+    )
+    for seq in range(n):
+        got = client.get(
+            "/v1/audit/proofs/inclusion", query_string={"seq": seq, "tree_size": n}, headers=auditor.headers
+        ).get_json()
+        assert merkle.verify_inclusion(
+            seq,
+            n,
+            bytes.fromhex(got["leaf_hash"]),
+            [bytes.fromhex(p) for p in got["audit_path"]],
+            bytes.fromhex(second["root_hash"]),
+        )
+    bad = client.get(
+        "/v1/audit/proofs/consistency", query_string={"first": n, "second": m}, headers=auditor.headers
+    )
+    assert bad.status_code == 422
+    too_big = client.get(
+        "/v1/audit/proofs/inclusion", query_string={"seq": 0, "tree_size": n + 1000}, headers=auditor.headers
+    )
+    assert too_big.status_code == 422
+
+
+def test_export_streams_ndjson_that_verifies_offline(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    _request_contract(client, operator)
+    client.post("/v1/audit/checkpoints", headers=auditor.headers)
+    latest = client.get("/v1/audit/checkpoint", headers=auditor.headers).get_json()
+    response = client.get("/v1/audit/export", headers=auditor.headers)
+    assert response.status_code == 200
+    assert response.mimetype == "application/x-ndjson"
+    lines = response.get_data(as_text=True).splitlines()
+    report = verify_log(
+        records_from_export(lines), [SourcedCheckpoint("trusted", latest["note"])], _jwks_keys(client)
+    )
+    assert report.intact, report.as_dict()
+    assert report.verified_size == latest["tree_size"]
+    # The export itself was logged, after the checkpoint: the one event not yet vouched for.
+    assert json.loads(json.loads(lines[-1])["entry"])["action"] == "audit.export"
+    assert [w.reason.value for w in report.warnings] == ["unverified_tail"]
+
+
+def test_only_auditors_search_and_export(client: FlaskClient, operator: Party, admin: Party) -> None:
+    for path in ("/v1/audit/events", "/v1/audit/export", "/v1/audit/checkpoints"):
+        assert client.get(path, headers=operator.headers).status_code == 403
+        assert client.get(path, headers=admin.headers).status_code == 403
+    assert client.get("/v1/audit/events").status_code == 401
