@@ -73,12 +73,27 @@ class RootBuilder:
 
     def root(self) -> bytes:
         """The root of the leaves added so far."""
-        if not self._stack:
-            return EMPTY_ROOT
-        node = self._stack[-1]
-        for left in reversed(self._stack[:-1]):
-            node = hash_children(left, node)
-        return node
+        return fold(self._stack)
+
+    def stack(self) -> list[bytes]:
+        """The roots of the complete subtrees, largest (leftmost) first: the compact range."""
+        return list(self._stack)
+
+    def copy(self) -> RootBuilder:
+        """An independent builder in the same state."""
+        twin = RootBuilder()
+        twin.size, twin._stack = self.size, list(self._stack)
+        return twin
+
+
+def fold(stack: Sequence[bytes]) -> bytes:
+    """The root over a compact range: its subtree roots hashed together right to left."""
+    if not stack:
+        return EMPTY_ROOT
+    node = stack[-1]
+    for left in reversed(stack[:-1]):
+        node = hash_children(left, node)
+    return node
 
 
 class SubtreeCache:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.merkle import RootBuilder
+from audit.merkle import RootBuilder, fold
 from audit.notes import Checkpoint, NoteError, verify_note
 
 
@@ -42,15 +43,29 @@ class Reason(StrEnum):
     NO_CHECKPOINT = "no_checkpoint"
 
 
-@dataclass(frozen=True)
-class LogRecord:
+COLUMNS = (
+    "event_id",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "action",
+    "target_type",
+    "target_id",
+    "outcome",
+    "error_code",
+    "request_id",
+    "details",
+)
+
+
+class LogRecord(NamedTuple):
     """One stored event: its seq, its canonical entry and stored leaf hash, and (from a database)
-    the indexed columns that must agree with the entry."""
+    the indexed columns, in ``COLUMNS`` order, that must agree with the entry."""
 
     seq: int
     entry: str
     leaf_hash: str
-    columns: dict[str, Any] | None = None
+    columns: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -115,51 +130,105 @@ class Report:
         }
 
 
+@dataclass
+class Chunk:
+    """What one pass over consecutive records from ``start`` found: how many were sound, the
+    first problem, and the compact range of ``[start, size)`` at each size asked for and at the end."""
+
+    start: int
+    count: int = 0
+    problem: Finding | None = None
+    stacks: dict[int, list[bytes]] = field(default_factory=dict)
+
+
+def scan_chunk(records: Iterable[LogRecord], start: int, sizes: Collection[int]) -> Chunk:
+    """Check records ``start, start+1, ...`` in order, up to the first problem."""
+    chunk = Chunk(start)
+    builder = RootBuilder()
+    stream = iter(records)
+    try:
+        for record in stream:
+            problem = _check_record(record, start + builder.size)
+            if problem is not None:
+                chunk.problem = problem
+                break
+            builder.append(bytes.fromhex(record.leaf_hash))
+            if start + builder.size in sizes:
+                chunk.stacks[start + builder.size] = builder.stack()
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # a database cursor left open by an early stop must be released now
+    chunk.count = builder.size
+    chunk.stacks[start + builder.size] = builder.stack()
+    return chunk
+
+
 def verify_log(
     records: Iterable[LogRecord],
     checkpoints: Iterable[SourcedCheckpoint],
     keys: list[Ed25519PublicKey],
 ) -> Report:
-    """Verify ``records`` (in seq order) against ``checkpoints`` signed by one of ``keys``."""
+    """Verify ``records`` (in seq order, from 0) against ``checkpoints`` signed by one of ``keys``."""
     report = Report()
-    roots = _trusted_roots(checkpoints, keys, report)
-    sizes = sorted(roots)
-    builder = RootBuilder()
-    targets = iter(sizes)
-    target = next(targets, None)
-    if target == 0:
-        _check_root(report, builder, 0, roots[0], 0)
-        target = next(targets, None)
-    vouched = 0
-    stopped = False
-    stream = iter(records)
-    try:
-        for record in stream:
-            problem = _check_record(record, builder.size)
-            if problem is not None:
-                report.problems.append(problem)
-                stopped = True
-                break
-            builder.append(bytes.fromhex(record.leaf_hash))
-            if builder.size == target:
-                if not _check_root(report, builder, target, roots[target], vouched):
-                    stopped = True
-                    break
-                vouched = target
-                target = next(targets, None)
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-    report.events = builder.size
-    report.verified_size = vouched
-    report.root_hash = builder.root().hex()
-    if not stopped:
-        _check_end(report, sizes)
+    roots = trusted_roots(checkpoints, keys, report)
+    combine([scan_chunk(records, 0, roots.keys())], roots, report, chunk_size=None)
     return report
 
 
-def _trusted_roots(
+def combine(
+    chunks: Iterable[Chunk], roots: dict[int, bytes], report: Report, *, chunk_size: int | None
+) -> None:
+    """Fold consecutive chunks (each ``chunk_size`` records, a power of two, but the last) into the
+    verdict: the root at every checkpoint size, the first problem, truncation and the tail."""
+    top = RootBuilder()  # over the roots of complete chunks
+    vouched, events, stopped = 0, 0, False
+    if 0 in roots:
+        stopped = not _check_root(report, EMPTY_ROOT_HASH, 0, roots[0], 0)
+    final = EMPTY_ROOT_HASH
+    for chunk in chunks if not stopped else ():
+        if chunk.start != events:  # a whole chunk missing: the previous one ended short
+            report.problems.append(Finding(Reason.SEQUENCE_GAP, f"no events from seq {events}", seq=events))
+            stopped = True
+            break
+        for size in sorted(chunk.stacks):
+            complete = chunk_size is not None and size - chunk.start == chunk_size
+            root = _root_at(top, chunk.stacks[size], complete)
+            final = root
+            if size in roots and size > 0:
+                if not _check_root(report, root, size, roots[size], vouched):
+                    stopped = True
+                    break
+                vouched = size
+        if stopped:
+            events = size  # the verdict ends at the first checkpoint that fails
+            break
+        events = chunk.start + chunk.count
+        if chunk.problem is not None:
+            report.problems.append(chunk.problem)
+            stopped = True
+            break
+        if chunk_size is not None and chunk.count == chunk_size:
+            top.append(chunk.stacks[events][0])
+    report.events = events
+    report.verified_size = vouched
+    report.root_hash = final.hex()
+    if not stopped:
+        _check_end(report, sorted(roots))
+
+
+EMPTY_ROOT_HASH = RootBuilder().root()
+
+
+def _root_at(top: RootBuilder, stack: list[bytes], complete: bool) -> bytes:
+    if complete:  # the chunk is one subtree as tall as the chunks in ``top``: merge it as they merge
+        merged = top.copy()
+        merged.append(stack[0])
+        return merged.root()
+    return fold(top.stack() + stack)  # taller subtrees from ``top``, then shorter ones: in order
+
+
+def trusted_roots(
     checkpoints: Iterable[SourcedCheckpoint], keys: list[Ed25519PublicKey], report: Report
 ) -> dict[int, bytes]:
     """Signature-checked roots by size; forks, bad signatures and edited rows become problems."""
@@ -215,8 +284,8 @@ def _check_record(record: LogRecord, expected: int) -> Finding | None:
     if hashlib.sha256(b"\x00" + entry).hexdigest() != record.leaf_hash:
         return Finding(Reason.LEAF_HASH_MISMATCH, "stored leaf hash is not the hash of the entry", record.seq)
     try:
-        fields = json.loads(entry)
-    except ValueError:
+        fields = orjson.loads(record.entry)
+    except orjson.JSONDecodeError:
         return Finding(Reason.MALFORMED_ENTRY, "entry is not JSON", record.seq)
     if not isinstance(fields, dict) or fields.get("seq") != record.seq:
         return Finding(Reason.SEQUENCE_MISMATCH, "the entry was written for another seq", record.seq)
@@ -225,27 +294,27 @@ def _check_record(record: LogRecord, expected: int) -> Finding | None:
     return None
 
 
-def columns_of(fields: dict[str, Any]) -> dict[str, Any]:
-    """The indexed columns an entry implies, as the database reader returns them."""
+def columns_of(fields: dict[str, Any]) -> tuple[Any, ...]:
+    """The indexed columns an entry implies, in ``COLUMNS`` order, as the database reader gives them."""
     actor = fields.get("actor") or {}
     target = fields.get("target") or {}
-    return {
-        "event_id": fields.get("event_id"),
-        "occurred_at": datetime.fromisoformat(str(fields.get("time", "")).replace("Z", "+00:00")),
-        "actor_kind": actor.get("kind"),
-        "actor_id": actor.get("id"),
-        "action": fields.get("action"),
-        "target_type": target.get("type"),
-        "target_id": target.get("id"),
-        "outcome": fields.get("outcome"),
-        "error_code": fields.get("error_code"),
-        "request_id": fields.get("request_id"),
-        "details": fields.get("details"),
-    }
+    return (
+        fields.get("event_id"),
+        datetime.fromisoformat(str(fields.get("time", ""))),
+        actor.get("kind"),
+        actor.get("id"),
+        fields.get("action"),
+        target.get("type"),
+        target.get("id"),
+        fields.get("outcome"),
+        fields.get("error_code"),
+        fields.get("request_id"),
+        fields.get("details"),
+    )
 
 
-def _check_root(report: Report, builder: RootBuilder, size: int, want: bytes, vouched: int) -> bool:
-    if builder.root() == want:
+def _check_root(report: Report, root: bytes, size: int, want: bytes, vouched: int) -> bool:
+    if root == want:
         return True
     report.problems.append(
         Finding(

@@ -7,20 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit.sources import (
-    SourceError,
-    checkpoints_from_database,
-    checkpoints_from_file,
-    load_public_keys,
-    records_from_database,
-    trusted_checkpoint,
-)
+from audit.sources import SourceError, checkpoints_from_file, load_public_keys, trusted_checkpoint
 from audit.verify import Report, SourcedCheckpoint, records_from_export, verify_log
+from audit.verify_db import verify_database
 from core.config import load_settings
-from core.db import display_url, with_driver
+from core.db import display_url
 from core.errors import SandboxError
 
 USAGE = 2
@@ -110,17 +103,12 @@ def _verify_export(path: Path, checkpoints: list[SourcedCheckpoint], keys: list[
 
 
 def _verify_db(url: str, checkpoints: list[SourcedCheckpoint], keys: list[Any]) -> Report:
-    engine = create_engine(with_driver(url))
     try:
-        with engine.connect() as conn:
-            stored = checkpoints_from_database(conn)
-            return verify_log(records_from_database(conn), stored + checkpoints, keys)
+        return verify_database(url, checkpoints, keys)
     except SQLAlchemyError as exc:
         raise SourceError(
             f"cannot read the audit log at {display_url(url)}: {exc.__class__.__name__}"
         ) from exc
-    finally:
-        engine.dispose()
 
 
 def _print(report: Report, as_json: bool) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from core.config import Settings
+from sandbox.services.checkpointer import start_process
 
 
 class SandboxServer(BaseApplication):  # type: ignore[misc]
@@ -45,4 +46,10 @@ def serve(
         "proc_name": "sandbox",
         "limit_request_line": 8190,
     }
-    SandboxServer(settings, options).run()
+    # Beside the server: the checkpointer signs the audit log every N events or T seconds.
+    checkpointer = start_process(settings)
+    try:
+        SandboxServer(settings, options).run()
+    finally:
+        checkpointer.terminate()
+        checkpointer.join(timeout=5)

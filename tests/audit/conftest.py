@@ -13,6 +13,7 @@ from audit import Actor, ActorKind, AuditAction, Target, record_event
 from audit.checkpoints import create_checkpoint
 from audit.sources import checkpoints_from_database, checkpoints_from_file, records_from_database
 from audit.verify import Report, SourcedCheckpoint, verify_log
+from audit.verify_db import verify_database
 from core import keyring
 from core.db import transaction, with_driver
 from sandbox.runtime import Runtime
@@ -45,20 +46,26 @@ def public_keys(runtime: Runtime) -> list[Ed25519PublicKey]:
         return [keyring.active_key(session, runtime.settings.keys_dir).public]
 
 
-def verify(runtime: Runtime, *, trusted: list[str] | None = None, use_file: bool = True) -> Report:
-    """What ``sandbox audit verify --db`` decides, on a fresh connection."""
-    engine = create_engine(with_driver(runtime.settings.database_url))
+def verify(
+    runtime: Runtime, *, trusted: list[str] | None = None, use_file: bool = True, chunk_size: int = 8
+) -> Report:
+    """What ``sandbox audit verify --db`` decides, on fresh connections. Chunks of 8 events, so
+    every test also proves that chunks fold into the same verdict as one pass."""
     extra = [SourcedCheckpoint("trusted", note) for note in trusted or []]
     path: Path = runtime.settings.checkpoints_file
     if use_file and path.exists():
         extra += checkpoints_from_file(path)
+    keys = public_keys(runtime)
+    url = runtime.settings.database_url
+    report = verify_database(url, extra, keys, chunk_size=chunk_size, workers=1)
+    engine = create_engine(with_driver(url))
     try:
         with engine.connect() as conn:
-            return verify_log(
-                records_from_database(conn), checkpoints_from_database(conn) + extra, public_keys(runtime)
-            )
+            single = verify_log(records_from_database(conn), checkpoints_from_database(conn) + extra, keys)
     finally:
         engine.dispose()
+    assert single.as_dict() == report.as_dict(), (single.as_dict(), report.as_dict())
+    return report
 
 
 @contextmanager

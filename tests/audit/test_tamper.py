@@ -287,3 +287,19 @@ def test_the_database_refuses_update_and_delete_of_audit_rows(log: Runtime) -> N
     finally:
         engine.dispose()
     assert verify(log).intact
+
+
+def test_parallel_workers_reach_the_same_verdict_as_one_pass(log: Runtime) -> None:
+    from audit.verify_db import verify_database
+    from tests.audit.conftest import public_keys
+
+    url, keys = log.settings.database_url, public_keys(log)
+    assert (
+        verify_database(url, [], keys, chunk_size=8, workers=2).as_dict()
+        == verify(log, use_file=False).as_dict()
+    )
+    with attacker(log) as conn:
+        conn.execute(text("DELETE FROM audit_events WHERE seq = 17"))
+    parallel = verify_database(url, [], keys, chunk_size=8, workers=2)
+    assert (parallel.first_failure.reason, parallel.first_failure.seq) == (Reason.SEQUENCE_GAP, 17)  # type: ignore[union-attr]
+    assert parallel.as_dict() == verify(log, use_file=False).as_dict()

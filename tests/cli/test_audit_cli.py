@@ -1,0 +1,155 @@
+"""``sandbox audit checkpoint`` and ``sandbox audit verify``: exit 0 intact, 1 tampered, 2 usage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from core import keyring
+from core.config import Settings
+from sandbox.cli import main
+from sandbox.runtime import open_runtime
+from tests.audit.conftest import add_events, attacker
+from tests.cli.test_cli import _env
+
+
+@pytest.fixture
+def cli(settings: Settings) -> CliRunner:
+    runner = CliRunner(env=_env(settings))
+    assert runner.invoke(main, ["init"]).exit_code == 0
+    return runner
+
+
+@pytest.fixture
+def jwks(settings: Settings, tmp_path: Path) -> Path:
+    runtime = open_runtime(settings)
+    try:
+        with runtime.sessions() as session:
+            path = tmp_path / "jwks.json"
+            path.write_text(json.dumps(keyring.published_jwks(session)), encoding="utf-8")
+    finally:
+        runtime.close()
+    return path
+
+
+def _checkpoint(cli: CliRunner) -> dict[str, object]:
+    result = cli.invoke(main, ["audit", "checkpoint"])
+    assert result.exit_code == 0, result.output
+    return dict(json.loads(result.output))
+
+
+def test_verify_an_intact_log_exits_0(cli: CliRunner, jwks: Path) -> None:
+    _checkpoint(cli)
+    result = cli.invoke(main, ["audit", "verify", "--key", str(jwks)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("intact:")
+
+
+def test_verify_json_reports_first_failing_seq_and_reason_with_exit_1(
+    cli: CliRunner, jwks: Path, settings: Settings
+) -> None:
+    runtime = open_runtime(settings, read_only_data=False)
+    try:
+        add_events(runtime, 6)
+        _checkpoint(cli)
+        with attacker(runtime) as conn:
+            conn.execute(
+                text("UPDATE audit_events SET entry = replace(entry, '贷前核验', '贷后催收') WHERE seq = 4")
+            )
+    finally:
+        runtime.close()
+    result = cli.invoke(main, ["audit", "verify", "--key", str(jwks), "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert (report["intact"], report["first_failing_seq"], report["reason"]) == (
+        False,
+        4,
+        "leaf_hash_mismatch",
+    )
+
+
+def test_verify_an_export_with_a_trusted_checkpoint(
+    cli: CliRunner, jwks: Path, settings: Settings, tmp_path: Path
+) -> None:
+    trusted = tmp_path / "trusted.json"
+    trusted.write_text(json.dumps(_checkpoint(cli)), encoding="utf-8")
+    export = tmp_path / "export.ndjson"
+    runtime = open_runtime(settings)
+    try:
+        from audit.queries import EventFilter, export_lines
+
+        export.write_text("".join(export_lines(runtime.sessions, EventFilter())), encoding="utf-8")
+    finally:
+        runtime.close()
+    ok = cli.invoke(
+        main,
+        [
+            "audit",
+            "verify",
+            "--export",
+            str(export),
+            "--key",
+            str(jwks),
+            "--trusted-checkpoint",
+            str(trusted),
+        ],
+    )
+    assert ok.exit_code == 0, ok.output
+    lines = export.read_text(encoding="utf-8").splitlines()
+    export.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # the last event cut off
+    cut = cli.invoke(
+        main,
+        [
+            "audit",
+            "verify",
+            "--export",
+            str(export),
+            "--key",
+            str(jwks),
+            "--trusted-checkpoint",
+            str(trusted),
+            "--json",
+        ],
+    )
+    assert cut.exit_code == 1
+    assert json.loads(cut.stdout)["reason"] == "truncated"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # no key
+        ["--key", "/nonexistent/key.pem"],
+        ["--key", "{jwks}", "--db", "sqlite:///x.sqlite", "--export", "e.ndjson"],
+        ["--key", "{jwks}", "--export", "/nonexistent/export.ndjson"],
+        ["--key", "{jwks}", "--trusted-checkpoint", "{garbage}"],
+    ],
+)
+def test_usage_errors_exit_2(cli: CliRunner, jwks: Path, tmp_path: Path, args: list[str]) -> None:
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json", encoding="utf-8")
+    filled = [a.format(jwks=jwks, garbage=garbage) for a in args]
+    result = cli.invoke(main, ["audit", "verify", *filled])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_key_that_did_not_sign_is_tampered_not_usage(cli: CliRunner, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from core.keys import generate
+
+    _checkpoint(cli)
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        generate().public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    result = cli.invoke(main, ["audit", "verify", "--key", str(other), "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["reason"] == "bad_checkpoint_signature"
