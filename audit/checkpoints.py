@@ -60,6 +60,11 @@ def checkpoint_view(row: AuditCheckpoint) -> dict[str, Any]:
 
 def sign_in(session: Session, tree: LogTree, signer: CheckpointSigner) -> AuditCheckpoint:
     """Sign the log's current size in the caller's transaction (the head stays locked meanwhile)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Warm the subtree cache before taking the lock, so writers wait for a few hashes, not for
+        # a first read of millions of leaves. (SQLite's transaction holds its write lock already.)
+        unlocked = session.execute(select(AuditHead.tree_size).where(AuditHead.id == 1)).scalar_one_or_none()
+        tree.root(session, int(unlocked or 0))
     size = lock_head(session).tree_size
     existing = session.get(AuditCheckpoint, size)
     if existing is not None:

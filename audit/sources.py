@@ -21,7 +21,6 @@ from audit.verify import COLUMNS, LogRecord, SourcedCheckpoint
 
 # Fixed column names only; the bounds are bound parameters.
 _SELECT = "SELECT seq, entry, leaf_hash, " + ", ".join(COLUMNS) + " FROM audit_events WHERE seq >= "  # noqa: S608
-_AT, _DETAILS = COLUMNS.index("occurred_at"), COLUMNS.index("details")
 
 
 class SourceError(ValueError):
@@ -43,21 +42,20 @@ def records_from_database(
     try:
         cursor.execute(_SELECT + marker + " ORDER BY seq", {"start": start, "end": end})
         while rows := cursor.fetchmany(batch):
-            for row in rows:
-                columns = list(row[3:])
-                columns[_AT] = _utc(columns[_AT])
-                if isinstance(columns[_DETAILS], str):  # SQLite gives JSON text; psycopg parses it
-                    columns[_DETAILS] = orjson.loads(columns[_DETAILS])
-                yield LogRecord(row[0], row[1], row[2], tuple(columns))
+            for seq, entry, leaf, event_id, at, *middle, details in rows:
+                if isinstance(details, str):  # SQLite gives JSON text; psycopg parses it
+                    details = orjson.loads(details)
+                yield LogRecord(seq, entry, leaf, (event_id, _utc(at), *middle, details))
     finally:
         cursor.close()  # a verifier that stops at the first problem must not leave a server cursor
 
 
 def _utc(value: Any) -> Any:
+    # SQLite returns naive UTC text; PostgreSQL an aware datetime (aware ones compare across zones).
     if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return datetime.fromisoformat(value + "+00:00")
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
     return value
 
 

@@ -294,23 +294,26 @@ def _check_record(record: LogRecord, expected: int) -> Finding | None:
     return None
 
 
-def columns_of(fields: dict[str, Any]) -> tuple[Any, ...]:
-    """The indexed columns an entry implies, in ``COLUMNS`` order, as the database reader gives them."""
-    actor = fields.get("actor") or {}
-    target = fields.get("target") or {}
-    return (
-        fields.get("event_id"),
-        datetime.fromisoformat(str(fields.get("time", ""))),
-        actor.get("kind"),
-        actor.get("id"),
-        fields.get("action"),
-        target.get("type"),
-        target.get("id"),
-        fields.get("outcome"),
-        fields.get("error_code"),
-        fields.get("request_id"),
-        fields.get("details"),
-    )
+def columns_of(fields: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The indexed columns an entry implies, in ``COLUMNS`` order, as the database reader gives
+    them; ``None`` when the entry lacks a field every entry has."""
+    try:
+        actor, target = fields["actor"], fields["target"] or {}
+        return (
+            fields["event_id"],
+            datetime.fromisoformat(fields["time"]),
+            actor["kind"],
+            actor["id"],
+            fields["action"],
+            target.get("type"),
+            target.get("id"),
+            fields["outcome"],
+            fields["error_code"],
+            fields["request_id"],
+            fields["details"],
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _check_root(report: Report, root: bytes, size: int, want: bytes, vouched: int) -> bool:
