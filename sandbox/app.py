@@ -15,6 +15,7 @@ from core.db import transaction
 from core.errors import BadRequest
 from sandbox.api import audit as audit_api
 from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
+from sandbox.api import jobs as jobs_api
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -48,6 +49,7 @@ def create_app(
         meta.bp, identity.bp, operators.bp, catalog.bp, authorizations.bp, consents.bp, audit_api.bp
     ):
         app.register_blueprint(blueprint)
+    app.register_blueprint(jobs_api.bp)
     logging.getLogger("sandbox").setLevel(logging.INFO)
     return app
 

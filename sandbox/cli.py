@@ -19,6 +19,7 @@ from core.config import Settings, load_settings
 from core.db import display_url
 from core.errors import SandboxError
 from sandbox.cli_audit import audit as audit_commands
+from sandbox.cli_seal import seal as seal_commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLI_ACTOR = Actor(ActorKind.SYSTEM, "cli")
@@ -254,6 +255,7 @@ def demo(home: Path, enterprises: int, persons: int) -> None:
 
 
 main.add_command(audit_commands)
+main.add_command(seal_commands)
 
 
 def settings_for_home(home: Path) -> Settings:

@@ -5,6 +5,7 @@ Each later capability adds its steps here, so the demo always shows everything t
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
@@ -20,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
-from audit import Actor, ActorKind
+from audit import Actor, ActorKind, merkle
 from audit.models import AuditEvent
+from audit.notes import verify_note
 from core.config import Settings, load_settings
 from core.errors import ConfigurationError
 from sandbox.data.load import LoadRefused
@@ -63,6 +66,8 @@ def fresh_home(home: Path) -> None:
 
 def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
     """Run every step; ``True`` when all of them succeeded."""
+    from sandbox.demo_jobs import step_aggregate, step_verify  # they use this module's helpers
+
     fresh_home(home)
     # Embedded defaults in the demo home only: never the URLs of a real deployment.
     settings = load_settings({"SANDBOX_HOME": str(home.resolve())})
@@ -77,6 +82,9 @@ def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
         ("Call the API", step_api),
         ("Identities: staff and subject accounts, an operator and its credentials", step_identities),
         ("A contract: the operator requests, a reviewer approves, the firm consents", step_contract),
+        ("Verifications: sealed answers, one refused without consent, a seal checked offline", step_verify),
+        ("An aggregate under differential privacy: suppressed, noised, charged once", step_aggregate),
+        ("Audit proofs: a checkpoint and the sealed result's inclusion proof, checked offline", step_proofs),
         ("Read the audit log", step_audit),
     ]
     try:
@@ -385,6 +393,7 @@ def step_contract(ctx: DemoContext) -> None:
         ctx.echo(f"     - {problem['field']}: {problem['message']}")
     status, _, contract = http(ctx, "POST", "/v1/authorizations", request, _bearer(ctx, "operator"))
     ctx.echo(f"   operator: POST /v1/authorizations → {status} {contract['status']}")
+    ctx.notes["contract_id"] = contract["id"]
     url = f"/v1/authorizations/{contract['id']}"
     status, _, contract = http(
         ctx,
@@ -440,6 +449,96 @@ def step_contract(ctx: DemoContext) -> None:
     )
     status, _, _ = http(ctx, "GET", url, None, _bearer(ctx, "operator"))
     ctx.echo(f"   reinstated; the same token works again → {status}")
+
+
+def _sealed_seq(ctx: DemoContext) -> tuple[int, str]:
+    """The audit seq of the demo's sealed result, or (before verifications exist) of the contract."""
+    sealed = ctx.notes.get("sealed_result")
+    if isinstance(sealed, dict) and isinstance(sealed.get("audit_seq"), int):
+        return int(sealed["audit_seq"]), "the sealed verification"
+    query = f"/v1/audit/events?target_id={ctx.notes['contract_id']}&action=authorization.request"
+    _, _, page = http(ctx, "GET", query, headers=_bearer(ctx, "auditor"))
+    return int(page["events"][0]["seq"]), "the operator's contract request"
+
+
+def step_proofs(ctx: DemoContext) -> None:
+    """The operator proves its job was logged; the auditor verifies the whole log offline."""
+    seq, what = _sealed_seq(ctx)
+    path = f"/v1/audit/proofs/inclusion?seq={seq}"
+    status, _, proof = http(ctx, "GET", path, headers=_bearer(ctx, "operator"))
+    if status != 200:
+        raise ConfigurationError(f"inclusion proof refused: {proof}")
+    ctx.echo(
+        f"   GET {path} (operator, {what}) → {status}: "
+        f"{len(proof['audit_path'])} hashes up to a tree of {proof['tree_size']}"
+    )
+    _, _, jwks = http(ctx, "GET", "/.well-known/jwks.json")
+    keys = [Ed25519PublicKey.from_public_bytes(b64url_decode(k["x"])) for k in jwks["keys"]]
+    signed = verify_note(proof["checkpoint"]["note"], keys)  # raises when the signature is wrong
+    leaf = merkle.hash_leaf(proof["entry"].encode("utf-8"))
+    included = merkle.verify_inclusion(
+        seq, proof["tree_size"], leaf, [bytes.fromhex(h) for h in proof["audit_path"]], signed.root_hash
+    )
+    if not (included and signed.tree_size == proof["tree_size"] and leaf.hex() == proof["leaf_hash"]):
+        raise ConfigurationError("the inclusion proof did not verify")
+    ctx.echo("   offline: the checkpoint's Ed25519 signature verifies against the JWKS, the entry hashes")
+    ctx.echo(f"   to its leaf, and the path leads to the signed root {signed.root_hash.hex()[:16]}…")
+    folder = ctx.home / "auditor"
+    folder.mkdir(exist_ok=True)
+    (folder / "jwks.json").write_text(json.dumps(jwks), encoding="utf-8")
+    _, _, checkpoint = http(ctx, "POST", "/v1/audit/checkpoints", headers=_bearer(ctx, "auditor"))
+    (folder / "trusted-checkpoint.json").write_text(json.dumps(checkpoint), encoding="utf-8")
+    size = checkpoint["tree_size"]
+    ctx.echo(f"   POST /v1/audit/checkpoints (auditor) → size {size}; kept as a trusted copy:")
+    for line in checkpoint["note"].rstrip("\n").split("\n"):
+        ctx.echo(f"     | {line[:100]}")
+    request = urllib.request.Request(  # noqa: S310 - the demo's own server on loopback
+        ctx.base_url + "/v1/audit/export", headers=_bearer(ctx, "auditor")
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+        (folder / "export.ndjson").write_bytes(response.read())
+    lines = (folder / "export.ndjson").read_text(encoding="utf-8").count("\n")
+    ctx.echo(f"   GET /v1/audit/export (auditor) → {lines} NDJSON lines")
+    command = [
+        "audit",
+        "verify",
+        "--export",
+        str(folder / "export.ndjson"),
+        "--key",
+        str(folder / "jwks.json"),
+        "--trusted-checkpoint",
+        str(folder / "trusted-checkpoint.json"),
+    ]
+    _verify_with_cli(
+        ctx, command, "--export export.ndjson --key jwks.json --trusted-checkpoint trusted-checkpoint.json"
+    )
+    command = ["audit", "verify", "--key", str(folder / "jwks.json")]
+    _verify_with_cli(ctx, command, "--key jwks.json  (the database, and the checkpoint file beside it)")
+
+
+def _verify_with_cli(ctx: DemoContext, command: list[str], shown: str) -> None:
+    result = subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "sandbox.cli", *command],
+        capture_output=True,
+        text=True,
+        env=_cli_env(ctx),
+        check=False,
+    )
+    ctx.echo(f"   $ sandbox audit verify {shown} → exit {result.returncode}")
+    for line in (result.stdout + result.stderr).strip().splitlines():
+        ctx.echo(f"     {line}")
+    if result.returncode != 0:
+        raise ConfigurationError("the audit log did not verify")
+
+
+def _cli_env(ctx: DemoContext) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    return {**env, "SANDBOX_HOME": str(ctx.home)}
+
+
+def b64url_decode(text: str) -> bytes:
+    """Base64url without padding, as JWKs write it."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def step_audit(ctx: DemoContext) -> None:

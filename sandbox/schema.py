@@ -11,6 +11,7 @@ import authz.contract_models
 import authz.models
 import core.keyring
 import operators.models
+import sandbox.engine.models
 import sandbox.models
 from core.db import Base
 
@@ -22,5 +23,6 @@ MODEL_MODULES = (
     authz.consent,
     operators.models,
     sandbox.models,
+    sandbox.engine.models,
 )
 metadata = Base.metadata

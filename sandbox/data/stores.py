@@ -86,7 +86,9 @@ def create_data_engine(url: str, *, read_only: bool = False) -> Engine:
         args = {"read_only": True} if read_only else {}
         return create_engine(url, poolclass=NullPool, connect_args=args)
     if backend == "sqlite":
-        engine = create_engine(url, poolclass=NullPool)
+        # Pooled, unlike DuckDB (whose file lock a held connection would keep from a loader):
+        # a verification is one indexed lookup, cheaper than opening and closing a connection.
+        engine = create_engine(url)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:

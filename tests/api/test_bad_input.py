@@ -16,6 +16,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -100,6 +101,19 @@ class World:
                 request_id=None,
             ).id
 
+    def approved_contract(self) -> str:
+        """An approved contract of the operator for verifications and aggregates (fresh budget)."""
+        from tests.factories import make_contract
+
+        with transaction(self.runtime.sessions) as session:
+            return make_contract(
+                session,
+                operator_id=self.parties[Role.OPERATOR].id,
+                datasets={"enterprises": ["credit_code", "status", "district", "registered_capital"]},
+                operations=["verify:enterprise_active", "aggregate"],
+                now=datetime.now(UTC),
+            ).id
+
     def path_values(self, ep: Endpoint) -> dict[str, str]:
         makers: dict[str, Callable[[], str]] = {
             "operator_id": self.new_operator,
@@ -129,6 +143,20 @@ class World:
                 "client_secret": "s",
             },
             "Login": {"username": "nobody", "password": "wrong"},
+            "VerifyIn": {
+                "authorization_id": self.approved_contract(),
+                "template": "enterprise_active",
+                "subject": SUBJECT_ID,
+                "params": {},
+            },
+            "AggregateIn": {
+                "authorization_id": self.approved_contract(),
+                "dataset": "enterprises",
+                "metrics": [{"op": "count"}, {"op": "sum", "field": "registered_capital"}],
+                "group_by": ["district"],
+                "filters": [{"field": "status", "op": "eq", "value": "存续"}],
+                "epsilon": 0.1,
+            },
             "OperatorIn": {
                 "name": "测试运营方",
                 "credit_code": f"91370102{secrets.randbelow(10**10):010d}",
@@ -386,6 +414,10 @@ def _field_paths(ep: Endpoint) -> list[str]:
         paths += ["templates.0"]
     if model.__name__ == "OperatorIn":
         paths += ["qualifications.0"]
+    if model.__name__ == "VerifyIn":
+        paths += ["params.unexpected"]
+    if model.__name__ == "AggregateIn":
+        paths += ["metrics.1.op", "metrics.1.field", "group_by.0", "filters.0.op", "filters.0.value"]
     return paths
 
 

@@ -1,0 +1,204 @@
+"""Verifications: one template about one subject, checked at the moment it runs, answered and sealed.
+
+Order of checks, each against the contract as it is now: the contract is the operator's own
+(another's reads as missing), approved and within its validity; the template exists, is granted
+(``verify:<template>``) and every field it reads is in the contract's scope; the parameters and the
+subject are well formed; the subject's consent is valid when the template or the contract asks for
+it; a call is left in today's quota (spent atomically). Only then is the data touched.
+
+The answer, its audit event, the subject's access record, the quota spend and the stored seal are
+one control-database transaction: all of them or none. A refusal for lack of consent is itself
+shown to the subject (an access with outcome ``denied``), written after the rollback.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from audit import Actor, AuditAction, Outcome
+from authz import consent, contracts, usage
+from authz.contract_models import VERIFY_PREFIX, Authorization
+from authz.errors import ConsentRequired
+from catalog import Template
+from core.db import transaction
+from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
+from sandbox.engine.models import ResultKind
+from sandbox.engine.params import check_params, json_ready
+from sandbox.engine.sealing import Release, Released, release
+from sandbox.engine.templates import COMPILED
+from sandbox.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class VerificationRequest:
+    """What an operator asks: a template about a subject, under a contract."""
+
+    authorization_id: str
+    template: str
+    subject: str
+    params: Any
+    consent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A sealed answer."""
+
+    result: bool | str
+    template: str
+    subject: str
+    params: dict[str, Any]
+    authorization_id: str
+    released: Released
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's response body."""
+        return {
+            "result": self.result,
+            "template": self.template,
+            "subject": self.subject,
+            "params": self.params,
+            "authorization_id": self.authorization_id,
+            "job_id": self.released.job_id,
+            "issued_at": self.released.payload["issued_at"],
+            "audit_seq": self.released.audit_seq,
+            "seal": self.released.seal,
+        }
+
+
+def _template(runtime: Runtime, contract: Authorization, name: str) -> Template:
+    """The template, if it exists, is granted and reads only fields in the contract's scope."""
+    template = runtime.catalog.templates.get(name)
+    if template is None:
+        raise JobInvalid(
+            "no such verification template", details=[problem("template", f"{label(name)} is not a template")]
+        )
+    if not contract.allows_operation(VERIFY_PREFIX + name):
+        raise OutOfScope(
+            f"the authorization does not grant verify:{name}",
+            details=[problem("template", f"verify:{name} is not among the authorization's operations")],
+        )
+    dataset = runtime.catalog.dataset(template.dataset)
+    granted = set(contract.allowed_fields(template.dataset))
+    missing = [f for f in dict.fromkeys([dataset.key, *template.touched_fields()]) if f not in granted]
+    if missing:
+        raise OutOfScope(
+            f"the authorization does not cover fields {', '.join(missing)} of {template.dataset}",
+            details=[problem(f"datasets.{template.dataset}", f"needs {', '.join(missing)}")],
+        )
+    return template
+
+
+def _check_subject(subject: str) -> None:
+    if not consent.SUBJECT_ID.match(subject):
+        raise JobInvalid(
+            "the subject is not well formed",
+            details=[problem("subject", "an 18-character credit code or resident ID number")],
+        )
+
+
+def run_verification(
+    runtime: Runtime,
+    request: VerificationRequest,
+    *,
+    operator_id: str,
+    actor: Actor,
+    request_id: str | None,
+) -> Verification:
+    """Check, answer, record and seal one verification; raise the first refusal found."""
+    job_id = str(uuid.uuid4())
+    try:
+        with transaction(runtime.sessions) as session:
+            return _verify(session, runtime, request, job_id, operator_id, actor, request_id)
+    except ConsentRequired:
+        _record_refused_access(runtime, request, job_id, operator_id)
+        raise
+
+
+def _verify(
+    session: Session,
+    runtime: Runtime,
+    request: VerificationRequest,
+    job_id: str,
+    operator_id: str,
+    actor: Actor,
+    request_id: str | None,
+) -> Verification:
+    now = runtime.clock()
+    contract = contracts.get_contract(session, request.authorization_id, operator_id=operator_id)
+    contracts.check_active(contract, now)
+    template = _template(runtime, contract, request.template)
+    params = check_params(template, request.params)
+    _check_subject(request.subject)
+    if template.consent_required or contract.consent_required:
+        consent.require_consent(
+            session,
+            subject_id=request.subject,
+            operator_id=operator_id,
+            template=template.name,
+            consent_id=request.consent_id,
+            now=now,
+        )
+    usage.spend_call(session, contract.id, now=now)
+    compiled = COMPILED.get(runtime.catalog, template.name)
+    with runtime.stores.lookup.connect() as conn:
+        n_rows, value = compiled.lookup(conn, request.subject, params)
+    result = compiled.answer(n_rows, value, params)
+    consent.record_access(
+        session,
+        subject_id=request.subject,
+        operator_id=operator_id,
+        template=template.name,
+        authorization_id=contract.id,
+        job_id=job_id,
+        outcome=Outcome.SUCCESS,
+        clock=runtime.clock,
+    )
+    shown = json_ready(params)
+    released = release(
+        session,
+        Release(
+            kind=ResultKind.VERIFICATION,
+            job_id=job_id,
+            operator_id=operator_id,
+            authorization_id=contract.id,
+            answer={"template": template.name, "subject": request.subject, "params": shown, "result": result},
+            action=AuditAction.VERIFICATION_RUN,
+            # The subject's id stays out of the permanent log (as for consents); the job id links
+            # the event to the subject's access record and to the seal, which both name it.
+            details={"template": template.name, "params": shown, "result": result},
+        ),
+        keys_dir=runtime.settings.keys_dir,
+        actor=actor,
+        request_id=request_id,
+        clock=runtime.clock,
+    )
+    return Verification(
+        result=result,
+        template=template.name,
+        subject=request.subject,
+        params=shown,
+        authorization_id=contract.id,
+        released=released,
+    )
+
+
+def _record_refused_access(
+    runtime: Runtime, request: VerificationRequest, job_id: str, operator_id: str
+) -> None:
+    """Show the subject a check refused for lack of its consent (the checks before it passed)."""
+    with transaction(runtime.sessions) as session:
+        consent.record_access(
+            session,
+            subject_id=request.subject,
+            operator_id=operator_id,
+            template=request.template,
+            authorization_id=request.authorization_id,
+            job_id=job_id,
+            outcome=Outcome.DENIED,
+            clock=runtime.clock,
+        )

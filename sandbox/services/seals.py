@@ -1,0 +1,98 @@
+"""Checking a sealed result offline: the seal against a key set, and the answer against its seal.
+
+The input is what an operator hands a third party: the API's JSON response (with its ``seal``) or
+the compact JWS alone. With the response, every field it shows beside the seal must equal the
+sealed one, so a response edited after the fact (``false`` turned ``true``) is caught even though
+its seal is intact.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import keyring
+from core.errors import ConfigurationError
+from core.seals import SealInvalid, verify_seal
+
+MAX_INPUT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SealCheck:
+    """A seal that verified, and its payload."""
+
+    payload: dict[str, Any]
+    kid: str
+    compared: list[str]  # response fields found equal to the sealed ones
+
+
+def read_jwks(source: str) -> dict[str, Any]:
+    """A key set from a file or an ``http(s)://`` URL; :class:`SealInvalid` if unusable."""
+    if source.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(source, timeout=10) as response:  # noqa: S310 - http(s) only
+                raw = response.read(MAX_INPUT_BYTES)
+        except (urllib.error.URLError, OSError) as exc:
+            raise SealInvalid(f"cannot fetch the key set from {source}: {exc}") from exc
+    else:
+        try:
+            raw = Path(source).read_bytes()[:MAX_INPUT_BYTES]
+        except OSError as exc:
+            raise SealInvalid(f"cannot read the key set {source}: {exc.strerror}") from exc
+    try:
+        jwks = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SealInvalid("the key set is not JSON") from exc
+    if not isinstance(jwks, dict):
+        raise SealInvalid("the key set is not a JSON object")
+    return jwks
+
+
+def local_jwks(database_url: str) -> dict[str, Any]:
+    """The key set published by the control database at ``database_url`` (the bureau's own view)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from core.db import create_control_engine, session_factory
+
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        raise ConfigurationError(f"no control database at {url.database}")
+    engine = create_control_engine(database_url)
+    try:
+        with session_factory(engine)() as session:
+            return keyring.published_jwks(session)
+    except SQLAlchemyError as exc:
+        raise ConfigurationError("cannot read the published keys from the control database") from exc
+    finally:
+        engine.dispose()
+
+
+def check_sealed(text: str, jwks: dict[str, Any]) -> SealCheck:
+    """Verify a response (JSON with ``seal``) or a bare compact JWS; :class:`SealInvalid` if not."""
+    text = text.strip()
+    response: dict[str, Any] = {}
+    if text.startswith("{"):
+        try:
+            response = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SealInvalid("the input is neither a compact JWS nor JSON") from exc
+        if not isinstance(response.get("seal"), str):
+            raise SealInvalid("the JSON holds no 'seal'")
+        token = response["seal"]
+    else:
+        token = text
+    payload = verify_seal(token, jwks)
+    compared = []
+    for name, shown in response.items():
+        if name == "seal" or name not in payload:
+            continue
+        if payload[name] != shown:
+            raise SealInvalid(f"the response's {name!r} differs from the sealed one: it was changed")
+        compared.append(name)
+    return SealCheck(payload=payload, kid=str(payload["kid"]), compared=compared)

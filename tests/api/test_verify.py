@@ -1,0 +1,332 @@
+"""POST /v1/verify: every check at the moment it runs, a boolean or band never the value, sealed."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from audit import AuditEvent
+from authz.consent import SubjectAccess
+from authz.contract_models import Authorization, AuthorizationStatus
+from authz.permissions import Role
+from core.clock import utcnow
+from core.db import transaction
+from core.seals import verify_seal
+from sandbox.engine.models import SealedResult
+from sandbox.runtime import Runtime
+from tests.api.conftest import Party, make_account, make_operator
+from tests.engine import rows
+from tests.factories import make_consent, make_contract
+
+SCOPE = {
+    "enterprise_tax": ["credit_code", "year", "tax_paid", "tax_credit_grade"],
+    "utilities": ["credit_code", "year", "electricity_kwh"],
+    "public_credit": ["credit_code", "dishonest_debtor"],
+}
+OPERATIONS = [
+    "verify:tax_paid_at_least",
+    "verify:electricity_usage_band",
+    "verify:tax_credit_grade_in",
+    "verify:no_dishonest_record",
+]
+TAX_2024 = {"threshold": 500_000, "year": 2024}
+
+
+@pytest.fixture
+def data(runtime: Runtime) -> None:
+    """FIRM paid 612,345.67 in 2024 and 100 in 2023, used 30 MWh a month, is not a dishonest debtor."""
+    rows.write(
+        runtime.stores,
+        runtime.catalog,
+        {
+            "enterprise_tax": [rows.tax(rows.FIRM, 2024, 612_345.67), rows.tax(rows.FIRM, 2023, 100.0)],
+            "utilities": rows.utilities(rows.FIRM, 2024, 30_000.0),
+            "public_credit": [
+                {
+                    "credit_code": rows.FIRM,
+                    "district": "历下区",
+                    "rating": "A",
+                    "dishonest_debtor": False,
+                    "dishonest_cases": 0,
+                    "updated_date": date(2024, 1, 1),
+                }
+            ],
+        },
+    )
+
+
+def _contract(runtime: Runtime, operator: Party, **overrides: Any) -> Authorization:
+    args: dict[str, Any] = {
+        "datasets": SCOPE,
+        "operations": OPERATIONS,
+        "daily_quota": 100,
+        "now": utcnow() - timedelta(minutes=1),
+        **overrides,
+    }
+    with transaction(runtime.sessions) as session:
+        return make_contract(session, operator_id=operator.id, **args)
+
+
+def _consent(runtime: Runtime, operator: Party, subject: str = rows.FIRM, **kwargs: Any) -> str:
+    kwargs.setdefault("templates", ["tax_paid_at_least", "electricity_usage_band", "tax_credit_grade_in"])
+    kwargs.setdefault("now", utcnow() - timedelta(minutes=1))
+    with transaction(runtime.sessions) as session:
+        return make_consent(session, subject_id=subject, operator_id=operator.id, **kwargs).id
+
+
+def _verify(client: FlaskClient, operator: Party, contract: Authorization, **body: Any) -> Any:
+    payload = {"authorization_id": contract.id, "template": "tax_paid_at_least", "subject": rows.FIRM}
+    payload.setdefault("params", TAX_2024)
+    return client.post("/v1/verify", json={**payload, **body}, headers=operator.headers)
+
+
+def _calls_today(client: FlaskClient, operator: Party, contract: Authorization) -> int:
+    body = client.get(f"/v1/authorizations/{contract.id}", headers=operator.headers).get_json()
+    return int(body["usage"]["calls_today"])
+
+
+@pytest.mark.usefixtures("data")
+def test_verify_answers_a_boolean_sealed_against_the_published_keys(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    response = _verify(client, operator, contract)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["result"] is True
+    assert set(body) == {"result", "template", "subject", "params", "authorization_id"} | {
+        "job_id",
+        "issued_at",
+        "audit_seq",
+        "seal",
+    }
+    assert "612345" not in response.get_data(as_text=True)  # never the value
+    jwks = client.get("/.well-known/jwks.json").get_json()
+    sealed = verify_seal(body["seal"], jwks)
+    for name in ("result", "template", "subject", "params", "authorization_id", "job_id", "issued_at"):
+        assert sealed[name] == body[name]
+    assert sealed["kind"] == "verification" and sealed["kid"] == jwks["keys"][0]["kid"]
+    assert sealed["operator_id"] == operator.id and sealed["audit_seq"] == body["audit_seq"]
+    with runtime.sessions() as session:
+        event = session.execute(select(AuditEvent).where(AuditEvent.seq == body["audit_seq"])).scalar_one()
+        stored = session.get(SealedResult, body["job_id"])
+    assert (event.action, event.outcome, event.actor_id) == ("verification.run", "success", operator.id)
+    assert (event.target_type, event.target_id) == ("verification", body["job_id"])
+    assert sealed["audit_leaf_hash"] == event.leaf_hash
+    assert rows.FIRM not in event.entry  # the subject's id stays out of the permanent log
+    assert stored is not None and stored.seal == body["seal"] and stored.audit_seq == body["audit_seq"]
+    assert _calls_today(client, operator, contract) == 1
+
+
+@pytest.mark.usefixtures("data")
+def test_verify_false_below_threshold_and_in_a_year_without_enough_tax(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    high = _verify(client, operator, contract, params={"threshold": 612_345.68, "year": 2024})
+    exact = _verify(client, operator, contract, params={"threshold": 612_345.67, "year": 2024})
+    other_year = _verify(client, operator, contract, params={"threshold": 500_000, "year": 2023})
+    assert [r.get_json()["result"] for r in (high, exact, other_year)] == [False, True, False]
+
+
+@pytest.mark.usefixtures("data")
+def test_unknown_subject_answers_like_a_real_negative(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    contract = _contract(runtime, operator, consent_required=False)
+    _consent(runtime, operator, subject=rows.UNKNOWN)
+    unknown = _verify(client, operator, contract, subject=rows.UNKNOWN)
+    assert unknown.status_code == 200 and unknown.get_json()["result"] is False
+    # "not a dishonest debtor" is true of the known firm, and must not be true of an unknown one,
+    # or the answer would say who is on file: the template declares unknown_subject false.
+    known = _verify(client, operator, contract, template="no_dishonest_record", params={})
+    stranger = _verify(
+        client, operator, contract, template="no_dishonest_record", params={}, subject=rows.OTHER
+    )
+    assert (known.get_json()["result"], stranger.get_json()["result"]) == (True, False)
+    band = _verify(
+        client,
+        operator,
+        contract,
+        template="electricity_usage_band",
+        params={"year": 2024},
+        subject=rows.UNKNOWN,
+    )
+    assert band.get_json()["result"] == "none"
+
+
+@pytest.mark.usefixtures("data")
+def test_band_template_answers_a_band_never_the_number(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    response = _verify(client, operator, contract, template="electricity_usage_band", params={"year": 2024})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["result"] == "medium"  # 360,000 kWh: between 50,000 and 500,000
+    assert "360000" not in response.get_data(as_text=True)
+
+
+@pytest.mark.usefixtures("data")
+def test_list_parameter_binds_every_value(runtime: Runtime, client: FlaskClient, operator: Party) -> None:
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    yes = _verify(
+        client,
+        operator,
+        contract,
+        template="tax_credit_grade_in",
+        params={"year": 2024, "grades": ["B", "A"]},
+    )
+    no = _verify(
+        client,
+        operator,
+        contract,
+        template="tax_credit_grade_in",
+        params={"year": 2024, "grades": ["C", "D"]},
+    )
+    assert (yes.get_json()["result"], no.get_json()["result"]) == (True, False)
+
+
+@pytest.mark.parametrize("state", ["missing", "revoked", "expired", "other_template", "other_subject"])
+@pytest.mark.usefixtures("data")
+def test_verify_denied_without_a_valid_consent(
+    runtime: Runtime, client: FlaskClient, operator: Party, state: str
+) -> None:
+    contract = _contract(runtime, operator)
+    consent_id = None
+    if state == "revoked":
+        consent_id = _consent(runtime, operator, revoked=True)
+    elif state == "expired":
+        consent_id = _consent(runtime, operator, now=utcnow() - timedelta(days=31), valid_days=30)
+    elif state == "other_template":
+        consent_id = _consent(runtime, operator, templates=["electricity_usage_band"])
+    elif state == "other_subject":
+        consent_id = _consent(runtime, operator, subject=rows.OTHER)
+    response = _verify(client, operator, contract, consent_id=consent_id)
+    assert response.status_code == 403, response.get_json()
+    assert response.get_json()["error"]["code"] == "consent_required"
+    assert "result" not in response.get_json()
+    assert _calls_today(client, operator, contract) == 0  # refused: nothing spent
+    with runtime.sessions() as session:
+        access = session.execute(select(SubjectAccess)).scalar_one()
+        events = session.execute(select(AuditEvent).where(AuditEvent.action == "verification.run")).all()
+        denied = session.execute(
+            select(AuditEvent).where(AuditEvent.error_code == "consent_required")
+        ).scalar_one()
+    assert (access.subject_id, access.outcome, access.template) == (rows.FIRM, "denied", "tax_paid_at_least")
+    assert events == [] and denied.outcome == "denied"
+
+
+@pytest.mark.usefixtures("data")
+def test_subject_sees_every_check_about_itself(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    ok = _verify(client, operator, contract)
+    refused = _verify(client, operator, contract, template="no_dishonest_record", params={})
+    assert (ok.status_code, refused.status_code) == (200, 403)
+    firm = make_account(runtime, client, Role.SUBJECT, "firm", subject_id=rows.FIRM)
+    accesses = client.get("/v1/subjects/me/accesses", headers=firm.headers).get_json()["accesses"]
+    assert [(a["template"], a["outcome"]) for a in accesses] == [
+        ("no_dishonest_record", "denied"),
+        ("tax_paid_at_least", "success"),
+    ]
+    assert accesses[1]["job_id"] == ok.get_json()["job_id"]
+    assert all(set(a) >= {"operator_name", "authorization_id", "accessed_at"} for a in accesses)
+    assert all("result" not in a for a in accesses)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [AuthorizationStatus.PENDING, AuthorizationStatus.REVOKED, AuthorizationStatus.REJECTED, "expired"],
+)
+@pytest.mark.usefixtures("data")
+def test_verify_denied_when_authorization_inactive(
+    runtime: Runtime, client: FlaskClient, operator: Party, status: Any
+) -> None:
+    if status == "expired":
+        contract = _contract(runtime, operator, now=utcnow() - timedelta(days=31), valid_days=30)
+    else:
+        contract = _contract(runtime, operator, status=status)
+    _consent(runtime, operator)
+    response = _verify(client, operator, contract)
+    assert response.status_code == 403, response.get_json()
+    assert response.get_json()["error"]["code"] == "authorization_inactive"
+
+
+@pytest.mark.usefixtures("data")
+def test_verify_denied_for_a_template_or_field_out_of_scope(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    _consent(runtime, operator)
+    narrow = _contract(runtime, operator, operations=["verify:electricity_usage_band"])
+    response = _verify(client, operator, narrow)
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "out_of_scope"
+    # Granted the template, but not the field it sums: refused all the same.
+    fieldless = _contract(
+        runtime, operator, datasets={"enterprise_tax": ["credit_code", "year"]}, operations=OPERATIONS
+    )
+    response = _verify(client, operator, fieldless)
+    assert response.status_code == 403, response.get_json()
+    assert "tax_paid" in response.get_json()["error"]["message"]
+    unknown = _verify(client, operator, narrow, template="no_such_template")
+    assert unknown.status_code == 422 and unknown.get_json()["error"]["code"] == "invalid"
+
+
+@pytest.mark.usefixtures("data")
+def test_another_operators_contract_reads_as_missing(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    other = make_operator(runtime, client, "另一家运营方", "91370102MA3C6XXXX9")
+    contract = _contract(runtime, other)
+    response = _verify(client, operator, contract)
+    assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.usefixtures("data")
+def test_daily_quota_is_spent_then_refused(runtime: Runtime, client: FlaskClient, operator: Party) -> None:
+    contract = _contract(runtime, operator, daily_quota=2)
+    _consent(runtime, operator)
+    statuses = [_verify(client, operator, contract).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert _verify(client, operator, contract).get_json()["error"]["code"] == "quota_exceeded"
+    assert _calls_today(client, operator, contract) == 2
+
+
+@pytest.mark.usefixtures("data")
+def test_parameters_and_subject_are_checked_listing_every_problem(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    response = _verify(client, operator, contract, params={"threshold": -5, "year": "2024", "extra": 1})
+    assert response.status_code == 422
+    fields = sorted(p["field"] for p in response.get_json()["error"]["details"])
+    assert fields == ["params.extra", "params.threshold", "params.year"]
+    for params in (
+        {"threshold": float("inf"), "year": 2024},
+        {"year": 2024},
+        {"threshold": True, "year": 2024},
+    ):
+        assert _verify(client, operator, contract, params=params).status_code in (400, 422)
+    grades = _verify(
+        client, operator, contract, template="tax_credit_grade_in", params={"year": 2024, "grades": ["Z"]}
+    )
+    assert grades.status_code == 422
+    bad_subject = _verify(client, operator, contract, subject="91370102ma3c5xxxx1")
+    assert bad_subject.status_code == 422
+    assert _calls_today(client, operator, contract) == 0
+
+
+def test_only_operators_may_verify(runtime: Runtime, client: FlaskClient) -> None:
+    auditor = make_account(runtime, client, Role.AUDITOR, "auditor9")
+    response = client.post("/v1/verify", json={}, headers=auditor.headers)
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"

@@ -1,0 +1,76 @@
+"""``sandbox seal verify``: a response or bare seal, a key-set file; exit 0 valid, 1 changed, 2 usage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from core import keys, seals
+from sandbox.cli import main
+
+ANSWER = {"result": True, "template": "enterprise_active", "subject": "91370102MA3C5XXXX1", "job_id": "j1"}
+
+
+def _files(tmp_path: Path, response: dict[str, object] | str) -> tuple[Path, Path, keys.SigningKey]:
+    key = keys.generate()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+    answer = tmp_path / "answer.json"
+    answer.write_text(response if isinstance(response, str) else json.dumps(response, ensure_ascii=False))
+    return answer, jwks, key
+
+
+def _run(*args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        main, ["seal", "verify", *args], input=stdin, env={"SANDBOX_HOME": "/nonexistent"}
+    )
+    return result.exit_code, result.output
+
+
+def test_a_response_verifies_offline_with_a_key_set_file(tmp_path: Path) -> None:
+    key = keys.generate()
+    response = {**ANSWER, "seal": seals.seal(ANSWER, key)}
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps(response))
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 0, output
+    assert "seal OK" in output and key.kid in output and '"result": true' in output
+    bare_code, _ = _run("-", "--jwks", str(jwks), stdin=response["seal"])
+    assert bare_code == 0
+
+
+def test_a_response_edited_after_sealing_is_caught(tmp_path: Path) -> None:
+    key = keys.generate()
+    response = {**ANSWER, "seal": seals.seal({**ANSWER, "result": False}, key)}
+    answer, jwks, _ = _files(tmp_path, "")
+    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+    answer.write_text(json.dumps(response))
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 1 and "'result' differs" in output
+
+
+def test_one_changed_byte_of_the_seal_fails(tmp_path: Path) -> None:
+    key = keys.generate()
+    token = seals.seal(ANSWER, key)
+    head, body, signature = token.split(".")
+    middle = len(body) // 2
+    changed = body[:middle] + ("A" if body[middle] != "A" else "B") + body[middle + 1 :]
+    answer, jwks, _ = _files(tmp_path, f"{head}.{changed}.{signature}")
+    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 1 and "seal INVALID" in output
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    code, output = _run(str(tmp_path / "missing.json"), "--jwks", str(tmp_path / "jwks.json"))
+    assert code == 2, output
+    answer = tmp_path / "a.json"
+    answer.write_text("x.y.z")
+    code, output = _run(str(answer))  # no --jwks and no home to read keys from
+    assert code == 2 and "--jwks" in output
+    code, output = _run(str(answer), "--jwks", str(answer))  # not a key set: the seal cannot verify
+    assert code == 1

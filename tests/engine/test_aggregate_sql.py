@@ -1,0 +1,103 @@
+"""The aggregate's one SQL query on each scan engine, and the noise layer over its exact totals."""
+
+from __future__ import annotations
+
+import pytest
+
+from catalog import Catalog
+from sandbox.data.stores import DataStores, ensure_tables
+from sandbox.engine.aggregate_sql import run_aggregate_sql
+from sandbox.engine.errors import JobInvalid, OutOfScope
+from sandbox.engine.privacy import _quantile, group_keys, noisy_answer
+from sandbox.engine.spec import AggregateQuery, parse_query
+from tests.engine import rows
+
+ALL = {"credit_code", "district", "industry", "registered_capital", "established_date", "status"}
+
+
+def _query(
+    catalog: Catalog, spec: dict[str, object], epsilon: float = 1.0, granted: set[str] = ALL
+) -> AggregateQuery:
+    return parse_query(catalog.dataset("enterprises"), granted, spec, epsilon)
+
+
+def test_values_are_clamped_in_sql_and_filters_bound(data_stores: DataStores, catalog: Catalog) -> None:
+    ensure_tables(data_stores, catalog)
+    firms = [rows.enterprise(f"91370102MA3C{i:06d}", registered_capital=1000.0) for i in range(12)]
+    firms[0]["registered_capital"] = 1e15  # clamped to the bound, 1e9
+    firms[1]["registered_capital"] = -5.0  # clamped to 0
+    firms.append(rows.enterprise("91370102MA3CZZZZZZ", district="市中区", status="注销"))
+    rows.write(data_stores, catalog, {"enterprises": firms})
+    query = _query(
+        catalog,
+        {
+            "metrics": [
+                {"op": "sum", "field": "registered_capital"},
+                {"op": "histogram", "field": "registered_capital", "bins": 4},
+            ],
+            "group_by": ["district"],
+            "filters": [{"field": "status", "op": "in", "value": ["存续", "在业"]}],
+        },
+    )
+    with data_stores.scan.connect() as conn:
+        totals = run_aggregate_sql(conn, query)
+    assert set(totals) == {("历下区",)}  # the 注销 firm is filtered out in SQL
+    group = totals[("历下区",)]
+    assert group.count == 12
+    assert group.sums["sum_registered_capital"] == pytest.approx(1e9 + 0 + 10 * 1000.0)
+    assert group.bins["histogram_registered_capital"] == [11, 0, 0, 1]  # the bound's top edge: last bin
+
+
+def test_group_keys_come_from_the_key_sets_only(catalog: Catalog) -> None:
+    # Group-by fields are held in canonical (sorted) order: keys are (district, status).
+    query = _query(catalog, {"metrics": [{"op": "count"}], "group_by": ["status", "district"]})
+    assert len(group_keys(query)) == 5 * 12
+    from sandbox.engine.aggregate_sql import GroupTotals
+
+    totals = {
+        ("历下区", "存续"): GroupTotals(count=500, sums={}, bins={}),
+        ("历下区", "秘密"): GroupTotals(500, {}, {}),
+    }
+    answer = noisy_answer(query, totals, min_cell_size=10)
+    assert [(r["district"], r["status"]) for r in answer.rows] == [("历下区", "存续")]  # never "秘密"
+    assert answer.suppressed_groups == 59 and answer.groups == 60
+
+
+def test_canonical_form_ignores_order_but_not_meaning(catalog: Catalog) -> None:
+    one = _query(
+        catalog,
+        {
+            "metrics": [{"op": "count"}, {"op": "sum", "field": "registered_capital"}],
+            "group_by": ["status", "district"],
+        },
+    )
+    two = _query(
+        catalog,
+        {
+            "metrics": [{"op": "sum", "field": "registered_capital"}, {"op": "count"}],
+            "group_by": ["district", "status"],
+        },
+    )
+    assert one.sha256 == two.sha256
+    assert (
+        _query(catalog, {"metrics": [{"op": "count"}]}, epsilon=0.5).sha256
+        != _query(catalog, {"metrics": [{"op": "count"}]}).sha256
+    )
+
+
+def test_scope_and_policy_problems(catalog: Catalog) -> None:
+    with pytest.raises(OutOfScope):
+        _query(catalog, {"metrics": [{"op": "sum", "field": "registered_capital"}]}, granted={"district"})
+    with pytest.raises(JobInvalid) as error:
+        _query(
+            catalog,
+            {"metrics": [{"op": "quantile", "field": "registered_capital", "q": 1.5}], "filters": "x"},
+        )
+    assert [p["field"] for p in error.value.details] == ["metrics[0].q", "filters"]
+
+
+def test_quantile_reads_the_histogram() -> None:
+    edges = [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert _quantile([10, 10, 10, 10], edges, 0.5) == 20.0
+    assert _quantile([0, 0, 0, 0], edges, 0.5) == 20.0  # nothing released: the midpoint
+    assert _quantile([0, 4, 0, 0], edges, 0.25) == 12.5
