@@ -7,6 +7,10 @@ differences that matter (write locking, foreign keys, time zones) are handled he
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,12 +60,83 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+class _WriterLock:
+    """Writers queue on ``flock`` of a file beside the database, and wake the moment it is free.
+
+    SQLite lets one writer in at a time and makes the others poll: its busy handler sleeps in
+    growing steps of up to 100 ms, so under load most of a writer's wait is sleep. A blocking
+    ``flock`` is a kernel queue instead. Each connection holds its own descriptor, so threads and
+    processes queue alike; a thread that already holds the lock through another connection does
+    not take it again (it would wait on itself), and SQLite's busy timeout still bounds that case.
+    Written by hand: no maintained library wraps SQLite's write lock this way.
+    """
+
+    _held = threading.local()  # how many of this thread's connections are inside a transaction
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.entered = False  # this connection is inside a transaction
+        self.locked = False  # ... and holds the flock for it
+
+    def acquire(self) -> None:
+        if self.entered:
+            return
+        if getattr(self._held, "count", 0) == 0:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            self.locked = True
+        self._held.count = getattr(self._held, "count", 0) + 1
+        self.entered = True
+
+    def release(self) -> None:
+        # Also called by the pool's rollback on return, after a commit: only the first counts.
+        if not self.entered:
+            return
+        self.entered = False
+        self._held.count -= 1
+        if self.locked:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            self.locked = False
+
+    def close(self) -> None:
+        self.release()
+        os.close(self.fd)
+
+
+class _LockingConnection(sqlite3.Connection):
+    """A sqlite3 connection that takes the writer lock at BEGIN and drops it after COMMIT/ROLLBACK."""
+
+    writer_lock: _WriterLock | None = None
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            if self.writer_lock is not None:
+                self.writer_lock.release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            if self.writer_lock is not None:
+                self.writer_lock.release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.writer_lock is not None:
+                self.writer_lock.close()
+                self.writer_lock = None
+
+
+def _configure_sqlite(engine: Engine, database: str | None) -> None:
     """WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction.
 
     pysqlite's default deferred transactions take the write lock only at the first write; two
     such transactions that both read first deadlock and one fails with "database is locked".
-    Taking the lock at BEGIN makes writers queue instead (SQLAlchemy's documented recipe).
+    Taking the lock at BEGIN makes writers queue instead (SQLAlchemy's documented recipe), and
+    the ``_WriterLock`` makes them queue without polling.
     """
 
     @event.listens_for(engine, "connect")
@@ -73,9 +148,14 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        if database and isinstance(dbapi_connection, _LockingConnection):
+            dbapi_connection.writer_lock = _WriterLock(database + "-writer.lock")
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        raw = connection.connection.driver_connection
+        if isinstance(raw, _LockingConnection) and raw.writer_lock is not None:
+            raw.writer_lock.acquire()
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
@@ -100,8 +180,10 @@ def create_control_engine(url: str, **kwargs: Any) -> Engine:
         # each new connection re-runs the pragmas, which together cost more than a verification.
         # No pooled connection crosses fork(): `serve` disposes its engine before gunicorn forks,
         # and each worker opens its own runtime.
-        engine = create_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        database = parsed.database if parsed.database not in (None, "", ":memory:") else None
+        connect_args = {**kwargs.pop("connect_args", {}), "factory": _LockingConnection}
+        engine = create_engine(url, connect_args=connect_args, **kwargs)
+        _configure_sqlite(engine, database)
         return engine
     return create_engine(with_driver(url), pool_pre_ping=True, **kwargs)
 
