@@ -21,14 +21,14 @@ from sandbox.runtime import Runtime
 WRITER = Actor(ActorKind.OPERATOR, "op-1")
 
 
-def add_events(runtime: Runtime, count: int, *, tag: str = "e") -> None:
+def add_events(runtime: Runtime, count: int, *, tag: str = "e", actor: Actor = WRITER) -> None:
     """``count`` events, one transaction each, with Chinese text to prove UTF-8 round trips."""
     for i in range(count):
         with transaction(runtime.sessions) as session:
             record_event(
                 session,
                 action=AuditAction.AUTHORIZATION_REQUEST,
-                actor=WRITER,
+                actor=actor,
                 target=Target("authorization", f"{tag}-{i}"),
                 details={"purpose": "贷前核验", "n": i},
                 clock=runtime.clock,

@@ -2,49 +2,31 @@
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
-from audit import Actor, ActorKind, AuditAction, Target, record_event
+from audit import Actor, ActorKind
 from audit.models import AuditEvent
-from core.db import transaction
 from sandbox.runtime import Runtime
-from sandbox.services import checkpointer
-from tests.audit.conftest import checkpoint, verify
+from tests.audit.conftest import add_events, checkpoint, verify
+from tests.audit.test_checkpointer import running_checkpointer
 
 WRITERS = 8
 EVENTS_EACH = 500
 
 
 def _write(runtime: Runtime, writer: int) -> None:
-    actor = Actor(ActorKind.OPERATOR, f"op-{writer}")
-    for i in range(EVENTS_EACH):
-        with transaction(runtime.sessions) as session:
-            record_event(
-                session,
-                action=AuditAction.AUTHORIZATION_REQUEST,
-                actor=actor,
-                target=Target("authorization", f"{writer}-{i}"),
-                details={"writer": writer, "i": i},
-            )
+    add_events(runtime, EVENTS_EACH, actor=Actor(ActorKind.OPERATOR, f"op-{writer}"), tag=str(writer))
 
 
 def test_concurrent_writers_leave_a_dense_log_that_verifies(runtime: Runtime) -> None:
     with runtime.sessions() as session:
         before = int(session.execute(select(func.count()).select_from(AuditEvent)).scalar_one())
-    settings = runtime.settings.with_overrides(checkpoint_every_events=250, checkpoint_every_seconds=3600)
-    stop = threading.Event()
-    signer = threading.Thread(target=checkpointer.run, args=(settings, stop), kwargs={"poll_seconds": 0.01})
-    signer.start()
-    try:
-        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-            for future in [pool.submit(_write, runtime, w) for w in range(WRITERS)]:
-                future.result()
-    finally:
-        stop.set()
-        signer.join()
+    signing = running_checkpointer(runtime, every_events=250, every_seconds=3600)
+    with signing, ThreadPoolExecutor(WRITERS) as pool:
+        for future in [pool.submit(_write, runtime, w) for w in range(WRITERS)]:
+            future.result()
     checkpoint(runtime)
     with runtime.sessions() as session:
         seqs = list(session.execute(select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars())
