@@ -153,6 +153,9 @@ def _configure_sqlite(engine: Engine, database: str | None) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # deferred: a reader never queues behind writers
+            return
         raw = connection.connection.driver_connection
         if isinstance(raw, _LockingConnection) and raw.writer_lock is not None:
             raw.writer_lock.acquire()
@@ -191,6 +194,19 @@ def create_control_engine(url: str, **kwargs: Any) -> Engine:
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded objects usable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+READ_ONLY = "sandbox_read_only"
+
+
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only. On SQLite its transaction begins deferred, without the writer
+    lock, so checks that only read (a token's account, say) run beside a writer (WAL readers see
+    the last commit). Writing in it is a bug: it would have to wait for the lock mid-transaction."""
+    with factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from audit import Actor, ActorKind
 from authz.models import Account
 from authz.permissions import Permission, Role, allows
 from authz.tokens import Unauthenticated, verify
+from core.db import reading
 from core.errors import SandboxError
 from core.keyring import SigningKeyRecord
 from operators.models import Operator
@@ -106,7 +107,7 @@ def _bearer() -> str:
 def authenticate(runtime: Runtime) -> Principal:
     """The principal behind the request's token, checked against the database now."""
     claims = verify(_bearer(), key_cache().get(runtime), clock=runtime.clock)
-    with runtime.sessions() as session:
+    with reading(runtime.sessions) as session:
         if claims.role is Role.OPERATOR:
             operator = session.get(Operator, claims.subject)
             if operator is None:
