@@ -124,17 +124,21 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
 
 def _jwks_keys(data: bytes, path: Path) -> list[Ed25519PublicKey]:
     try:
-        jwks: Any = json.loads(data)
-        found = [
-            Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"]))
-            for jwk in jwks["keys"]
-            if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519"
-        ]
+        found = keys_from_jwks(json.loads(data))
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise SourceError(f"{path} is not a JWKS of Ed25519 keys") from exc
     if not found:
         raise SourceError(f"{path} holds no Ed25519 key")
     return found
+
+
+def keys_from_jwks(jwks: Any) -> list[Ed25519PublicKey]:
+    """The Ed25519 keys of a JWKS document (``{"keys": [{"kty": "OKP", "crv": "Ed25519", "x": …}]}``)."""
+    return [
+        Ed25519PublicKey.from_public_bytes(_b64url(jwk["x"]))
+        for jwk in jwks["keys"]
+        if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519"
+    ]
 
 
 def _b64url(text: str) -> bytes:

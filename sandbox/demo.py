@@ -5,7 +5,6 @@ Each later capability adds its steps here, so the demo always shows everything t
 
 from __future__ import annotations
 
-import base64
 import csv
 import json
 import os
@@ -21,12 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import select
 
 from audit import Actor, ActorKind, merkle
 from audit.models import AuditEvent
 from audit.notes import verify_note
+from audit.sources import keys_from_jwks
 from core.config import Settings, load_settings
 from core.errors import ConfigurationError
 from sandbox.data.load import LoadRefused
@@ -473,7 +472,7 @@ def step_proofs(ctx: DemoContext) -> None:
         f"{len(proof['audit_path'])} hashes up to a tree of {proof['tree_size']}"
     )
     _, _, jwks = http(ctx, "GET", "/.well-known/jwks.json")
-    keys = [Ed25519PublicKey.from_public_bytes(b64url_decode(k["x"])) for k in jwks["keys"]]
+    keys = keys_from_jwks(jwks)
     signed = verify_note(proof["checkpoint"]["note"], keys)  # raises when the signature is wrong
     leaf = merkle.hash_leaf(proof["entry"].encode("utf-8"))
     included = merkle.verify_inclusion(
@@ -534,11 +533,6 @@ def _verify_with_cli(ctx: DemoContext, command: list[str], shown: str) -> None:
 def _cli_env(ctx: DemoContext) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
     return {**env, "SANDBOX_HOME": str(ctx.home)}
-
-
-def b64url_decode(text: str) -> bytes:
-    """Base64url without padding, as JWKs write it."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def step_audit(ctx: DemoContext) -> None:

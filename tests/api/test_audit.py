@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -10,17 +9,14 @@ from flask.testing import FlaskClient
 
 from audit import merkle
 from audit.notes import verify_note
+from audit.sources import keys_from_jwks
 from audit.verify import SourcedCheckpoint, records_from_export, verify_log
 from sandbox.runtime import Runtime
 from tests.api.conftest import CONTRACT_REQUEST, Party
 
 
 def _jwks_keys(client: FlaskClient) -> list[Ed25519PublicKey]:
-    keys = client.get("/.well-known/jwks.json").get_json()["keys"]
-    return [
-        Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(k["x"] + "=" * (-len(k["x"]) % 4)))
-        for k in keys
-    ]
+    return keys_from_jwks(client.get("/.well-known/jwks.json").get_json())
 
 
 def _request_contract(client: FlaskClient, operator: Party) -> dict[str, object]:
