@@ -51,3 +51,10 @@ class AuditAction(StrEnum):
     AUDIT_EXPORT = "audit.export"
     VERIFICATION_RUN = "verification.run"
     AGGREGATE_RUN = "aggregate.run"
+    PROGRAM_SUBMIT = "program.submit"
+    PROGRAM_APPROVE = "program.approve"
+    PROGRAM_REJECT = "program.reject"
+    JOB_QUEUE = "job.queue"
+    JOB_START = "job.start"  # outcome denied when a check at start refuses the job
+    JOB_REQUEUE = "job.requeue"  # its worker's lease expired; it waits for another worker
+    JOB_FINISH = "job.finish"  # succeeded (sealed) or failed

@@ -1,7 +1,8 @@
 """Subjects' consent to checks about themselves, and the record of every check made about them.
 
 A subject (a firm by its unified social credit code, a person by resident ID number) consents to
-one operator running named verification templates about it, for a purpose, for a while. A
+one operator running named verification templates (or ``compute:<program id>``, one compute
+program scoped to the subject) about it, for a purpose, for a while. A
 template that requires consent runs only when :func:`require_consent` finds such a consent, valid
 at that moment. ``subject_accesses`` is what the subject reads back: who checked it, when, with
 which template, under which authorization; never the answer nor the inputs.
@@ -45,6 +46,10 @@ CONSENT_NOT_FOUND = "no such consent"
 
 # The operators table, by name only: authz sits beside operators and must not import it.
 _operators = table("operators", column("id"), column("name"))
+# A consent may also cover one compute program, as ``compute:<program id>`` (a subject-scoped
+# job); the programs table by name only, since authz sits below the sandbox that owns it.
+COMPUTE_PREFIX = "compute:"
+_programs = table("programs", column("id"), column("operator_id"))
 
 
 class Consent(Base):
@@ -64,6 +69,12 @@ class Consent(Base):
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime())
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    def state(self, now: datetime) -> str:
+        """``active``, ``revoked`` or ``expired`` at ``now``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.granted_at <= now < self.valid_until else "expired"
 
     def refusal(self, *, subject_id: str, operator_id: str, template: str, now: datetime) -> str | None:
         """Why this consent does not allow the check, or ``None`` when it does."""
@@ -160,8 +171,14 @@ def _grant_problems(
         out.append({"field": "templates", "message": f"a list of 1-{MAX_TEMPLATES} template names"})
     else:
         for index, name in enumerate(templates):
-            if not isinstance(name, str) or name not in catalog.templates:
-                out.append({"field": f"templates[{index}]", "message": "no such verification template"})
+            if isinstance(name, str) and name.startswith(COMPUTE_PREFIX):
+                known = _operator_program(session, name.removeprefix(COMPUTE_PREFIX), operator_id)
+                unknown = "no such program of the operator"
+            else:
+                known = isinstance(name, str) and name in catalog.templates
+                unknown = "no such verification template"
+            if not known:
+                out.append({"field": f"templates[{index}]", "message": unknown})
             elif templates.index(name) != index:
                 out.append({"field": f"templates[{index}]", "message": f"{name} is listed twice"})
     if (
@@ -200,6 +217,12 @@ def revoke_consent(
         session, AuditAction.CONSENT_REVOKE, consent, actor, request_id, clock, rfc3339(consent.valid_until)
     )
     return consent
+
+
+def list_consents(session: Session, subject_id: str) -> list[Consent]:
+    """The subject's consents, newest first (revoked and expired ones too: they are history)."""
+    query = select(Consent).where(Consent.subject_id == subject_id)
+    return list(session.execute(query.order_by(Consent.granted_at.desc(), Consent.id)).scalars())
 
 
 def require_consent(
@@ -282,6 +305,14 @@ def list_accesses(
     if before is not None:
         query = query.where(SubjectAccess.id < before)
     return list(session.execute(query.order_by(SubjectAccess.id.desc()).limit(limit)).scalars())
+
+
+def _operator_program(session: Session, program_id: str, operator_id: object) -> bool:
+    """Whether ``program_id`` is a program of ``operator_id``."""
+    if not isinstance(operator_id, str) or len(program_id) > 36:
+        return False
+    query = select(_programs.c.id).where(_programs.c.id == program_id, _programs.c.operator_id == operator_id)
+    return session.execute(query).first() is not None
 
 
 def _operator_name(session: Session, operator_id: str) -> str | None:

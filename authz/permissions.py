@@ -36,8 +36,11 @@ class Permission(StrEnum):
     VERIFY_RUN = "verify:run"
     AGGREGATE_RUN = "aggregate:run"
     PROGRAMS_SUBMIT = "programs:submit"
+    PROGRAMS_READ = "programs:read"  # the caller's own, or all with read_all
+    PROGRAMS_READ_ALL = "programs:read_all"
     PROGRAMS_REVIEW = "programs:review"
     JOBS_RUN = "jobs:run"
+    JOBS_READ = "jobs:read"  # compute jobs: the caller's own, or all with JOBS_READ_ALL
     JOBS_READ_OWN = "jobs:read_own"
     JOBS_READ_ALL = "jobs:read_all"
     AUDIT_READ = "audit:read"
@@ -53,6 +56,8 @@ _STAFF_READ = {
     Permission.OPERATORS_READ,
     Permission.AUTHORIZATIONS_READ,
     Permission.AUTHORIZATIONS_READ_ALL,
+    Permission.PROGRAMS_READ,
+    Permission.PROGRAMS_READ_ALL,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -64,7 +69,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.VERIFY_RUN,
             Permission.AGGREGATE_RUN,
             Permission.PROGRAMS_SUBMIT,
+            Permission.PROGRAMS_READ,
             Permission.JOBS_RUN,
+            Permission.JOBS_READ,
             Permission.JOBS_READ_OWN,
             Permission.AUDIT_CHECKPOINT_READ,
             Permission.AUDIT_PROOF,
@@ -76,6 +83,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUTHORIZATIONS_REVIEW,
             Permission.PROGRAMS_REVIEW,
             Permission.OPERATORS_SUSPEND,
+            Permission.JOBS_READ,
             Permission.JOBS_READ_ALL,
         }
     ),
@@ -89,6 +97,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.USERS_MANAGE,
             Permission.AUDIT_CHECKPOINT_READ,
             Permission.AUDIT_CHECKPOINT_CREATE,
+            Permission.JOBS_READ,
             Permission.JOBS_READ_ALL,
         }
     ),
@@ -99,6 +108,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AUDIT_CHECKPOINT_READ,
             Permission.AUDIT_CHECKPOINT_CREATE,
             Permission.AUDIT_PROOF,
+            Permission.JOBS_READ,
             Permission.JOBS_READ_ALL,
         }
     ),

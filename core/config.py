@@ -10,6 +10,7 @@
 | ``SANDBOX_POLICIES``   | the catalog shipped with the package      |
 | ``SANDBOX_AUDIT_ORIGIN`` | ``public-data-sandbox.local/audit``: the log's name in its checkpoints |
 | ``SANDBOX_CHECKPOINT_EVERY_EVENTS`` / ``_SECONDS`` | 1000 / 60: how often the server signs one |
+| ``SANDBOX_CONSOLE_SECURE_COOKIE`` | ``1``: console cookies are ``Secure`` (set ``0`` for plain http) |
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Settings:
     audit_origin: str = "public-data-sandbox.local/audit"
     checkpoint_every_events: int = 1000
     checkpoint_every_seconds: int = 60
+    # The console's cookies carry ``Secure`` unless turned off for plain-http local use and tests.
+    console_secure_cookie: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -89,4 +92,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit_origin=env.get("SANDBOX_AUDIT_ORIGIN") or "public-data-sandbox.local/audit",
         checkpoint_every_events=int(every_events) if every_events else 1000,
         checkpoint_every_seconds=int(every_seconds) if every_seconds else 60,
+        console_secure_cookie=env.get("SANDBOX_CONSOLE_SECURE_COOKIE", "1").strip().lower()
+        not in ("0", "false", "no", "off"),
     )

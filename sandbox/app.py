@@ -16,7 +16,9 @@ from core.errors import BadRequest
 from sandbox.api import audit as audit_api
 from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
 from sandbox.api import jobs as jobs_api
+from sandbox.api import programs as programs_api
 from sandbox.runtime import Runtime, open_runtime, sync_policy
+from sandbox.web import init_app as init_console
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_BODY_BYTES = 1024 * 1024
@@ -50,6 +52,8 @@ def create_app(
     ):
         app.register_blueprint(blueprint)
     app.register_blueprint(jobs_api.bp)
+    app.register_blueprint(programs_api.bp)
+    init_console(app, runtime)
     logging.getLogger("sandbox").setLevel(logging.INFO)
     return app
 

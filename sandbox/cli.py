@@ -20,6 +20,7 @@ from core.db import display_url
 from core.errors import SandboxError
 from sandbox.cli_audit import audit as audit_commands
 from sandbox.cli_seal import seal as seal_commands
+from sandbox.cli_worker import worker as worker_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLI_ACTOR = Actor(ActorKind.SYSTEM, "cli")
@@ -216,8 +217,18 @@ def data_load(dataset: str, file: Path) -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--access-log/--no-access-log", default=False)
-def serve(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
-    """Run the API with gunicorn (the production server)."""
+@click.option(
+    "--compute-workers",
+    type=click.IntRange(0, 64),
+    default=1,
+    show_default=True,
+    help="Compute workers to start beside the server.",
+)
+@click.option("--no-workers", is_flag=True, help="Start no compute workers (run `sandbox worker` elsewhere).")
+def serve(
+    host: str, port: int, workers: int, threads: int, access_log: bool, compute_workers: int, no_workers: bool
+) -> None:
+    """Run the API with gunicorn (the production server), and compute workers beside it."""
     from core.db import transaction
     from sandbox.runtime import open_runtime, sync_policy
     from sandbox.server import serve as run_server
@@ -231,8 +242,19 @@ def serve(host: str, port: int, workers: int, threads: int, access_log: bool) ->
                 sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
         finally:
             runtime.close()
-    click.echo(f"serving on http://{host}:{port} with {workers} worker(s)", err=True)
-    run_server(settings, host=host, port=port, workers=workers, threads=threads, access_log=access_log)
+    compute = 0 if no_workers else compute_workers
+    click.echo(
+        f"serving on http://{host}:{port} with {workers} worker(s) and {compute} compute worker(s)", err=True
+    )
+    run_server(
+        settings,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads,
+        access_log=access_log,
+        compute_workers=compute,
+    )
 
 
 @main.command()
@@ -256,6 +278,7 @@ def demo(home: Path, enterprises: int, persons: int) -> None:
 
 main.add_command(audit_commands)
 main.add_command(seal_commands)
+main.add_command(worker_command)
 
 
 def settings_for_home(home: Path) -> Settings:

@@ -65,6 +65,7 @@ def fresh_home(home: Path) -> None:
 
 def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
     """Run every step; ``True`` when all of them succeeded."""
+    from sandbox.demo_compute import step_compute
     from sandbox.demo_jobs import step_aggregate, step_verify  # they use this module's helpers
 
     fresh_home(home)
@@ -83,6 +84,7 @@ def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
         ("A contract: the operator requests, a reviewer approves, the firm consents", step_contract),
         ("Verifications: sealed answers, one refused without consent, a seal checked offline", step_verify),
         ("An aggregate under differential privacy: suppressed, noised, charged once", step_aggregate),
+        ("Compute: a program submitted, approved, run and released", step_compute),
         ("Audit proofs: a checkpoint and the sealed result's inclusion proof, checked offline", step_proofs),
         ("Read the audit log", step_audit),
     ]
@@ -541,7 +543,7 @@ def step_audit(ctx: DemoContext) -> None:
     try:
         with runtime.sessions() as session:
             events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
-        shown = events if len(events) <= 40 else events[-40:]
+        shown = events if len(events) <= 60 else events[-60:]
         if len(shown) < len(events):
             ctx.echo(f"   … {len(events) - len(shown)} earlier events")
         for event in shown:

@@ -11,6 +11,7 @@ import authz.contract_models
 import authz.models
 import core.keyring
 import operators.models
+import sandbox.compute.models
 import sandbox.engine.models
 import sandbox.models
 from core.db import Base
@@ -24,5 +25,6 @@ MODEL_MODULES = (
     operators.models,
     sandbox.models,
     sandbox.engine.models,
+    sandbox.compute.models,
 )
 metadata = Base.metadata

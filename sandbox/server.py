@@ -7,6 +7,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from core.config import Settings
+from sandbox.compute.worker import start_process as start_worker
+from sandbox.compute.worker import stop_processes as stop_workers
 from sandbox.services.checkpointer import start_process
 
 
@@ -29,9 +31,16 @@ class SandboxServer(BaseApplication):  # type: ignore[misc]
 
 
 def serve(
-    settings: Settings, *, host: str, port: int, workers: int, threads: int = 1, access_log: bool = False
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int = 1,
+    access_log: bool = False,
+    compute_workers: int = 1,
 ) -> None:
-    """Run until stopped (SIGTERM/SIGINT for a graceful stop)."""
+    """Run until stopped (SIGTERM/SIGINT for a graceful stop), with ``compute_workers`` beside it."""
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -48,8 +57,11 @@ def serve(
     }
     # Beside the server: the checkpointer signs the audit log every N events or T seconds.
     checkpointer = start_process(settings)
+    # And compute workers, which run queued jobs; more of them may run elsewhere (`sandbox worker`).
+    compute = [start_worker(settings, index=index) for index in range(compute_workers)]
     try:
         SandboxServer(settings, options).run()
     finally:
+        stop_workers(compute)
         checkpointer.terminate()
         checkpointer.join(timeout=5)

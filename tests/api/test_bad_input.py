@@ -114,11 +114,29 @@ class World:
                 now=datetime.now(UTC),
             ).id
 
+    def new_program(self, *, approved: bool = False) -> tuple[str, str]:
+        """A compute contract of the operator and a program under it (pending, or approved)."""
+        from tests.compute import factories
+
+        operator = self.parties[Role.OPERATOR].id
+        contract = factories.compute_contract(self.runtime, operator)
+        if approved:
+            return contract, factories.approved_program(self.runtime, operator, contract)
+        return contract, factories.submitted_program(self.runtime, operator, contract, factories.MEAN_TAX)
+
+    def new_job(self) -> str:
+        from tests.compute import factories
+
+        contract, program = self.new_program(approved=True)
+        return factories.queued_job(self.runtime, self.parties[Role.OPERATOR].id, contract, program)
+
     def path_values(self, ep: Endpoint) -> dict[str, str]:
         makers: dict[str, Callable[[], str]] = {
             "operator_id": self.new_operator,
             "contract_id": self.new_contract,
             "consent_id": self.new_consent,
+            "program_id": lambda: self.new_program()[1],
+            "job_id": self.new_job,
             "name": lambda: "enterprise_tax",
         }
         # A parameter declared later than this file gets an id that names nothing (a 404 path).
@@ -157,6 +175,18 @@ class World:
                 "filters": [{"field": "status", "op": "eq", "value": "存续"}],
                 "epsilon": 0.1,
             },
+            "ProgramIn": {
+                "authorization_id": self.new_program()[0],
+                "name": "均值",
+                "source": "OUTPUT_BOUNDS = [0, 1]\nresult = len(data) / (1 + len(data))\n",
+            },
+            "ProgramApproval": {"comment": "ok", "allow_exact_release": False},
+            "ProgramRejection": {"comment": "输出过细"},
+            "JobIn": dict(
+                zip(("authorization_id", "program_id"), self.new_program(approved=True), strict=True),
+                params={"k": 1},
+                epsilon=0.1,
+            ),
             "OperatorIn": {
                 "name": "测试运营方",
                 "credit_code": f"91370102{secrets.randbelow(10**10):010d}",
@@ -414,7 +444,7 @@ def _field_paths(ep: Endpoint) -> list[str]:
         paths += ["templates.0"]
     if model.__name__ == "OperatorIn":
         paths += ["qualifications.0"]
-    if model.__name__ == "VerifyIn":
+    if model.__name__ in ("VerifyIn", "JobIn"):
         paths += ["params.unexpected"]
     if model.__name__ == "AggregateIn":
         paths += ["metrics.1.op", "metrics.1.field", "group_by.0", "filters.0.op", "filters.0.value"]

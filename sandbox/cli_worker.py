@@ -1,0 +1,58 @@
+"""``sandbox worker``: run queued compute jobs (``sandbox serve`` also starts workers by default).
+
+Exit codes: 0 stopped (SIGTERM/SIGINT) or, with ``--once``, the queue drained; 1 refused or failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from core.config import load_settings
+from core.errors import SandboxError
+
+
+@click.command("worker")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Program runs (child processes) at once for one job's partitions.",
+)
+@click.option("--poll", "poll_seconds", type=click.FloatRange(0.05, 60), default=1.0, show_default=True)
+@click.option("--once", is_flag=True, help="Run what is queued now, then exit.")
+def worker(concurrency: int, poll_seconds: float, once: bool) -> None:
+    """Run queued compute jobs from the control database, until stopped."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sandbox.compute import worker as compute_worker
+    from sandbox.compute.execute import RunOptions
+    from sandbox.runtime import open_runtime
+
+    logging.basicConfig(level=logging.INFO, format="[worker] %(message)s")
+    settings = load_settings()
+    options = RunOptions(concurrency=concurrency)
+    try:
+        if once:
+            runtime = open_runtime(settings)
+            try:
+                compute_worker.log_isolation()
+                ran = compute_worker.run_pending(runtime, options)
+            finally:
+                runtime.close()
+            click.echo(f"ran {len(ran)} job(s)")
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        compute_worker.run(settings, stop, options, poll_seconds=poll_seconds)
+    except SandboxError as exc:
+        click.secho(f"error: {exc.message}", fg="red", err=True)
+        raise SystemExit(1) from None
+    except SQLAlchemyError as exc:
+        click.secho(f"error: database: {exc.__class__.__name__}", fg="red", err=True)
+        raise SystemExit(1) from None

@@ -1,0 +1,285 @@
+"""Release: what of a program's output may leave, and how.
+
+**Private (the default)**, by sample-and-aggregate: the rows are split into ``k`` disjoint
+partitions, the program runs once per partition (each in its own fresh child), each output is
+clamped leaf by leaf to the range the program declared in ``OUTPUT_BOUNDS``, the ``k`` outputs are
+averaged, and Laplace noise (diffprivlib) is added with sensitivity ``(hi - lo) / k`` and the job's
+ε split evenly across the leaves. One subject lives in one partition, so it moves the average by
+at most ``(hi - lo) / k``: even an approved program cannot single out a record. What is released
+is the average of per-partition outputs, so a program released this way should compute something
+meaningful on a sample (a mean, a rate, a quantile, a score): a sum over a partition is ~1/k of
+the total. The keys of the release are those declared, never ones the data chose.
+
+A partition whose run fails, or whose output lacks a declared leaf or is not a number there,
+contributes the midpoint of that leaf's range: its failure must not show. Only when every
+partition fails does the release fail, reporting the first failure's class and line.
+
+**Exact**, only for programs a reviewer allowed it for (the caller checks): one run over all the
+rows it was given — the whole authorized data, or one consenting subject's rows for a
+subject-scoped job — with the same shape checks, and when OUTPUT_BOUNDS is declared, only its
+keys.
+
+The ε budget of record lives in the control database; this module never touches diffprivlib's
+global ``BudgetAccountant``. ``Release.epsilon_spent`` is what the caller charges (reserve it
+before calling: it is spent once partitions have run, whatever the outcome).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from diffprivlib.mechanisms import Laplace
+
+from sandbox.compute.compile import CompiledProgram
+from sandbox.compute.errors import ReleaseRefused
+from sandbox.compute.runner import Isolation, Limits, RunOutcome, RunStatus, run_program
+from sandbox.compute.shape import (
+    Bounds,
+    Path,
+    ResultValue,
+    ShapeProblem,
+    flatten,
+    flatten_bounds,
+    unflatten,
+)
+
+Row = Mapping[str, Any]
+Progress = Callable[[int, int], None]
+MIN_PARTITIONS = 2
+MAX_PARTITIONS = 1000
+
+
+class ReleaseMode(StrEnum):
+    """How a result is released."""
+
+    PRIVATE = "private"
+    EXACT = "exact"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    """What a job releases (``value``) or how it failed, with every run behind it."""
+
+    mode: ReleaseMode
+    status: RunStatus
+    value: ResultValue | None = None
+    epsilon_spent: float = 0.0
+    partitions: int = 1
+    error_class: str | None = None
+    error_line: int | None = None
+    problem: str | None = None
+    runs: tuple[RunOutcome, ...] = ()
+
+    @property
+    def isolation(self) -> Isolation | None:
+        """The isolation the runs achieved (the weakest network isolation among them)."""
+        reports = [run.isolation for run in self.runs if run.isolation is not None]
+        weakest = [r for r in reports if r.network != "namespace"] or reports
+        return weakest[0] if weakest else None
+
+    def public_dict(self) -> dict[str, Any]:
+        """What the operator may see: never per-partition detail."""
+        isolation = self.isolation
+        return {
+            "mode": self.mode.value,
+            "status": self.status.value,
+            "result": self.value,
+            "epsilon_spent": self.epsilon_spent,
+            "error": None
+            if self.status is RunStatus.SUCCEEDED
+            else {"class": self.error_class, "line": self.error_line, "problem": self.problem},
+            "network_isolation": isolation.network if isolation else None,
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        """The full record for staff: the public part and every run."""
+        isolation = self.isolation
+        return {
+            **self.public_dict(),
+            "partitions": self.partitions,
+            "isolation": isolation.to_dict() if isolation else None,
+            "runs": [run.to_record() for run in self.runs],
+        }
+
+
+def _failed(mode: ReleaseMode, outcome: RunOutcome, **extra: Any) -> Release:
+    return Release(
+        mode=mode,
+        status=outcome.status,
+        error_class=outcome.error_class,
+        error_line=outcome.error_line,
+        problem=outcome.problem,
+        **extra,
+    )
+
+
+def release_exact(
+    program: CompiledProgram,
+    rows: Sequence[Row],
+    params: Mapping[str, Any] | None = None,
+    *,
+    limits: Limits | None = None,
+) -> Release:
+    """Run once over ``rows`` and release the checked output as it is (reviewer-allowed only)."""
+    outcome = run_program(program.source, rows, params, sha256=program.sha256, limits=limits)
+    if not outcome.succeeded or outcome.result is None:
+        return _failed(ReleaseMode.EXACT, outcome, runs=(outcome,))
+    if program.output_bounds is not None:
+        declared = set(flatten_bounds(program.output_bounds))
+        if not set(flatten(outcome.result)) <= declared:
+            return Release(
+                mode=ReleaseMode.EXACT,
+                status=RunStatus.FAILED,
+                error_class="ResultRefused",
+                problem=ShapeProblem.UNDECLARED_KEY.value,
+                runs=(outcome,),
+            )
+    return Release(mode=ReleaseMode.EXACT, status=RunStatus.SUCCEEDED, value=outcome.result, runs=(outcome,))
+
+
+def partition(
+    rows: Sequence[Row],
+    k: int,
+    *,
+    key: str | None = None,
+    rng: random.Random | None = None,
+    groups: Sequence[Hashable] | None = None,
+) -> list[list[Row]]:
+    """Split ``rows`` into ``k`` disjoint partitions, all rows of one ``key`` value together.
+
+    Each group (one row, or every row sharing ``key``) draws its partition independently and
+    uniformly, so adding or removing one subject changes one partition and leaves the others'
+    draws alone — the property the sensitivity bound rests on. ``groups``, when given, names the
+    group of each row instead of ``key`` (parallel to ``rows``): the subject a row is about, when
+    the program is not shown the field that identifies it. The draws come from the system's
+    CSPRNG unless a seeded ``rng`` is given (tests only).
+    """
+    if groups is not None and len(groups) != len(rows):
+        raise ValueError("groups must name the group of every row")
+    draw = rng or secrets.SystemRandom()
+    parts: list[list[Row]] = [[] for _ in range(k)]
+    assigned: dict[Any, int] = {}
+    for position, row in enumerate(rows):
+        if key is None and groups is None:
+            index = draw.randrange(k)
+        else:
+            group = groups[position] if groups is not None else row.get(key or "")
+            if group not in assigned:
+                assigned[group] = draw.randrange(k)
+            index = assigned[group]
+        parts[index].append(row)
+    return parts
+
+
+def _check_private(program: CompiledProgram, epsilon: float, k: int) -> dict[Path, Bounds]:
+    if program.output_bounds is None:
+        raise ReleaseRefused(
+            "private release needs the program to declare OUTPUT_BOUNDS",
+            details={"problem": "no_output_bounds"},
+        )
+    if not (isinstance(epsilon, int | float) and math.isfinite(epsilon) and epsilon > 0):
+        raise ReleaseRefused("epsilon must be a positive number", details={"problem": "bad_epsilon"})
+    if not MIN_PARTITIONS <= k <= MAX_PARTITIONS:
+        raise ReleaseRefused(
+            f"partitions must be between {MIN_PARTITIONS} and {MAX_PARTITIONS}",
+            details={"problem": "bad_partitions"},
+        )
+    return flatten_bounds(program.output_bounds)
+
+
+def _run_partitions(
+    program: CompiledProgram,
+    parts: list[list[Row]],
+    params: Mapping[str, Any] | None,
+    limits: Limits | None,
+    concurrency: int,
+    progress: Progress | None,
+) -> list[RunOutcome]:
+    outcomes: list[RunOutcome | None] = [None] * len(parts)
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        futures = {
+            pool.submit(run_program, program.source, part, params, sha256=program.sha256, limits=limits): i
+            for i, part in enumerate(parts)
+        }
+        for done, future in enumerate(as_completed(futures), start=1):
+            outcomes[futures[future]] = future.result()
+            if progress is not None:
+                progress(done, len(parts))
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _clamped_mean(outcomes: list[RunOutcome], bounds: dict[Path, Bounds]) -> dict[Path, float]:
+    """Per leaf: each partition's output clamped to its range (midpoint if missing), averaged."""
+    totals = dict.fromkeys(bounds, 0.0)
+    for outcome in outcomes:
+        leaves = flatten(outcome.result) if outcome.succeeded and outcome.result is not None else {}
+        for path, (low, high) in bounds.items():
+            value = leaves.get(path)
+            totals[path] += (low + high) / 2 if value is None else min(max(value, low), high)
+    return {path: total / len(outcomes) for path, total in totals.items()}
+
+
+def _noised(
+    means: dict[Path, float], bounds: dict[Path, Bounds], epsilon: float, k: int, seed: int | None
+) -> dict[Path, float]:
+    """Laplace noise per leaf (ε split evenly), then clamped back into range (post-processing)."""
+    share = epsilon / len(means)
+    noisy: dict[Path, float] = {}
+    for index, (path, mean) in enumerate(means.items()):
+        low, high = bounds[path]
+        state = None if seed is None else seed + index
+        mechanism = Laplace(epsilon=share, sensitivity=(high - low) / k, random_state=state)
+        noisy[path] = min(max(float(mechanism.randomise(mean)), low), high)
+    return noisy
+
+
+def release_private(
+    program: CompiledProgram,
+    rows: Sequence[Row],
+    params: Mapping[str, Any] | None = None,
+    *,
+    epsilon: float,
+    partitions: int = 10,
+    partition_key: str | None = None,
+    groups: Sequence[Hashable] | None = None,
+    limits: Limits | None = None,
+    concurrency: int = 2,
+    progress: Progress | None = None,
+    seed: int | None = None,
+) -> Release:
+    """Differentially private release by sample-and-aggregate (see the module docstring).
+
+    ``partition_key`` names the field that identifies a subject (a firm's credit code), so that
+    all of one subject's rows fall in one partition and the guarantee covers the subject, not
+    just the row; or ``groups`` gives each row's subject without showing it to the program (see
+    :func:`partition`). ``ReleaseRefused`` (nothing run, nothing spent) when the program declares no
+    OUTPUT_BOUNDS or ε or ``partitions`` is out of range. ``seed`` makes partitions and noise
+    reproducible: for tests, never for a real release.
+    """
+    bounds = _check_private(program, epsilon, partitions)
+    # A seeded generator is for tests only; real releases draw from the CSPRNG.
+    rng = None if seed is None else random.Random(seed)  # noqa: S311
+    parts = partition(rows, partitions, key=partition_key, rng=rng, groups=groups)
+    outcomes = _run_partitions(program, parts, params, limits, concurrency, progress)
+    spent, runs = float(epsilon), tuple(outcomes)
+    if not any(outcome.succeeded for outcome in outcomes):
+        return _failed(
+            ReleaseMode.PRIVATE, outcomes[0], epsilon_spent=spent, partitions=partitions, runs=runs
+        )
+    means = _clamped_mean(outcomes, bounds)
+    value = unflatten(_noised(means, bounds, spent, partitions, seed))
+    return Release(
+        mode=ReleaseMode.PRIVATE,
+        status=RunStatus.SUCCEEDED,
+        value=value,
+        epsilon_spent=spent,
+        partitions=partitions,
+        runs=runs,
+    )

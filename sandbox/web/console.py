@@ -1,0 +1,227 @@
+"""The console's blueprint and its one guard: every page declares the permission it needs.
+
+A page is a view registered with :func:`page`, which records it in ``PAGES`` (as the API's
+``route`` records endpoints), signs the visitor in from the session cookie, re-checks them against
+the database, and refuses a role without the permission. Errors from the services become an HTML
+page with the same status the API would give, and a refusal is an audit event as in the API.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from werkzeug.exceptions import HTTPException
+
+from authz.permissions import Permission, Role, allows
+from authz.tokens import Unauthenticated
+from core.errors import SandboxError
+from sandbox.api.auth import Forbidden, Principal
+from sandbox.api.errors import record_denial
+from sandbox.runtime import Runtime
+from sandbox.services import console as console_service
+from sandbox.services.console import SignedIn
+from sandbox.web import csrf, i18n
+
+F = TypeVar("F", bound=Callable[..., Any])
+SESSION_HOURS = 8
+
+bp = Blueprint(
+    "web",
+    __name__,
+    url_prefix="/console",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+
+class _Public:
+    def __repr__(self) -> str:
+        return "PUBLIC"
+
+
+PUBLIC: Final = _Public()
+
+
+@dataclass(frozen=True)
+class Page:
+    """What a console view declared about itself."""
+
+    endpoint: str
+    rule: str
+    methods: tuple[str, ...]
+    permission: Permission | _Public
+
+
+# The blueprint's static files are public; listed so every routed endpoint is declared.
+PAGES: list[Page] = [Page("web.static", "/console/static/<path:filename>", ("GET",), PUBLIC)]
+
+
+def runtime() -> Runtime:
+    """The app's runtime."""
+    found: Runtime = current_app.extensions["sandbox"]
+    return found
+
+
+def page(
+    rule: str, *, permission: Permission | _Public, methods: tuple[str, ...] = ("GET",)
+) -> Callable[[F], F]:
+    """Register a console view on ``rule`` that requires ``permission`` (or ``PUBLIC``)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not isinstance(permission, _Public):
+                user = signed_in()
+                if user is None:
+                    return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+                if not allows(user.role, permission):
+                    raise Forbidden(f"role {user.role.value} may not {permission.value}")
+            return view(*args, **kwargs)
+
+        bp.add_url_rule(rule, view.__name__, wrapped, methods=list(methods))
+        PAGES.append(Page(f"web.{view.__name__}", f"{bp.url_prefix}{rule}", methods, permission))
+        return wrapped  # type: ignore[return-value]
+
+    return decorator
+
+
+def sign_in(who: SignedIn) -> None:
+    """Start a fresh session for ``who`` (a new CSRF token too: nothing from before carries over)."""
+    session.clear()
+    session["user"] = {"role": who.role.value, "id": who.id, "at": int(time.time())}
+    csrf.rotate()
+
+
+def signed_in() -> Principal | None:
+    """The session's party, re-checked now; ``None`` (and the session ended) when it no longer holds."""
+    if "principal" in g:
+        found: Principal | None = g.principal
+        return found
+    data = session.get("user")
+    if not isinstance(data, dict):
+        return None
+    if int(time.time()) - int(data.get("at", 0)) > SESSION_HOURS * 3600:
+        session.clear()
+        flash(i18n.t("flash.session_expired"), "info")
+        return None
+    try:
+        who = console_service.recheck(runtime(), str(data.get("role")), str(data.get("id")))
+    except (Unauthenticated, SandboxError) as exc:
+        g.principal = Principal(role=Role(data["role"]), id=str(data["id"]), name=str(data["id"]))
+        record_denial(exc.code)
+        session.clear()
+        flash(i18n.error_text(exc.code, exc.message), "error")
+        return None
+    g.principal = Principal(role=who.role, id=who.id, name=who.name, subject_id=who.subject_id)
+    return g.principal  # type: ignore[no-any-return]
+
+
+def user() -> Principal:
+    """The signed-in party of a guarded page."""
+    found: Principal = g.principal
+    return found
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """``target`` if it is a path on this site, else ``default`` (no open redirects)."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target:
+        return default
+    return target
+
+
+def home_for(role: Role) -> str:
+    """The first page of a role."""
+    return url_for(
+        {
+            Role.REVIEWER: "web.review_queue",
+            Role.AUDITOR: "web.audit_events",
+            Role.OPERATOR: "web.operator_home",
+            Role.SUBJECT: "web.subject_home",
+            Role.ADMIN: "web.admin_home",
+        }[role]
+    )
+
+
+def done(message_key: str, endpoint: str, **values: Any) -> Response:
+    """After a successful form: a message, then the page to see the result (POST/redirect/GET)."""
+    flash(i18n.t(message_key), "success")
+    return redirect(url_for(endpoint, **values))  # type: ignore[return-value]
+
+
+def refused(exc: SandboxError, endpoint: str, **values: Any) -> Response:
+    """After a form the services refused: the denial logged, the reason shown on the form's page."""
+    record_denial(exc.code)
+    text = i18n.error_text(exc.code, exc.message)
+    details = getattr(exc, "details", None)
+    if isinstance(details, list):
+        text += " — " + "; ".join(f"{d.get('field')}: {d.get('message')}" for d in details[:8])
+    flash(text, "error")
+    return redirect(url_for(endpoint, **values))  # type: ignore[return-value]
+
+
+@bp.before_request
+def _before() -> None:
+    csrf.check()
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    # Own scripts and styles only; no inline script; nothing may frame the console.
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Language"] = i18n.language()
+    response.vary.add("Accept-Language")
+    response.vary.add("Cookie")
+    return response
+
+
+@bp.errorhandler(SandboxError)
+def _sandbox_error(exc: SandboxError) -> tuple[str, int]:
+    if exc.status >= 500:
+        current_app.logger.error("console request %s failed: %s", g.get("request_id"), exc.message)
+        return render_template("error.html", status=500, code="internal_error", message=""), 500
+    record_denial(exc.code)
+    return render_template(
+        "error.html", status=exc.status, code=exc.code, message=i18n.error_text(exc.code, exc.message)
+    ), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[str, int]:
+    status = exc.code or 500
+    code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(status, "bad_request")
+    return render_template(
+        "error.html", status=status, code=code, message=i18n.error_text(code, exc.description or "")
+    ), status
+
+
+@bp.app_context_processor
+def _template_globals() -> dict[str, Any]:
+    return {"lang": i18n.language(), "other_lang": i18n.other_language(), "current_user": g.get("principal")}

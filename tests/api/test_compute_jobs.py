@@ -1,0 +1,328 @@
+"""/v1/jobs end to end: queued over HTTP, run by a real worker (in-process), released, sealed, audited."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from audit import AuditEvent
+from authz.consent import SubjectAccess
+from authz.permissions import Role
+from core.db import transaction
+from core.seals import verify_seal
+from operators.models import Operator, OperatorStatus
+from sandbox.compute.worker import run_pending
+from sandbox.engine.models import SealedResult
+from sandbox.runtime import Runtime
+from sandbox.services.seals import check_sealed
+from tests.api.conftest import Party, make_account, make_operator
+from tests.compute.factories import (
+    MEAN_TAX,
+    OPTIONS,
+    SUM_TAX,
+    approved_program,
+    compute_contract,
+    firm,
+    write_tax,
+)
+from tests.engine import rows
+
+TAXES = [(firm(i), 1000.0 * i) for i in range(1, 61)]  # mean 30,500
+SUBJECT = rows.FIRM
+FAILS_LOUDLY = """\
+OUTPUT_BOUNDS = [0, 1]
+paid = [r["tax_paid"] for r in data]
+print("secret", paid)
+raise ValueError("secret " + str(paid[0]))
+"""
+SUBJECT_BAND = """\
+OUTPUT_BOUNDS = {"band": [0, 3], "rows": [0, 100]}
+total = stats.sum([r["tax_paid"] for r in data])
+result = {"band": 0 if total < 100000 else (1 if total < 1000000 else 2), "rows": len(data)}
+"""
+
+
+def _queue(client: FlaskClient, operator: Party, contract: str, program: str, **body: Any) -> Any:
+    payload = {"program_id": program, "authorization_id": contract, **body}
+    return client.post("/v1/jobs", json=payload, headers=operator.headers)
+
+
+def _run(runtime: Runtime) -> list[str]:
+    return run_pending(runtime, OPTIONS, worker="test-worker")
+
+
+def _job(client: FlaskClient, party: Party, job_id: str) -> Any:
+    response = client.get(f"/v1/jobs/{job_id}", headers=party.headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def _events(runtime: Runtime, job_id: str) -> list[tuple[str, str, str | None]]:
+    with runtime.sessions() as session:
+        query = select(AuditEvent).where(AuditEvent.target_id == job_id).order_by(AuditEvent.seq)
+        return [(e.action, e.outcome, e.error_code) for e in session.execute(query).scalars()]
+
+
+def test_a_private_job_is_queued_run_released_sealed_and_audited(
+    runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party
+) -> None:
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract)
+    response = _queue(client, operator, contract, program, epsilon=0.5)
+    assert response.status_code == 202, response.get_json()
+    queued = response.get_json()
+    assert (queued["status"], queued["progress"], queued["release"]) == ("queued", 0.0, "private")
+    assert queued["partitions"] == 10 and queued["result"] is None and queued["seal"] is None
+    job_id = queued["job_id"]
+
+    assert _run(runtime) == [job_id]
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["progress"], body["error"]) == ("succeeded", 1.0, None)
+    assert set(body["result"]) == {"mean_tax"} and 0 <= body["result"]["mean_tax"] <= 100_000
+    assert body["epsilon_spent"] == 0.5 and body["network_isolation"] in ("namespace", "user_namespace")
+    assert "record" not in body  # per-run detail is for staff
+
+    jwks = client.get("/.well-known/jwks.json").get_json()
+    sealed = verify_seal(body["seal"], jwks)
+    assert (sealed["kind"], sealed["job_id"], sealed["result"]) == ("compute", job_id, body["result"])
+    assert sealed["program_id"] == program and sealed["release"] == "private"
+    assert sealed["audit_seq"] == body["audit_seq"] and sealed["operator_id"] == operator.id
+    assert "result" in check_sealed(json.dumps(body), jwks).compared
+    with runtime.sessions() as session:
+        event = session.execute(select(AuditEvent).where(AuditEvent.seq == body["audit_seq"])).scalar_one()
+        stored = session.get(SealedResult, job_id)
+    assert (event.action, event.actor_id, event.target_type, event.target_id) == (
+        "job.finish",
+        operator.id,
+        "compute",
+        job_id,
+    )
+    assert sealed["audit_leaf_hash"] == event.leaf_hash
+    assert stored is not None and stored.kind == "compute" and stored.seal == body["seal"]
+    assert _events(runtime, job_id) == [
+        ("job.queue", "success", None),
+        ("job.start", "success", None),
+        ("job.finish", "success", None),
+    ]
+
+    staff = _job(client, reviewer, job_id)
+    assert len(staff["record"]["runs"]) == 10 and staff["record"]["rows"] == {"enterprise_tax": 60}
+    assert staff["record"]["isolation"]["network_isolation"] == body["network_isolation"]
+    usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert (usage["calls_today"], usage["epsilon_spent"]) == (1, 0.5)
+    proof = client.get(f"/v1/audit/proofs/inclusion?seq={body['audit_seq']}", headers=operator.headers)
+    assert proof.status_code == 200, proof.get_json()
+
+
+def test_a_one_record_sum_under_default_release_does_not_give_that_records_value(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    value = 123_456.78
+    write_tax(runtime, [(SUBJECT, value)])
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, SUM_TAX)
+    exact = _queue(client, operator, contract, program, release="exact")
+    assert (exact.status_code, exact.get_json()["error"]["code"]) == (403, "exact_release_not_allowed")
+    job_ids = [
+        _queue(client, operator, contract, program, epsilon=1.0).get_json()["job_id"] for _ in range(2)
+    ]
+    _run(runtime)
+    released = [_job(client, operator, job_id)["result"] for job_id in job_ids]
+    for result in released:
+        assert isinstance(result, int | float) and 0 <= result <= 1_000_000
+        # The mean of 10 partition sums (~value / 10), plus Laplace noise of scale (1e6 / 10) / 1.0,
+        # clamped into [0, 1e6]: never the value itself.
+        assert abs(result - value) > 1.0
+
+
+def test_exact_release_only_for_a_program_a_reviewer_allowed_it_for(
+    runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party
+) -> None:
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, MEAN_TAX, exact=True)
+    job_id = _queue(client, operator, contract, program, release="exact").get_json()["job_id"]
+    _run(runtime)
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["release"], body["result"]) == ("succeeded", "exact", {"mean_tax": 30_500.0})
+    assert body["epsilon_spent"] == 0.0 and body["epsilon"] is None
+    assert len(_job(client, reviewer, job_id)["record"]["runs"]) == 1
+
+
+@pytest.mark.parametrize("release", ["exact", "private"])
+def test_a_failed_job_reports_the_error_class_and_line_never_its_message_or_prints(
+    runtime: Runtime, client: FlaskClient, operator: Party, release: str
+) -> None:
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, FAILS_LOUDLY, exact=True)
+    job_id = _queue(client, operator, contract, program, release=release).get_json()["job_id"]
+    _run(runtime)
+    response = client.get(f"/v1/jobs/{job_id}", headers=operator.headers)
+    body = response.get_json()
+    assert body["status"] == "failed" and body["result"] is None and body["seal"] is None
+    assert body["error"] == {"code": "program_failed", "class": "ValueError", "line": 4, "problem": None}
+    text = response.get_data(as_text=True)
+    assert "secret" not in text and "1000.0" not in text
+    assert _events(runtime, job_id)[-1] == ("job.finish", "failed", "program_failed")
+
+
+def _quota(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, contract: str) -> None:
+    """The first job spends the only call of the day."""
+
+
+def _budget(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, contract: str) -> None:
+    """The first job spends 0.6 of a budget of 1.0."""
+
+
+def _revoke(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, contract: str) -> None:
+    url = f"/v1/authorizations/{contract}/revoke"
+    assert client.post(url, json={"reason": "违规"}, headers=reviewer.headers).status_code == 200
+
+
+def _suspend(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, contract: str) -> None:
+    with transaction(runtime.sessions) as session:
+        found = session.get(Operator, operator.id)
+        assert found is not None
+        found.status = OperatorStatus.SUSPENDED.value
+
+
+Change = Callable[[Runtime, FlaskClient, Party, Party, str], None]
+
+
+@pytest.mark.parametrize(
+    ("change", "contract_args", "code"),
+    [
+        (_quota, {"daily_quota": 1}, "quota_exceeded"),
+        (_budget, {"epsilon_total": 1.0, "epsilon_per_query": 1.0}, "budget_exhausted"),
+        (_revoke, {}, "authorization_inactive"),
+        (_suspend, {}, "operator_suspended"),
+    ],
+    ids=["quota", "budget", "revoked", "suspended"],
+)
+def test_a_job_is_checked_again_when_it_starts_and_ends_denied_with_the_code(
+    runtime: Runtime,
+    client: FlaskClient,
+    operator: Party,
+    reviewer: Party,
+    change: Change,
+    contract_args: dict[str, Any],
+    code: str,
+) -> None:
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id, **contract_args)
+    program = approved_program(runtime, operator.id, contract)
+    first, second = (
+        _queue(client, operator, contract, program, epsilon=0.6).get_json()["job_id"] for _ in range(2)
+    )
+    change(runtime, client, operator, reviewer, contract)
+    _run(runtime)
+    outcomes = [_job(client, reviewer, job_id) for job_id in (first, second)]
+    if change in (_quota, _budget):  # the first job took what was left
+        assert outcomes[0]["status"] == "succeeded"
+        outcomes = outcomes[1:]
+    for body in outcomes:
+        assert body["status"] == "denied" and body["error"]["code"] == code
+        assert body["result"] is None and body["seal"] is None and body["epsilon_spent"] == 0.0
+        assert _events(runtime, body["job_id"])[-1] == ("job.start", "denied", code)
+    if change in (_quota, _budget):  # and now the refusal comes at once
+        again = _queue(client, operator, contract, program, epsilon=0.6)
+        assert (again.status_code, again.get_json()["error"]["code"]) == (429, code)
+
+
+def test_a_subject_scoped_job_needs_the_subjects_consent_and_sees_only_its_rows(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    write_tax(runtime, [*TAXES, (SUBJECT, 612_345.67), (SUBJECT, 100.0)])
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, SUBJECT_BAND, exact=True)
+    scoped = {"release": "exact", "subject": SUBJECT}
+    refused = _queue(client, operator, contract, program, **scoped)
+    assert (refused.status_code, refused.get_json()["error"]["code"]) == (403, "consent_required")
+
+    firm_account = make_account(runtime, client, Role.SUBJECT, "firm", subject_id=SUBJECT)
+    grant = {"operator_id": operator.id, "purpose": "经营贷评分", "templates": [f"compute:{program}"]}
+    response = client.post("/v1/consents", json={**grant, "valid_days": 30}, headers=firm_account.headers)
+    assert response.status_code == 201, response.get_json()
+    consent_id = response.get_json()["id"]
+    job_id = _queue(client, operator, contract, program, **scoped).get_json()["job_id"]
+    _run(runtime)
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["result"], body["subject"]) == ("succeeded", {"band": 1, "rows": 2}, SUBJECT)
+    assert verify_seal(body["seal"], client.get("/.well-known/jwks.json").get_json())["subject"] == SUBJECT
+
+    # Consent withdrawn after queueing: the job's start refuses it.
+    late = _queue(client, operator, contract, program, **scoped).get_json()["job_id"]
+    url = f"/v1/consents/{consent_id}/revoke"
+    assert client.post(url, json={}, headers=firm_account.headers).status_code == 200
+    _run(runtime)
+    assert _job(client, operator, late)["error"]["code"] == "consent_required"
+
+    seen = client.get("/v1/subjects/me/accesses", headers=firm_account.headers).get_json()["accesses"]
+    assert [(a["template"], a["outcome"]) for a in seen] == [
+        (f"compute:{program}", "denied"),
+        (f"compute:{program}", "success"),
+        (f"compute:{program}", "denied"),
+    ]
+    with runtime.sessions() as session:
+        accesses = session.execute(select(SubjectAccess.job_id).order_by(SubjectAccess.id)).scalars().all()
+    assert accesses[1:] == [job_id, late]
+
+
+def test_a_consent_may_name_only_a_program_of_that_operator(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    other = make_operator(runtime, client, "另一家公司", "91370102MA3C5YYYY2")
+    theirs = approved_program(runtime, other.id, compute_contract(runtime, other.id))
+    firm_account = make_account(runtime, client, Role.SUBJECT, "firm", subject_id=SUBJECT)
+    grant = {"operator_id": operator.id, "purpose": "x", "templates": [f"compute:{theirs}"], "valid_days": 3}
+    response = client.post("/v1/consents", json=grant, headers=firm_account.headers)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"] == [
+        {"field": "templates[0]", "message": "no such program of the operator"}
+    ]
+
+
+def test_a_job_needs_an_approved_program_under_its_own_contract(
+    runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party
+) -> None:
+    contract = compute_contract(runtime, operator.id)
+    body = {"authorization_id": contract, "name": "x", "source": MEAN_TAX}
+    pending = client.post("/v1/programs", json=body, headers=operator.headers).get_json()["id"]
+    response = _queue(client, operator, contract, pending)
+    assert (response.status_code, response.get_json()["error"]["code"]) == (409, "program_not_approved")
+    program = approved_program(runtime, operator.id, contract)
+    another = compute_contract(runtime, operator.id)
+    response = _queue(client, operator, another, program)
+    assert (response.status_code, response.get_json()["error"]["code"]) == (422, "invalid")
+    no_bounds = approved_program(runtime, operator.id, contract, "result = len(data)\n")
+    response = _queue(client, operator, contract, no_bounds)
+    assert (response.status_code, response.get_json()["error"]["code"]) == (422, "release_refused")
+    for bad in ({"epsilon": 2.0}, {"epsilon": 0.0}, {"partitions": 1}, {"consent_id": "c-1"}):
+        response = _queue(client, operator, contract, program, **bad)
+        assert response.status_code == 422, (bad, response.get_json())
+
+
+def test_operators_see_only_their_own_jobs_and_staff_see_all(
+    runtime: Runtime, client: FlaskClient, operator: Party, auditor: Party
+) -> None:
+    other = make_operator(runtime, client, "另一家公司", "91370102MA3C5YYYY2")
+    mine = approved_program(runtime, operator.id, contract := compute_contract(runtime, operator.id))
+    theirs_contract = compute_contract(runtime, other.id)
+    theirs = approved_program(runtime, other.id, theirs_contract)
+    my_job = _queue(client, operator, contract, mine).get_json()["job_id"]
+    their_job = _queue(client, other, theirs_contract, theirs).get_json()["job_id"]
+    hidden = client.get(f"/v1/jobs/{their_job}", headers=operator.headers)
+    assert (hidden.status_code, hidden.get_json()["error"]["code"]) == (404, "not_found")
+    # Nor may an operator queue a job of another's program, even naming its contract.
+    assert _queue(client, operator, theirs_contract, theirs).status_code == 404
+    listed = client.get("/v1/jobs", headers=operator.headers).get_json()["jobs"]
+    assert [job["job_id"] for job in listed] == [my_job]
+    everyone = client.get("/v1/jobs?status=queued", headers=auditor.headers).get_json()["jobs"]
+    assert {job["job_id"] for job in everyone} == {my_job, their_job}

@@ -1,0 +1,177 @@
+"""Release: exact for reviewer-allowed programs, differentially private (sample-and-aggregate) by default."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from diffprivlib import BudgetAccountant
+
+from sandbox.compute.compile import compile_program
+from sandbox.compute.errors import ReleaseRefused
+from sandbox.compute.release import (
+    ReleaseMode,
+    _clamped_mean,
+    partition,
+    release_exact,
+    release_private,
+)
+from sandbox.compute.runner import Limits, RunOutcome, RunStatus
+from tests.compute.conftest import VICTIM_INCOME, VICTIM_SSN, text_of
+
+ONE_RECORD_SUM = f"""
+OUTPUT_BOUNDS = [0, 1000000]
+result = stats.sum([r["income"] for r in data if r["ssn"] == "{VICTIM_SSN}"])
+"""
+
+
+def test_one_record_sum_under_default_release_does_not_give_the_record(
+    rows: list[dict[str, Any]], limits: Limits
+) -> None:
+    program = compile_program(ONE_RECORD_SUM)
+    assert release_exact(program, rows, limits=limits).value == VICTIM_INCOME  # what exact would give
+    values = []
+    for seed in range(3):
+        release = release_private(program, rows, epsilon=1.0, partitions=10, limits=limits, seed=seed)
+        assert release.status is RunStatus.SUCCEEDED and release.mode is ReleaseMode.PRIVATE
+        assert release.epsilon_spent == 1.0
+        values.append(release.value)
+    assert all(isinstance(v, float) and 0 <= v <= 1_000_000 for v in values)
+    # The record moves the clamped average by at most (hi - lo) / k = 100,000; the noise has that
+    # scale too, so no release sits near the record's value.
+    assert all(abs(v - VICTIM_INCOME) > 0.01 * VICTIM_INCOME for v in values if isinstance(v, float))
+    assert len(set(values)) > 1  # noisy, not a fixed answer
+
+
+def test_one_partition_moves_the_average_by_at_most_the_sensitivity() -> None:
+    bounds = {(): (0.0, 100.0)}
+    quiet = [RunOutcome(status=RunStatus.SUCCEEDED, result=10.0) for _ in range(10)]
+    loud = [RunOutcome(status=RunStatus.SUCCEEDED, result=1e9), *quiet[1:]]
+    failed = [RunOutcome(status=RunStatus.FAILED, error_class="ValueError"), *quiet[1:]]
+    base = _clamped_mean(quiet, bounds)[()]
+    assert _clamped_mean(loud, bounds)[()] - base <= 100.0 / 10
+    assert _clamped_mean(failed, bounds)[()] == pytest.approx(base + (50.0 - 10.0) / 10)
+
+
+def test_private_release_is_refused_before_anything_runs_or_is_spent(rows: list[dict[str, Any]]) -> None:
+    unbounded = compile_program("result = 1\n")
+    with pytest.raises(ReleaseRefused) as refused:
+        release_private(unbounded, rows, epsilon=1.0)
+    assert refused.value.details == {"problem": "no_output_bounds"}
+    bounded = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 1\n")
+    for epsilon, k in ((0.0, 10), (-1.0, 10), (math.nan, 10), (math.inf, 10), (1.0, 1)):
+        with pytest.raises(ReleaseRefused):
+            release_private(bounded, rows, epsilon=epsilon, partitions=k)
+
+
+def test_released_keys_are_the_declared_ones_whatever_the_data_adds(
+    rows: list[dict[str, Any]], limits: Limits
+) -> None:
+    source = (
+        'OUTPUT_BOUNDS = {"mean": [0, 5000], "bands": {"high": [0, 1]}}\n'
+        'result = {"mean": stats.mean(stats.column(data, "income")), "bands": {"high": 0.5}}\n'
+        'result[data[0]["ssn"]] = 1\n'
+    )
+    release = release_private(compile_program(source), rows, epsilon=2.0, partitions=5, limits=limits, seed=1)
+    assert isinstance(release.value, dict) and set(release.value) == {"mean", "bands"}
+    assert isinstance(release.value["bands"], dict) and set(release.value["bands"]) == {"high"}
+    assert "100-00" not in text_of(release.to_record()) and VICTIM_SSN not in text_of(release.to_record())
+
+
+def test_a_failing_partition_does_not_show(rows: list[dict[str, Any]], limits: Limits) -> None:
+    source = (
+        "OUTPUT_BOUNDS = [0, 5000]\n"
+        f"if any(r['ssn'] == '{VICTIM_SSN}' for r in data):\n    raise ValueError('found')\n"
+        "result = stats.mean(stats.column(data, 'income'))\n"
+    )
+    release = release_private(compile_program(source), rows, epsilon=1.0, partitions=5, limits=limits, seed=2)
+    assert release.status is RunStatus.SUCCEEDED
+    public = release.public_dict()
+    assert public["error"] is None and "runs" not in public
+    assert sum(not run.succeeded for run in release.runs) == 1  # staff can see it in the record
+
+
+def test_when_every_partition_fails_the_release_fails_with_class_and_line(
+    rows: list[dict[str, Any]], limits: Limits
+) -> None:
+    program = compile_program("OUTPUT_BOUNDS = [0, 1]\nx = 1\nresult = x / 0\n")
+    release = release_private(program, rows, epsilon=0.5, partitions=3, limits=limits)
+    assert (release.status, release.error_class, release.error_line) == (
+        RunStatus.FAILED,
+        "ZeroDivisionError",
+        3,
+    )
+    assert release.value is None and release.epsilon_spent == 0.5
+
+
+def test_progress_is_reported_per_partition(rows: list[dict[str, Any]], limits: Limits) -> None:
+    seen: list[tuple[int, int]] = []
+    program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 0.5\n")
+    release_private(
+        program, rows, epsilon=1.0, partitions=4, limits=limits, progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_diffprivlibs_global_accountant_is_never_used(rows: list[dict[str, Any]], limits: Limits) -> None:
+    accountant = BudgetAccountant.load_default(None)
+    before = list(accountant.spent_budget)
+    program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 0.5\n")
+    release_private(program, rows, epsilon=1.0, partitions=2, limits=limits)
+    assert list(BudgetAccountant.load_default(None).spent_budget) == before
+
+
+def test_partitions_are_disjoint_complete_and_keep_a_subject_together() -> None:
+    import random
+
+    rows = [{"id": i, "firm": f"F{i % 30}"} for i in range(600)]
+    parts = partition(rows, 7, key="firm", rng=random.Random(3))
+    assert sorted(r["id"] for part in parts for r in part) == list(range(600))
+    for firm in {r["firm"] for r in rows}:
+        assert sum(any(r["firm"] == firm for r in part) for part in parts) == 1
+    assert all(parts)
+    by_row = partition(rows, 7, rng=random.Random(3))
+    assert sorted(r["id"] for part in by_row for r in part) == list(range(600))
+
+
+def test_partitions_by_groups_beside_the_rows_keep_a_subject_together_unseen() -> None:
+    import random
+
+    # The subject of each row is given beside it, not in it: the program never sees the key.
+    rows = [{"id": i} for i in range(300)]
+    subjects = [f"F{i % 20}" for i in range(300)]
+    parts = partition(rows, 5, rng=random.Random(4), groups=subjects)
+    assert sorted(r["id"] for part in parts for r in part) == list(range(300))
+    for firm in set(subjects):
+        holding = [p for p in parts if any(subjects[r["id"]] == firm for r in p)]
+        assert len(holding) == 1
+    with pytest.raises(ValueError, match="every row"):
+        partition(rows, 5, groups=subjects[:-1])
+
+
+SCORE = """
+OUTPUT_BOUNDS = {"score": [300, 900], "band": [0, 3]}
+incomes = stats.column(data, "income")
+score = min(900, 300 + stats.mean(incomes) / 10)
+result = {"score": score, "band": 0 if score < 450 else (1 if score < 600 else 2)}
+"""
+
+
+def test_exact_release_of_one_subjects_score(rows: list[dict[str, Any]], limits: Limits) -> None:
+    subject_rows = [r for r in rows if r["credit_code"] == "C999"]
+    release = release_exact(compile_program(SCORE), subject_rows, limits=limits)
+    assert release.status is RunStatus.SUCCEEDED and release.mode is ReleaseMode.EXACT
+    assert release.value == {"score": 900, "band": 2} and release.epsilon_spent == 0.0
+    assert release.public_dict()["network_isolation"] in ("namespace", "user_namespace", "unavailable")
+
+
+def test_exact_release_keeps_to_declared_keys_and_shapes(rows: list[dict[str, Any]], limits: Limits) -> None:
+    undeclared = compile_program('OUTPUT_BOUNDS = {"a": [0, 1]}\nresult = {"a": 1, "b": 2}\n')
+    release = release_exact(undeclared, rows, limits=limits)
+    assert (release.status, release.problem) == (RunStatus.FAILED, "undeclared_key")
+    free = release_exact(compile_program('result = {"a": 1, "b": 2}\n'), rows, limits=limits)
+    assert free.value == {"a": 1, "b": 2}
+    rows_out = release_exact(compile_program("result = {'r': list(data)}\n"), rows, limits=limits)
+    assert (rows_out.status, rows_out.error_class) == (RunStatus.FAILED, "ResultRefused")
+    assert rows_out.value is None

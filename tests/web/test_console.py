@@ -1,0 +1,338 @@
+"""The console with Flask's test client: every page, its role guard, CSRF, both languages,
+operator isolation, and the decisions that reach the same services as the API."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from audit import AuditEvent
+from authz.consent import Consent
+from authz.contract_models import Authorization
+from sandbox.runtime import Runtime
+from sandbox.web import i18n
+from sandbox.web.console import PAGES, PUBLIC
+from tests.web.conftest import (
+    Operator,
+    approved_contract,
+    consent_for,
+    csrf_of,
+    sign_in,
+    sign_in_operator,
+)
+
+pytestmark = pytest.mark.usefixtures("people")
+TEMPLATES = Path(__file__).resolve().parents[2] / "sandbox" / "web" / "templates"
+
+# Each role's pages; every other role is refused them.
+ROLE_PAGES = {
+    "reviewer1": ["/console/review"],
+    "auditor1": ["/console/audit", "/console/audit/usage"],
+    "firm1": ["/console/me"],
+    "admin1": ["/console/admin"],
+}
+
+
+def _events(runtime: Runtime, action: str) -> list[AuditEvent]:
+    with runtime.sessions() as session:
+        return list(session.execute(select(AuditEvent).where(AuditEvent.action == action)).scalars())
+
+
+def test_every_label_exists_in_both_languages() -> None:
+    assert set(i18n.MESSAGES["en"]) == set(i18n.MESSAGES["zh"])
+    assert all(i18n.MESSAGES[lang][key].strip() for lang in i18n.LANGUAGES for key in i18n.MESSAGES[lang])
+    used = set()
+    for path in TEMPLATES.rglob("*.html"):
+        used |= set(re.findall(r"t\('([a-z_]+\.[a-z_.]+)'\)", path.read_text(encoding="utf-8")))
+    missing = used - set(i18n.MESSAGES["en"])
+    assert not missing, f"labels used in templates but not translated: {missing}"
+
+
+def test_every_console_page_declares_a_permission(app: Flask) -> None:
+    assert len(PAGES) > 20
+    for page in PAGES:
+        assert page.permission is PUBLIC or page.permission.value
+    routed = {r.endpoint for r in app.url_map.iter_rules() if r.endpoint.startswith("web.")}
+    assert routed == {page.endpoint for page in PAGES}
+
+
+def test_pages_without_a_session_redirect_to_sign_in(client: FlaskClient) -> None:
+    for paths in ROLE_PAGES.values():
+        for path in paths:
+            response = client.get(path)
+            assert response.status_code == 302
+            assert response.headers["Location"].startswith("/console/login")
+
+
+@pytest.mark.parametrize("username", list(ROLE_PAGES))
+def test_each_role_sees_its_pages_and_is_refused_the_others(
+    client: FlaskClient, runtime: Runtime, username: str
+) -> None:
+    sign_in(client, username)
+    for path in ROLE_PAGES[username]:
+        assert client.get(path).status_code == 200, path
+    for other, paths in ROLE_PAGES.items():
+        if other != username:
+            for path in paths:
+                assert client.get(path).status_code == 403, path
+    denied = [e for e in _events(runtime, "request.denied") if e.error_code == "forbidden"]
+    assert denied, "a refused page is an audit event"
+
+
+def test_session_cookie_flags_and_logout(client: FlaskClient) -> None:
+    response = client.get("/console/login")
+    cookie = response.headers["Set-Cookie"]
+    for flag in ("HttpOnly", "SameSite=Lax", "Secure", "Path=/console"):
+        assert flag in cookie
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    sign_in(client, "reviewer1")
+    assert client.get("/console/review").status_code == 200
+    client.post("/console/logout", data={"csrf_token": csrf_of(client, "/console/review")})
+    assert client.get("/console/review").status_code == 302
+
+
+def test_wrong_password_is_refused_and_logged(client: FlaskClient, runtime: Runtime) -> None:
+    token = csrf_of(client)
+    response = client.post(
+        "/console/login", data={"username": "reviewer1", "password": "wrong password!", "csrf_token": token}
+    )
+    assert response.status_code == 401
+    assert any(e.error_code == "unauthenticated" for e in _events(runtime, "request.denied"))
+
+
+def test_a_form_without_its_csrf_token_is_refused(
+    client: FlaskClient, runtime: Runtime, pending_contract: str
+) -> None:
+    sign_in(client, "reviewer1")
+    response = client.post(f"/console/review/contracts/{pending_contract}/approve", data={"comment": "ok"})
+    assert response.status_code == 400
+    assert "csrf_invalid" in response.get_data(as_text=True)
+    response = client.post(
+        f"/console/review/contracts/{pending_contract}/approve", data={"csrf_token": "forged"}
+    )
+    assert response.status_code == 400
+    with runtime.sessions() as session:
+        assert session.get(Authorization, pending_contract).status == "pending"  # type: ignore[union-attr]
+    assert any(e.error_code == "csrf_invalid" for e in _events(runtime, "request.denied"))
+
+
+def test_login_itself_needs_the_csrf_token(client: FlaskClient) -> None:
+    response = client.post("/console/login", data={"username": "reviewer1", "password": "x" * 20})
+    assert response.status_code == 400
+
+
+def test_reviewer_approves_with_tightened_limits_then_revokes(
+    client: FlaskClient, runtime: Runtime, pending_contract: str
+) -> None:
+    sign_in(client, "reviewer1")
+    page = client.get(f"/console/review/contracts/{pending_contract}").get_data(as_text=True)
+    assert "enterprise_tax" in page and "limit_daily_quota" in page
+    token = csrf_of(client, "/console/review")
+    response = client.post(
+        f"/console/review/contracts/{pending_contract}/approve",
+        data={"csrf_token": token, "comment": "用途明确", "limit_daily_quota": "50"},
+    )
+    assert response.status_code == 302
+    with runtime.sessions() as session:
+        contract = session.get(Authorization, pending_contract)
+        assert contract is not None and (contract.status, contract.daily_quota) == ("approved", 50)
+    response = client.post(
+        f"/console/review/contracts/{pending_contract}/revoke", data={"csrf_token": token, "reason": "违规"}
+    )
+    assert response.status_code == 302
+    with runtime.sessions() as session:
+        assert session.get(Authorization, pending_contract).status == "revoked"  # type: ignore[union-attr]
+    (event,) = _events(runtime, "authorization.revoke")
+    assert event.actor_kind == "reviewer"
+
+
+def test_loosening_a_limit_is_refused_with_the_reason_shown(
+    client: FlaskClient, pending_contract: str
+) -> None:
+    sign_in(client, "reviewer1")
+    token = csrf_of(client, "/console/review")
+    response = client.post(
+        f"/console/review/contracts/{pending_contract}/approve",
+        data={"csrf_token": token, "limit_daily_quota": "999999"},
+        follow_redirects=True,
+    )
+    assert "limits.daily_quota" in response.get_data(as_text=True)
+
+
+def test_operator_sees_its_contract_and_not_anothers(
+    client: FlaskClient, runtime: Runtime, op_a: Operator, op_b: Operator
+) -> None:
+    mine, theirs = approved_contract(runtime, op_a), approved_contract(runtime, op_b)
+    sign_in_operator(client, op_a)
+    home = client.get("/console/operator")
+    assert home.status_code == 200 and mine in home.get_data(as_text=True)
+    assert client.get(f"/console/operator/contracts/{mine}").status_code == 200
+    assert client.get(f"/console/operator/contracts/{theirs}").status_code == 404
+    assert client.get(f"/console/review/contracts/{theirs}").status_code == 403
+    assert client.get("/console/audit").status_code == 403
+
+
+def test_subject_revokes_its_consent(client: FlaskClient, runtime: Runtime, op_a: Operator) -> None:
+    consent_id = consent_for(runtime, op_a)
+    sign_in(client, "firm1")
+    page = client.get("/console/me").get_data(as_text=True)
+    assert consent_id in page
+    token = csrf_of(client, "/console/me")
+    response = client.post(f"/console/me/consents/{consent_id}/revoke", data={"csrf_token": token})
+    assert response.status_code == 302
+    with runtime.sessions() as session:
+        assert session.get(Consent, consent_id).revoked_at is not None  # type: ignore[union-attr]
+    again = client.post(f"/console/me/consents/{consent_id}/revoke", data={"csrf_token": token})
+    assert again.status_code == 302  # refused (already revoked), shown on the page
+
+
+def test_subject_grants_consent(client: FlaskClient, runtime: Runtime, op_a: Operator) -> None:
+    sign_in(client, "firm1")
+    token = csrf_of(client, "/console/me")
+    response = client.post(
+        "/console/me/consents",
+        data={
+            "csrf_token": token,
+            "operator_id": op_a.id,
+            "purpose": "申请贷款",
+            "templates": ["tax_paid_at_least"],
+            "valid_days": "30",
+        },
+    )
+    assert response.status_code == 302
+    assert len(_events(runtime, "consent.grant")) == 1
+
+
+def test_auditor_searches_and_sees_the_log_verified(client: FlaskClient, runtime: Runtime) -> None:
+    sign_in(client, "auditor1")
+    page = client.get("/console/audit?action=account.create&outcome=success").get_data(as_text=True)
+    assert page.count('class="o-success"') == 4
+    assert 'system:<code title="test">' in page  # who acted, from the hashed entry
+    assert "integrity ok" in page
+    event = _events(runtime, "account.create")[1]
+    proof = client.get(f"/console/audit/events/{event.seq}")
+    assert proof.status_code == 200 and "integrity ok" in proof.get_data(as_text=True)
+    export = client.get("/console/audit/export")
+    assert export.status_code == 200 and export.mimetype == "application/x-ndjson"
+    assert len(export.get_data(as_text=True).splitlines()) >= event.seq + 1
+    usage = client.get("/console/audit/usage").get_data(as_text=True)
+    assert usage.count('<svg class="chart') == 3
+
+
+def test_audit_paging_follows_the_cursor(client: FlaskClient) -> None:
+    sign_in(client, "auditor1")
+    page = client.get("/console/audit").get_data(as_text=True)
+    # Fewer events than a page: no next link. Bad input is a page, not a crash.
+    assert 'id="next-page"' not in page
+    assert client.get("/console/audit?cursor=abc").status_code == 422
+    assert client.get("/console/audit?since=yesterday").status_code == 422
+
+
+def test_admin_registers_an_operator_issues_credentials_and_rotates_the_key(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    sign_in(client, "admin1")
+    token = csrf_of(client, "/console/admin")
+    response = client.post(
+        "/console/admin/operators",
+        data={
+            "csrf_token": token,
+            "name": "历下征信服务有限公司",
+            "credit_code": "91370102MA3C5XXXX3",
+            "license_no": "L-9",
+        },
+    )
+    assert response.status_code == 302
+    (event,) = _events(runtime, "operator.register")
+    issued = client.post(
+        f"/console/admin/operators/{event.target_id}/credentials", data={"csrf_token": token}
+    )
+    assert issued.status_code == 200 and 'id="client-secret"' in issued.get_data(as_text=True)
+    assert client.post("/console/admin/keys/rotate", data={"csrf_token": token}).status_code == 302
+    assert len(_events(runtime, "key.rotate")) == 1
+    created = client.post(
+        "/console/admin/accounts",
+        data={"csrf_token": token, "username": "rev2", "role": "reviewer", "password": "p" * 14},
+    )
+    assert created.status_code == 302 and len(_events(runtime, "account.create")) == 5
+
+
+def test_language_follows_the_browser_and_can_be_switched(client: FlaskClient) -> None:
+    english = client.get("/console/login", headers={"Accept-Language": "en-US,en;q=0.9"})
+    assert "Sign in" in english.get_data(as_text=True) and english.headers["Content-Language"] == "en"
+    chinese = client.get("/console/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert "登录" in chinese.get_data(as_text=True) and chinese.headers["Content-Language"] == "zh"
+    switched = client.get("/console/lang/zh?next=/console/login")
+    assert switched.status_code == 302 and switched.headers["Location"] == "/console/login"
+    after = client.get("/console/login", headers={"Accept-Language": "en-US"})
+    assert after.headers["Content-Language"] == "zh"
+
+
+def test_language_switch_does_not_redirect_off_site(client: FlaskClient) -> None:
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        response = client.get("/console/lang/en", query_string={"next": target})
+        assert response.headers["Location"] == "/console/"
+
+
+def test_a_suspended_operator_is_signed_out(client: FlaskClient, runtime: Runtime, op_a: Operator) -> None:
+    from audit import Actor, ActorKind
+    from core.db import transaction
+    from operators import services
+    from operators.models import OperatorStatus
+
+    sign_in_operator(client, op_a)
+    assert client.get("/console/operator").status_code == 200
+    with transaction(runtime.sessions) as session:
+        services.set_status(
+            session,
+            op_a.id,
+            OperatorStatus.SUSPENDED,
+            reason="test",
+            actor=Actor(ActorKind.SYSTEM, "t"),
+            request_id=None,
+        )
+    assert client.get("/console/operator").status_code == 302
+
+
+def test_reviewer_reads_a_program_and_approves_it_with_exact_release(
+    client: FlaskClient, runtime: Runtime, op_a: Operator
+) -> None:
+    from core.db import transaction
+    from sandbox.compute import programs
+    from sandbox.compute.models import Program
+    from tests.compute.factories import MEAN_TAX, compute_contract
+    from tests.web.conftest import ADMIN
+
+    contract = compute_contract(runtime, op_a.id)
+    with transaction(runtime.sessions) as session:
+        program_id = programs.submit_program(
+            session,
+            runtime.catalog,
+            operator_id=op_a.id,
+            authorization_id=contract,
+            name="均值",
+            source=MEAN_TAX,
+            actor=ADMIN,
+            request_id=None,
+        ).id
+    sign_in(client, "reviewer1")
+    assert program_id in client.get("/console/review").get_data(as_text=True)
+    page = client.get(f"/console/review/programs/{program_id}").get_data(as_text=True)
+    assert "result" in page and "allow_exact_release" in page
+    token = csrf_of(client, "/console/review")
+    response = client.post(
+        f"/console/review/programs/{program_id}/approve",
+        data={"csrf_token": token, "allow_exact_release": "yes"},
+    )
+    assert response.status_code == 302
+    with runtime.sessions() as session:
+        program = session.get(Program, program_id)
+        assert program is not None and program.status == "approved" and program.exact_release_allowed
+    client.post("/console/logout", data={"csrf_token": token})
+    sign_in_operator(client, op_a)
+    assert client.get("/console/operator").status_code == 200  # the jobs table renders (empty)
