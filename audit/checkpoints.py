@@ -22,6 +22,7 @@ from audit.notes import sign_checkpoint
 from audit.services import lock_head
 from audit.tree import LogTree
 from core.clock import Clock, rfc3339, utcnow
+from core.config import Settings
 from core.db import transaction
 from core.keyring import active_key
 
@@ -36,6 +37,16 @@ class CheckpointSigner:
     origin: str
     log_file: Path | None
     clock: Clock = utcnow
+
+    @classmethod
+    def for_settings(cls, settings: Settings, clock: Clock = utcnow) -> CheckpointSigner:
+        """The service's signer: its key folder, its log's name, its checkpoint file."""
+        return cls(
+            keys_dir=settings.keys_dir,
+            origin=settings.audit_origin,
+            log_file=settings.checkpoints_file,
+            clock=clock,
+        )
 
 
 def latest_checkpoint(session: Session) -> AuditCheckpoint | None:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.merkle import RootBuilder, fold
+from audit.merkle import EMPTY_ROOT, RootBuilder, fold
 from audit.notes import Checkpoint, NoteError, verify_note
 
 
@@ -184,8 +184,8 @@ def combine(
     top = RootBuilder()  # over the roots of complete chunks
     vouched, events, stopped = 0, 0, False
     if 0 in roots:
-        stopped = not _check_root(report, EMPTY_ROOT_HASH, 0, roots[0], 0)
-    final = EMPTY_ROOT_HASH
+        stopped = not _check_root(report, EMPTY_ROOT, 0, roots[0], 0)
+    final = EMPTY_ROOT
     for chunk in chunks if not stopped else ():
         if chunk.start != events:  # a whole chunk missing: the previous one ended short
             report.problems.append(Finding(Reason.SEQUENCE_GAP, f"no events from seq {events}", seq=events))
@@ -215,9 +215,6 @@ def combine(
     report.root_hash = final.hex()
     if not stopped:
         _check_end(report, sorted(roots))
-
-
-EMPTY_ROOT_HASH = RootBuilder().root()
 
 
 def _root_at(top: RootBuilder, stack: list[bytes], complete: bool) -> bytes:

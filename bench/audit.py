@@ -145,7 +145,6 @@ def build_log(url: str, events: int, every: int) -> None:
                 )
         conn.execute(update(AuditHead).where(AuditHead.id == 1).values(tree_size=events))
     engine.dispose()
-    (Path(tempfile.gettempdir()) / "bench-audit-key.txt").write_text(key.kid)
     _KEYS.append(key.public)
 
 

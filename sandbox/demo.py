@@ -217,8 +217,7 @@ def _free_port() -> int:
 def step_start_server(ctx: DemoContext) -> None:
     """`sandbox serve` in a child process, waited for until /healthz answers."""
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
-    env["SANDBOX_HOME"] = str(ctx.home)
+    env = cli_env(ctx)
     log = (ctx.home / "server.log").open("wb")
     ctx.server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), "--workers", "2"],
@@ -522,7 +521,7 @@ def _verify_with_cli(ctx: DemoContext, command: list[str], shown: str) -> None:
         [sys.executable, "-m", "sandbox.cli", *command],
         capture_output=True,
         text=True,
-        env=_cli_env(ctx),
+        env=cli_env(ctx),
         check=False,
     )
     ctx.echo(f"   $ sandbox audit verify {shown} → exit {result.returncode}")
@@ -532,9 +531,11 @@ def _verify_with_cli(ctx: DemoContext, command: list[str], shown: str) -> None:
         raise ConfigurationError("the audit log did not verify")
 
 
-def _cli_env(ctx: DemoContext) -> dict[str, str]:
+def cli_env(ctx: DemoContext, *, with_home: bool = True) -> dict[str, str]:
+    """The environment of a `sandbox` child: no SANDBOX_* of the caller's (never a real
+    deployment's URLs); the demo home, unless the child must show it needs nothing but files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
-    return {**env, "SANDBOX_HOME": str(ctx.home)}
+    return {**env, "SANDBOX_HOME": str(ctx.home)} if with_home else env
 
 
 def step_audit(ctx: DemoContext) -> None:

@@ -7,14 +7,13 @@ so the job is queued over HTTP and polled until that worker has run it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from typing import Any
 
 from core.errors import ConfigurationError
-from sandbox.demo import DemoContext, _bearer, http
+from sandbox.demo import DemoContext, _bearer, cli_env, http
 
 REFUSED_SOURCE = """\
 import os
@@ -109,7 +108,7 @@ def _check_seal(ctx: DemoContext, job: dict[str, Any]) -> None:
     result_file, jwks_file = ctx.home / "sealed_compute.json", ctx.home / "jwks.json"
     result_file.write_text(json.dumps(job, ensure_ascii=False, indent=2), encoding="utf-8")
     jwks_file.write_text(json.dumps(jwks), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    env = cli_env(ctx, with_home=False)
     checked = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "sandbox.cli", "seal", "verify", str(result_file), "--jwks", str(jwks_file)],
         env=env,

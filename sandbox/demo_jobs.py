@@ -6,12 +6,11 @@ Kept apart from :mod:`sandbox.demo` so each module stays readable; the steps use
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from typing import Any
 
-from sandbox.demo import DemoContext, _bearer, http
+from sandbox.demo import DemoContext, _bearer, cli_env, http
 
 
 def _show(value: Any) -> str:
@@ -58,7 +57,7 @@ def _check_seal_offline(ctx: DemoContext, sealed: dict[str, Any]) -> None:
     answer_file, jwks_file = ctx.home / "sealed_verification.json", ctx.home / "jwks.json"
     answer_file.write_text(json.dumps(sealed, ensure_ascii=False, indent=2), encoding="utf-8")
     jwks_file.write_text(json.dumps(jwks), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    env = cli_env(ctx, with_home=False)
 
     def check() -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - our own interpreter and module

@@ -43,12 +43,7 @@ class Runtime:
     @property
     def checkpoint_signer(self) -> CheckpointSigner:
         """How this process signs audit checkpoints."""
-        return CheckpointSigner(
-            keys_dir=self.settings.keys_dir,
-            origin=self.settings.audit_origin,
-            log_file=self.settings.checkpoints_file,
-            clock=self.clock,
-        )
+        return CheckpointSigner.for_settings(self.settings, self.clock)
 
     def close(self) -> None:
         """Release every connection (DuckDB's file lock included)."""

@@ -30,9 +30,7 @@ def run(settings: Settings, stop: threading.Event, *, poll_seconds: float = 1.0)
     engine = create_control_engine(settings.database_url)
     sessions = session_factory(engine)
     tree = LogTree()
-    signer = CheckpointSigner(
-        keys_dir=settings.keys_dir, origin=settings.audit_origin, log_file=settings.checkpoints_file
-    )
+    signer = CheckpointSigner.for_settings(settings)
     try:
         while not stop.wait(poll_seconds):
             try:
