@@ -8,7 +8,7 @@ proofs can be built over the same rows without rewriting history.
 
 from audit.actions import ActorKind, AuditAction, Outcome
 from audit.models import AuditCheckpoint, AuditEvent, AuditHead
-from audit.services import Actor, Target, canonical_entry, leaf_hash, record_event
+from audit.services import Actor, RecordedEvent, Target, canonical_entry, leaf_hash, record_event
 
 __all__ = [
     "Actor",
@@ -18,6 +18,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "Outcome",
+    "RecordedEvent",
     "Target",
     "canonical_entry",
     "leaf_hash",

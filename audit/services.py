@@ -6,14 +6,17 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from audit.actions import ActorKind, AuditAction, Outcome
 from audit.models import AuditEvent, AuditHead
 from core.clock import Clock, rfc3339, utcnow
+from core.db import Database, connection_of, table_of
+from core.prepared import Prepared
 
 MAX_DETAILS_BYTES = 16_384
 
@@ -53,10 +56,37 @@ def leaf_hash(entry: bytes) -> str:
     return hashlib.sha256(b"\x00" + entry).hexdigest()
 
 
+@dataclass(frozen=True)
+class RecordedEvent:
+    """An appended event: its place in the tree and the exact bytes that were hashed."""
+
+    seq: int
+    event_id: str
+    occurred_at: datetime
+    entry: str
+    leaf_hash: str
+
+
+_EVENTS = table_of(AuditEvent)
+_HEAD = table_of(AuditHead)
+# One statement both locks the head row until the transaction ends (one log writer at a time:
+# a row lock on PostgreSQL; on SQLite the transaction already began IMMEDIATE, see core.db) and
+# allocates the next seq.
+_ADVANCE_HEAD = Prepared(
+    update(_HEAD).where(_HEAD.c.id == 1).values(tree_size=_HEAD.c.tree_size + 1).returning(_HEAD.c.tree_size)
+)
+_EVENT_COLUMNS = [column.name for column in _EVENTS.columns]
+_INSERT_EVENT = Prepared(insert(_EVENTS), column_keys=_EVENT_COLUMNS)
+
+
 def lock_head(session: Session) -> AuditHead:
     """The head row, locked until the transaction ends: one log writer at a time."""
     # FOR UPDATE on PostgreSQL; on SQLite the transaction already began IMMEDIATE (core.db).
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
+    # populate_existing: record_event moves the row with a Core UPDATE, past the identity map.
+    query = (
+        select(AuditHead).where(AuditHead.id == 1).with_for_update().execution_options(populate_existing=True)
+    )
+    head = session.execute(query).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, tree_size=0)
         session.add(head)
@@ -65,7 +95,7 @@ def lock_head(session: Session) -> AuditHead:
 
 
 def record_event(
-    session: Session,
+    session: Database,
     *,
     action: AuditAction,
     actor: Actor,
@@ -75,13 +105,21 @@ def record_event(
     error_code: str | None = None,
     details: dict[str, Any] | None = None,
     clock: Clock = utcnow,
-) -> AuditEvent:
-    """Append an event inside the caller's transaction; it commits or rolls back with the action."""
+) -> RecordedEvent:
+    """Append an event inside the caller's transaction; it commits or rolls back with the action.
+
+    Core statements on the session's connection, not ORM objects: this runs in every request
+    that changes anything, and the unit of work would cost more than the rest of the append.
+    """
     details = dict(details or {})
     if len(json.dumps(details, ensure_ascii=False, default=str)) > MAX_DETAILS_BYTES:
         raise ValueError("audit details are too large; record a digest instead")
-    head = lock_head(session)
-    seq = head.tree_size
+    conn = connection_of(session)  # the rows this event describes are written before it
+    size = _ADVANCE_HEAD.scalar(conn)
+    if size is None:  # a log that has never been written: its head row starts here
+        conn.execute(insert(_HEAD).values(id=1, tree_size=1))
+        size = 1
+    seq = int(size) - 1
     moment = clock()
     event_id = str(uuid.uuid4())
     fields: dict[str, Any] = {
@@ -96,24 +134,28 @@ def record_event(
         "request_id": request_id,
         "details": details,
     }
-    entry = canonical_entry(fields)
-    event = AuditEvent(
-        seq=seq,
-        event_id=event_id,
-        occurred_at=moment,
-        actor_kind=actor.kind.value,
-        actor_id=actor.id,
-        action=action.value,
-        target_type=target.type if target else None,
-        target_id=target.id if target else None,
-        outcome=outcome.value,
-        error_code=error_code,
-        request_id=request_id,
-        details=json.loads(entry)["details"],
-        entry=entry.decode("utf-8"),
-        leaf_hash=leaf_hash(entry),
+    hashed = canonical_entry(fields)
+    entry = hashed.decode("utf-8")
+    recorded = RecordedEvent(
+        seq=seq, event_id=event_id, occurred_at=moment, entry=entry, leaf_hash=leaf_hash(hashed)
     )
-    head.tree_size = seq + 1
-    session.add(event)
-    session.flush()
-    return event
+    _INSERT_EVENT.execute(
+        conn,
+        {
+            "seq": seq,
+            "event_id": event_id,
+            "occurred_at": moment,
+            "actor_kind": actor.kind.value,
+            "actor_id": actor.id,
+            "action": action.value,
+            "target_type": target.type if target else None,
+            "target_id": target.id if target else None,
+            "outcome": outcome.value,
+            "error_code": error_code,
+            "request_id": request_id,
+            "details": json.loads(entry)["details"],
+            "entry": entry,
+            "leaf_hash": recorded.leaf_hash,
+        },
+    )
+    return recorded

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -23,7 +24,9 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    bindparam,
     column,
+    insert,
     select,
     table,
 )
@@ -33,8 +36,9 @@ from audit import Actor, AuditAction, Outcome, Target, record_event
 from authz.errors import ConsentInvalid, ConsentRequired, InvalidTransition
 from catalog import Catalog
 from core.clock import Clock, rfc3339, utcnow
-from core.db import Base, UTCDateTime
+from core.db import Base, Database, UTCDateTime, connection_of, table_of
 from core.errors import Invalid, NotFound
+from core.prepared import Prepared
 
 # A unified social credit code or a resident ID number: 18 characters of digits and capitals.
 SUBJECT_ID = re.compile(r"^[0-9A-Z]{18}$")
@@ -225,48 +229,71 @@ def list_consents(session: Session, subject_id: str) -> list[Consent]:
     return list(session.execute(query.order_by(Consent.granted_at.desc(), Consent.id)).scalars())
 
 
+@dataclass(frozen=True)
+class ConsentGrant:
+    """The consent a check runs under."""
+
+    id: str
+    templates: list[str]
+
+
+_CONSENTS = table_of(Consent)
+# Built once (a verification's hot path): the subject's consents to the operator valid at ``now``.
+_VALID_CONSENTS = Prepared(
+    select(_CONSENTS.c.id, _CONSENTS.c.templates)
+    .where(
+        _CONSENTS.c.subject_id == bindparam("subject_id"),
+        _CONSENTS.c.operator_id == bindparam("operator_id"),
+        _CONSENTS.c.revoked_at.is_(None),
+        _CONSENTS.c.granted_at <= bindparam("now", type_=_CONSENTS.c.granted_at.type),
+        _CONSENTS.c.valid_until > bindparam("now", type_=_CONSENTS.c.valid_until.type),
+    )
+    .order_by(_CONSENTS.c.granted_at.desc(), _CONSENTS.c.id)
+)
+_CONSENT_FIELDS = tuple(column.name for column in _CONSENTS.columns)
+_CONSENT_BY_ID = Prepared(select(_CONSENTS).where(_CONSENTS.c.id == bindparam("consent_id")))
+_INSERT_ACCESS = Prepared(
+    insert(table_of(SubjectAccess)),
+    column_keys=[
+        "subject_id", "operator_id", "operator_name", "template", "authorization_id", "job_id", "accessed_at",
+        "outcome",
+    ],
+)  # fmt: skip
+
+
 def require_consent(
-    session: Session,
+    session: Database,
     *,
     subject_id: str,
     operator_id: str,
     template: str,
     consent_id: str | None,
     now: datetime,
-) -> Consent:
+) -> ConsentGrant:
     """The consent that allows ``operator_id`` to run ``template`` about ``subject_id`` at ``now``.
 
     With ``consent_id``, that consent must allow it; without, any of the subject's consents may.
     Otherwise :class:`ConsentRequired`, with one message whatever the reason.
     """
     if consent_id is not None:
-        consent = session.get(Consent, consent_id)
-        if consent is None:
+        row = _CONSENT_BY_ID.first(connection_of(session), {"consent_id": consent_id})
+        if row is None:
             raise ConsentRequired("no such consent")
+        consent = Consent(**dict(zip(_CONSENT_FIELDS, row, strict=True)))  # not added to any session
         reason = consent.refusal(subject_id=subject_id, operator_id=operator_id, template=template, now=now)
         if reason is not None:
             raise ConsentRequired(reason)
-        return consent
-    query = (
-        select(Consent)
-        .where(
-            Consent.subject_id == subject_id,
-            Consent.operator_id == operator_id,
-            Consent.revoked_at.is_(None),
-            Consent.granted_at <= now,
-            Consent.valid_until > now,
-        )
-        .order_by(Consent.granted_at.desc(), Consent.id)
-    )
+        return ConsentGrant(id=consent.id, templates=list(consent.templates))
+    binds = {"subject_id": subject_id, "operator_id": operator_id, "now": now}
     # Template coverage is checked here, not in SQL: JSON containment differs between backends.
-    for candidate in session.execute(query).scalars():
-        if template in candidate.templates:
-            return candidate
+    for found_id, templates in _VALID_CONSENTS.rows(connection_of(session), binds):
+        if template in templates:
+            return ConsentGrant(id=found_id, templates=list(templates))
     raise ConsentRequired("no consent of the subject covers the template")
 
 
 def record_access(
-    session: Session,
+    session: Database,
     *,
     subject_id: str,
     operator_id: str,
@@ -275,24 +302,29 @@ def record_access(
     job_id: str | None,
     outcome: Outcome,
     clock: Clock = utcnow,
-) -> SubjectAccess:
-    """Note a check about ``subject_id``, in the caller's (the verification's) transaction."""
-    operator_name = _operator_name(session, operator_id)
+    operator_name: str | None = None,
+) -> None:
+    """Note a check about ``subject_id``, in the caller's (the verification's) transaction.
+
+    ``operator_name`` is the operator's name as the caller read it this request (it spares a
+    read); otherwise it is read here.
+    """
+    conn = connection_of(session)  # the rows it refers to may be pending in a session
     if operator_name is None:
-        raise NotFound("no such operator")
-    access = SubjectAccess(
-        subject_id=subject_id,
-        operator_id=operator_id,
-        operator_name=operator_name,
-        template=template,
-        authorization_id=authorization_id,
-        job_id=job_id,
-        accessed_at=clock(),
-        outcome=outcome.value,
-    )
-    session.add(access)
-    session.flush()
-    return access
+        operator_name = _operator_name(conn, operator_id)
+        if operator_name is None:
+            raise NotFound("no such operator")
+    row = {
+        "subject_id": subject_id,
+        "operator_id": operator_id,
+        "operator_name": operator_name,
+        "template": template,
+        "authorization_id": authorization_id,
+        "job_id": job_id,
+        "accessed_at": clock(),
+        "outcome": outcome.value,
+    }
+    _INSERT_ACCESS.execute(conn, row)
 
 
 def list_accesses(
@@ -315,8 +347,8 @@ def _operator_program(session: Session, program_id: str, operator_id: object) ->
     return session.execute(query).first() is not None
 
 
-def _operator_name(session: Session, operator_id: str) -> str | None:
-    name = session.execute(select(_operators.c.name).where(_operators.c.id == operator_id)).scalar()
+def _operator_name(db: Database, operator_id: str) -> str | None:
+    name = connection_of(db).execute(select(_operators.c.name).where(_operators.c.id == operator_id)).scalar()
     return None if name is None else str(name)
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, Date, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -48,7 +48,52 @@ STORED_STATUSES = (
 )
 
 
-class Authorization(Base):
+class ContractRules:
+    """What a contract allows at a moment: shared by the table row and :class:`ContractTerms`."""
+
+    if TYPE_CHECKING:
+        status: str
+        valid_from: datetime | None
+        valid_until: datetime | None
+        operations: list[str]
+        datasets: dict[str, list[str]]
+
+    def effective_status(self, now: datetime) -> AuthorizationStatus:
+        """The status as of ``now``: an approved contract past its validity is ``expired``."""
+        status = AuthorizationStatus(self.status)
+        if (
+            status is AuthorizationStatus.APPROVED
+            and self.valid_until is not None
+            and now >= self.valid_until
+        ):
+            return AuthorizationStatus.EXPIRED
+        return status
+
+    def allows_operation(self, operation: str) -> bool:
+        """Whether ``operation`` (``aggregate``, ``compute`` or ``verify:<template>``) is granted."""
+        return operation in self.operations
+
+    def allowed_fields(self, dataset: str) -> list[str]:
+        """The fields of ``dataset`` this contract covers; empty when the dataset is not covered."""
+        return list(self.datasets.get(dataset, []))
+
+
+@dataclass(frozen=True)
+class ContractTerms(ContractRules):
+    """The columns of a contract a verification checks, read without loading the row as an object."""
+
+    id: str
+    operator_id: str
+    status: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+    operations: list[str]
+    datasets: dict[str, list[str]]
+    consent_required: bool
+    daily_quota: int
+
+
+class Authorization(Base, ContractRules):
     """One operator's written authorization: purpose, scope, operations, limits, validity."""
 
     __tablename__ = "authorizations"
@@ -93,25 +138,6 @@ class Authorization(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoke_reason: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-    def effective_status(self, now: datetime) -> AuthorizationStatus:
-        """The status as of ``now``: an approved contract past its validity is ``expired``."""
-        status = AuthorizationStatus(self.status)
-        if (
-            status is AuthorizationStatus.APPROVED
-            and self.valid_until is not None
-            and now >= self.valid_until
-        ):
-            return AuthorizationStatus.EXPIRED
-        return status
-
-    def allows_operation(self, operation: str) -> bool:
-        """Whether ``operation`` (``aggregate``, ``compute`` or ``verify:<template>``) is granted."""
-        return operation in self.operations
-
-    def allowed_fields(self, dataset: str) -> list[str]:
-        """The fields of ``dataset`` this contract covers; empty when the dataset is not covered."""
-        return list(self.datasets.get(dataset, []))
 
     def limits(self) -> dict[str, Any]:
         """The limits in the request's vocabulary."""

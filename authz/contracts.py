@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, column, select, table
+from sqlalchemy import and_, bindparam, column, select, table
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -28,6 +28,8 @@ from authz.contract_models import (
     Authorization,
     AuthorizationStatus,
     ContractRequest,
+    ContractRules,
+    ContractTerms,
     Problem,
     number,
     parse_request,
@@ -37,7 +39,9 @@ from authz.contract_models import (
 from authz.errors import AuthorizationInactive, ContractInvalid, InvalidTransition
 from catalog import Catalog
 from core.clock import Clock, rfc3339, utcnow
+from core.db import Database, connection_of, table_of
 from core.errors import Invalid, NotFound
+from core.prepared import Prepared
 
 # Missing and not-yours read the same, so an operator cannot learn which ids exist.
 NOT_FOUND_MESSAGE = "no such authorization"
@@ -262,6 +266,22 @@ def get_contract(session: Session, contract_id: str, *, operator_id: str | None)
     return contract
 
 
+_CONTRACTS = table_of(Authorization)
+_TERMS_FIELDS = tuple(ContractTerms.__dataclass_fields__)
+_TERMS = Prepared(
+    select(*(_CONTRACTS.c[name] for name in _TERMS_FIELDS)).where(_CONTRACTS.c.id == bindparam("contract_id"))
+)
+
+
+def contract_terms(session: Database, contract_id: str, *, operator_id: str) -> ContractTerms:
+    """What :func:`get_contract` finds, as the columns a job checks (a Core read: a hot path)."""
+    row = _TERMS.first(connection_of(session), {"contract_id": contract_id})
+    terms = None if row is None else ContractTerms(**dict(zip(_TERMS_FIELDS, row, strict=True)))
+    if terms is None or terms.operator_id != operator_id:
+        raise NotFound(NOT_FOUND_MESSAGE)
+    return terms
+
+
 def list_contracts(
     session: Session, *, operator_id: str | None, status: str | None, now: datetime
 ) -> list[Authorization]:
@@ -288,7 +308,7 @@ def _status_filter(status: str, now: datetime) -> ColumnElement[bool]:
     return Authorization.status == wanted.value
 
 
-def check_active(contract: Authorization, now: datetime) -> None:
+def check_active(contract: ContractRules, now: datetime) -> None:
     """Refuse unless the contract is approved and ``now`` is within its validity."""
     status = contract.effective_status(now)
     if status is not AuthorizationStatus.APPROVED:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from audit import Actor, AuditAction, AuditEvent, Outcome, Target, record_event
+from audit import Actor, AuditAction, Outcome, RecordedEvent, Target, record_event
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, SandboxError
 
@@ -91,7 +91,7 @@ def record_denial(
     error: SandboxError,
     request_id: str | None,
     clock: Clock = utcnow,
-) -> AuditEvent:
+) -> RecordedEvent:
     """Record that ``action`` was refused with ``error``; call it in a fresh transaction."""
     details: dict[str, Any] = {"message": error.message}
     if isinstance(error.details, list):

@@ -16,13 +16,15 @@ from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, TypedDict, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import CursorResult, Executable, select, update
+from sqlalchemy import Connection, CursorResult, Executable, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from authz.contract_models import EPSILON_SLACK, Authorization, AuthorizationUsage
-from authz.errors import BudgetExhausted, QuotaExceeded
+from authz.contract_models import EPSILON_SLACK, Authorization, AuthorizationStatus, AuthorizationUsage
+from authz.errors import AuthorizationInactive, BudgetExhausted, QuotaExceeded
+from core.db import Database, connection_of, table_of
 from core.errors import Invalid, NotFound
+from core.prepared import Prepared
 
 
 def _bureau_zone() -> tzinfo:
@@ -51,33 +53,63 @@ def bureau_day(now: datetime) -> date:
     return now.astimezone(BUREAU_ZONE).date()
 
 
-def spend_call(session: Session, contract_id: str, *, now: datetime) -> int:
+_USAGE = table_of(AuthorizationUsage)
+_CONTRACTS = table_of(Authorization)
+# Built once: constructing a statement costs several times what executing it does.
+_STILL_ACTIVE = (
+    select(_CONTRACTS.c.id)
+    .where(
+        _CONTRACTS.c.id == bindparam("contract_id"),
+        _CONTRACTS.c.status == AuthorizationStatus.APPROVED.value,
+        _CONTRACTS.c.valid_from <= bindparam("now", type_=_CONTRACTS.c.valid_from.type),
+        _CONTRACTS.c.valid_until > bindparam("now", type_=_CONTRACTS.c.valid_until.type),
+    )
+    .exists()
+)
+_QUOTA = select(_CONTRACTS.c.daily_quota).where(_CONTRACTS.c.id == bindparam("contract_id"))
+_SPEND_CALL = Prepared(
+    update(_USAGE)
+    .where(
+        _USAGE.c.authorization_id == bindparam("contract_id"),
+        _USAGE.c.day == bindparam("on_day", type_=_USAGE.c.day.type),
+        _USAGE.c.calls < bindparam("quota", type_=_USAGE.c.calls.type),
+        _STILL_ACTIVE,
+    )
+    .values(calls=_USAGE.c.calls + 1)
+    .returning(_USAGE.c.calls)
+)
+
+
+def spend_call(session: Database, contract_id: str, *, now: datetime, daily_quota: int | None = None) -> int:
     """Count one call against today's quota and return today's calls; :class:`QuotaExceeded` if full.
 
-    Spending does not check validity: the caller runs :func:`authz.contracts.check_active` first.
+    The spend also requires the contract to be approved and valid at ``now`` (refused with
+    :class:`AuthorizationInactive` otherwise), so a check made earlier, in another transaction,
+    still holds when the call is counted: a revocation that commits in between wins.
+    ``daily_quota`` spares the read of the contract when the caller has it at hand.
     """
-    contract = _contract(session, contract_id)
+    conn = connection_of(session)
+    if daily_quota is None:
+        daily_quota = conn.execute(_QUOTA, {"contract_id": contract_id}).scalar()
+        if daily_quota is None:
+            raise NotFound("no such authorization")
     day = bureau_day(now)
-    session.execute(_insert_day(session, contract_id, day))
-    result = session.execute(
-        update(AuthorizationUsage)
-        .where(
-            AuthorizationUsage.authorization_id == contract_id,
-            AuthorizationUsage.day == day,
-            AuthorizationUsage.calls < contract.daily_quota,
-        )
-        .values(calls=AuthorizationUsage.calls + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if cast(CursorResult[Any], result).rowcount != 1:
-        raise QuotaExceeded(f"the daily quota of {contract.daily_quota} calls is used up")
-    return _calls_on(session, contract_id, day)
+    binds = {"contract_id": contract_id, "on_day": day, "quota": daily_quota, "now": now}
+    calls = _SPEND_CALL.scalar(conn, binds)
+    if calls is None:  # the day's first call has no counter yet; or the quota or contract refuses
+        conn.execute(_insert_day(conn, contract_id, day))
+        calls = _SPEND_CALL.scalar(conn, binds)
+    if calls is None:
+        if not conn.execute(select(_STILL_ACTIVE), binds).scalar():
+            raise AuthorizationInactive("the authorization is no longer active")
+        raise QuotaExceeded(f"the daily quota of {daily_quota} calls is used up")
+    return int(calls)
 
 
-def _insert_day(session: Session, contract_id: str, day: date) -> Executable:
+def _insert_day(conn: Connection, contract_id: str, day: date) -> Executable:
     """``INSERT`` today's counter at zero unless it exists; concurrent inserts wait, none fails."""
     row = {"authorization_id": contract_id, "day": day, "calls": 0}
-    dialect = session.get_bind().dialect.name
+    dialect = conn.dialect.name
     if dialect == "postgresql":
         return postgresql.insert(AuthorizationUsage).values(row).on_conflict_do_nothing()
     if dialect == "sqlite":

@@ -151,5 +151,10 @@ def authenticate_client(session: Session, *, client_id: str, client_secret: str)
 
 def require_active(operator: Operator) -> None:
     """Refuse a suspended operator (checked on every request, not baked into tokens)."""
-    if operator.status != OperatorStatus.ACTIVE.value:
+    require_status_active(operator.status)
+
+
+def require_status_active(status: str) -> None:
+    """Refuse an operator whose stored status is not active."""
+    if status != OperatorStatus.ACTIVE.value:
         raise OperatorSuspended("the operator is suspended")

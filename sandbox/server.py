@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing.process
+import os
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
@@ -23,11 +25,23 @@ class SandboxServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        self.cfg.set("post_fork", _forget_helpers)
 
     def load(self) -> Any:
         from sandbox.app import create_app
 
         return create_app(self.settings)
+
+
+def _forget_helpers(_server: Any, _worker: Any) -> None:
+    """In a new gunicorn worker: forget the helper processes the arbiter started before forking.
+
+    The fork copies multiprocessing's registry of the parent's children, and multiprocessing's
+    exit handler terminates every daemonic "child" it lists: without this, each worker that exits
+    (a restart, a timeout) would kill the audit checkpointer and the compute workers. The registry
+    is private; no public call forgets an inherited child.
+    """
+    multiprocessing.process._children.clear()  # type: ignore[attr-defined]
 
 
 def serve(
@@ -59,9 +73,14 @@ def serve(
     checkpointer = start_process(settings)
     # And compute workers, which run queued jobs; more of them may run elsewhere (`sandbox worker`).
     compute = [start_worker(settings, index=index) for index in range(compute_workers)]
+    owner = os.getpid()
     try:
         SandboxServer(settings, options).run()
     finally:
-        stop_workers(compute)
-        checkpointer.terminate()
-        checkpointer.join(timeout=5)
+        # A gunicorn worker is a fork of this process and leaves through here too (its sys.exit
+        # unwinds the arbiter's stack): only the process that started them stops the helpers, or
+        # one worker's restart would kill the checkpointer and the compute workers.
+        if os.getpid() == owner:
+            stop_workers(compute)
+            checkpointer.terminate()
+            checkpointer.join(timeout=5)

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from authz.permissions import Permission
-from sandbox.api.auth import principal
+from sandbox.api.auth import principal, request_connection
 from sandbox.api.parsing import parse_body
 from sandbox.api.registry import route
 from sandbox.engine.aggregate import AggregateRequest, run_aggregate
@@ -71,6 +71,8 @@ def verify() -> Response:
         operator_id=caller.id,
         actor=caller.actor,
         request_id=g.request_id,
+        operator_name=caller.name,
+        connection=request_connection(runtime),
     )
     return jsonify(answer.as_json())
 

@@ -14,15 +14,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import insert
 
 from audit import Actor, AuditAction, Target, record_event
 from core import keyring, seals
 from core.clock import Clock, rfc3339
+from core.db import Database, connection_of, orm_session, table_of
 from core.keys import SigningKey
+from core.prepared import Prepared
 from sandbox.engine.models import ResultKind, SealedResult
 
 _KEY_CACHE_SECONDS = 30.0
+_SEALED = table_of(SealedResult)
+# A release is on every job's hot path: a prepared statement (see core.prepared).
+_INSERT_SEALED = Prepared(insert(_SEALED), column_keys=[column.name for column in _SEALED.columns])
 
 
 class _ActiveKeyCache:
@@ -37,12 +42,13 @@ class _ActiveKeyCache:
         self._lock = threading.Lock()
         self._entries: dict[Path, tuple[float, SigningKey]] = {}
 
-    def get(self, session: Session, keys_dir: Path) -> SigningKey:
+    def get(self, session: Database, keys_dir: Path) -> SigningKey:
         with self._lock:
             entry = self._entries.get(keys_dir)
             if entry is not None and time.monotonic() - entry[0] < _KEY_CACHE_SECONDS:
                 return entry[1]
-            key = keyring.active_key(session, keys_dir)
+            with orm_session(session) as orm:
+                key = keyring.active_key(orm, keys_dir)
             self._entries[keys_dir] = (time.monotonic(), key)
             return key
 
@@ -75,7 +81,7 @@ class Release:
 
 
 def release(
-    session: Session,
+    session: Database,
     item: Release,
     *,
     keys_dir: Path,
@@ -105,16 +111,16 @@ def release(
         "audit_leaf_hash": event.leaf_hash,
     }
     token = seals.seal(payload, ACTIVE_KEYS.get(session, keys_dir))
-    session.add(
-        SealedResult(
-            job_id=item.job_id,
-            kind=item.kind.value,
-            operator_id=item.operator_id,
-            authorization_id=item.authorization_id,
-            issued_at=issued_at,
-            audit_seq=event.seq,
-            seal=token,
-        )
+    _INSERT_SEALED.execute(
+        connection_of(session),
+        {
+            "job_id": item.job_id,
+            "kind": item.kind.value,
+            "operator_id": item.operator_id,
+            "authorization_id": item.authorization_id,
+            "issued_at": issued_at,
+            "audit_seq": event.seq,
+            "seal": token,
+        },
     )
-    session.flush()
     return Released(job_id=item.job_id, issued_at=issued_at, audit_seq=event.seq, seal=token, payload=payload)

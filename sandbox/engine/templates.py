@@ -23,7 +23,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Select, Table, and_, bindparam, case, func, select
 
 from catalog import Catalog, CompareOp, Condition, Dataset, ReduceOp, Template
+from core.prepared import Prepared
 from sandbox.data.stores import dataset_table
+
+# Lookup stores whose drivers :class:`Prepared` runs on (DuckDB's goes through SQLAlchemy).
+PREPARED_DIALECTS = frozenset({"sqlite", "postgresql"})
 
 _COMPARE: dict[CompareOp, Callable[[Any, Any], bool]] = {
     CompareOp.EQ: operator.eq,
@@ -42,10 +46,15 @@ class CompiledTemplate:
     template: Template
     dataset: Dataset
     statement: Select[Any]
+    # Prepared on the engines whose drivers it knows, unless a parameter expands (``in``).
+    prepared: Prepared | None
 
     def lookup(self, conn: Connection, subject: str, params: dict[str, Any]) -> tuple[int, Any]:
         """The subject's row count and the reduced value (``None`` when no row matched)."""
         binds = {"subject": subject, **{f"p_{name}": value for name, value in params.items()}}
+        if self.prepared is not None and conn.dialect.name in PREPARED_DIALECTS:
+            n_rows, value = self.prepared.rows(conn, binds)[0]
+            return int(n_rows), value
         row = conn.execute(self.statement, binds).one()
         return int(row.n_rows), row.value
 
@@ -121,7 +130,13 @@ def compile_template(dataset: Dataset, template: Template) -> CompiledTemplate:
     statement = select(func.count().label("n_rows"), value.label("value")).where(
         table.c[dataset.key] == bindparam("subject", type_=table.c[dataset.key].type)
     )
-    return CompiledTemplate(template=template, dataset=dataset, statement=statement)
+    expands = any(condition.op is CompareOp.IN for condition in template.where)
+    return CompiledTemplate(
+        template=template,
+        dataset=dataset,
+        statement=statement,
+        prepared=None if expands else Prepared(statement),
+    )
 
 
 class TemplateCache:

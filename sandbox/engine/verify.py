@@ -4,27 +4,29 @@ Order of checks, each against the contract as it is now: the contract is the ope
 (another's reads as missing), approved and within its validity; the template exists, is granted
 (``verify:<template>``) and every field it reads is in the contract's scope; the parameters and the
 subject are well formed; the subject's consent is valid when the template or the contract asks for
-it; a call is left in today's quota (spent atomically). Only then is the data touched.
+it. Only then is the data read (one indexed lookup), and its answer released only if a call is
+left in today's quota (spent atomically, with the contract required active still).
 
-The answer, its audit event, the subject's access record, the quota spend and the stored seal are
-one control-database transaction: all of them or none. A refusal for lack of consent is itself
-shown to the subject (an access with outcome ``denied``), written after the rollback.
+The checks that only read, and the lookup, run outside the write transaction; the quota spend
+(which re-requires an active contract), the answer's audit event, the subject's access record and
+the stored seal are then one control-database transaction: all of them or none. A refusal for lack of
+consent is itself shown to the subject (an access with outcome ``denied``), written on its own.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from audit import Actor, AuditAction, Outcome
 from authz import consent, contracts, usage
-from authz.contract_models import VERIFY_PREFIX, Authorization
+from authz.contract_models import VERIFY_PREFIX, ContractRules, ContractTerms
 from authz.errors import ConsentRequired
 from catalog import Template
-from core.db import transaction
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
 from sandbox.engine.models import ResultKind
 from sandbox.engine.params import check_params, json_ready
@@ -70,7 +72,7 @@ class Verification:
         }
 
 
-def _template(runtime: Runtime, contract: Authorization, name: str) -> Template:
+def _template(runtime: Runtime, contract: ContractRules, name: str) -> Template:
     """The template, if it exists, is granted and reads only fields in the contract's scope."""
     template = runtime.catalog.templates.get(name)
     if template is None:
@@ -108,75 +110,75 @@ def run_verification(
     operator_id: str,
     actor: Actor,
     request_id: str | None,
+    operator_name: str | None = None,
+    connection: Connection | None = None,
 ) -> Verification:
-    """Check, answer, record and seal one verification; raise the first refusal found."""
-    job_id = str(uuid.uuid4())
-    try:
-        with transaction(runtime.sessions) as session:
-            return _verify(session, runtime, request, job_id, operator_id, actor, request_id)
-    except ConsentRequired:
-        _record_refused_access(runtime, request, job_id, operator_id)
-        raise
+    """Check, answer, record and seal one verification; raise the first refusal found.
+
+    The checks and the lookup read outside any transaction, one statement each, so on SQLite they
+    run beside writers instead of queueing for the write lock; the spend and the records are then
+    one short write transaction. The spend requires the contract to be active still (see
+    :func:`authz.usage.spend_call`), so a revocation that commits between the two wins.
+    ``operator_name`` is the operator's name as the request's authentication read it, and
+    ``connection`` a control-database connection outside any transaction to run on (the
+    request's own; otherwise one is checked out here).
+    """
+    if connection is None:
+        with runtime.engine.connect() as conn:
+            return _run(runtime, request, conn, operator_id, actor, request_id, operator_name)
+    return _run(runtime, request, connection, operator_id, actor, request_id, operator_name)
 
 
-def _verify(
-    session: Session,
+def _run(
     runtime: Runtime,
     request: VerificationRequest,
-    job_id: str,
+    conn: Connection,
     operator_id: str,
     actor: Actor,
     request_id: str | None,
+    operator_name: str | None,
 ) -> Verification:
+    job_id = str(uuid.uuid4())
     now = runtime.clock()
-    contract = contracts.get_contract(session, request.authorization_id, operator_id=operator_id)
-    contracts.check_active(contract, now)
-    template = _template(runtime, contract, request.template)
-    params = check_params(template, request.params)
-    _check_subject(request.subject)
-    if template.consent_required or contract.consent_required:
-        consent.require_consent(
-            session,
-            subject_id=request.subject,
-            operator_id=operator_id,
-            template=template.name,
-            consent_id=request.consent_id,
-            now=now,
-        )
-    usage.spend_call(session, contract.id, now=now)
+    try:
+        contract, template, params = _check(conn, runtime, request, operator_id, now)
+    except ConsentRequired:
+        with conn.begin():  # the subject sees the refused check too
+            _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.DENIED)
+        raise
     compiled = COMPILED.get(runtime.catalog, template.name)
-    with runtime.stores.lookup.connect() as conn:
-        n_rows, value = compiled.lookup(conn, request.subject, params)
-    result = compiled.answer(n_rows, value, params)
-    consent.record_access(
-        session,
-        subject_id=request.subject,
-        operator_id=operator_id,
-        template=template.name,
-        authorization_id=contract.id,
-        job_id=job_id,
-        outcome=Outcome.SUCCESS,
-        clock=runtime.clock,
-    )
     shown = json_ready(params)
-    released = release(
-        session,
-        Release(
-            kind=ResultKind.VERIFICATION,
-            job_id=job_id,
-            operator_id=operator_id,
-            authorization_id=contract.id,
-            answer={"template": template.name, "subject": request.subject, "params": shown, "result": result},
-            action=AuditAction.VERIFICATION_RUN,
-            # The subject's id stays out of the permanent log (as for consents); the job id links
-            # the event to the subject's access record and to the seal, which both name it.
-            details={"template": template.name, "params": shown, "result": result},
-        ),
-        keys_dir=runtime.settings.keys_dir,
-        actor=actor,
-        request_id=request_id,
-        clock=runtime.clock,
-    )
+    # The lookup runs after every check that reads and before the write lock is taken (on SQLite
+    # one writer at a time): what it finds is released only if the spend below succeeds.
+    with runtime.stores.lookup.connect() as data:
+        n_rows, value = compiled.lookup(data, request.subject, params)
+    result = compiled.answer(n_rows, value, params)
+    with conn.begin():
+        usage.spend_call(conn, contract.id, now=now, daily_quota=contract.daily_quota)
+        _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.SUCCESS)
+        released = release(
+            conn,
+            Release(
+                kind=ResultKind.VERIFICATION,
+                job_id=job_id,
+                operator_id=operator_id,
+                authorization_id=contract.id,
+                answer={
+                    "template": template.name,
+                    "subject": request.subject,
+                    "params": shown,
+                    "result": result,
+                },
+                action=AuditAction.VERIFICATION_RUN,
+                # The subject's id stays out of the permanent log (as for consents); the job id links
+                # the event to the subject's access record and to the seal, which both name it.
+                details={"template": template.name, "params": shown, "result": result},
+            ),
+            keys_dir=runtime.settings.keys_dir,
+            actor=actor,
+            request_id=request_id,
+            clock=runtime.clock,
+        )
     return Verification(
         result=result,
         template=template.name,
@@ -187,18 +189,49 @@ def _verify(
     )
 
 
-def _record_refused_access(
-    runtime: Runtime, request: VerificationRequest, job_id: str, operator_id: str
-) -> None:
-    """Show the subject a check refused for lack of its consent (the checks before it passed)."""
-    with transaction(runtime.sessions) as session:
-        consent.record_access(
-            session,
+def _check(
+    conn: Connection,
+    runtime: Runtime,
+    request: VerificationRequest,
+    operator_id: str,
+    now: datetime,
+) -> tuple[ContractTerms, Template, dict[str, Any]]:
+    """Every check that reads: the contract, the template and its fields, the input, the consent."""
+    contract = contracts.contract_terms(conn, request.authorization_id, operator_id=operator_id)
+    contracts.check_active(contract, now)
+    template = _template(runtime, contract, request.template)
+    params = check_params(template, request.params)
+    _check_subject(request.subject)
+    if template.consent_required or contract.consent_required:
+        consent.require_consent(
+            conn,
             subject_id=request.subject,
             operator_id=operator_id,
-            template=request.template,
-            authorization_id=request.authorization_id,
-            job_id=job_id,
-            outcome=Outcome.DENIED,
-            clock=runtime.clock,
+            template=template.name,
+            consent_id=request.consent_id,
+            now=now,
         )
+    return contract, template, params
+
+
+def _record_access(
+    conn: Connection,
+    runtime: Runtime,
+    request: VerificationRequest,
+    job_id: str,
+    operator_id: str,
+    operator_name: str | None,
+    outcome: Outcome,
+) -> None:
+    """Show the subject the check, answered or refused for lack of its consent."""
+    consent.record_access(
+        conn,
+        subject_id=request.subject,
+        operator_id=operator_id,
+        template=request.template,
+        authorization_id=request.authorization_id,
+        job_id=job_id,
+        outcome=outcome,
+        clock=runtime.clock,
+        operator_name=operator_name,
+    )

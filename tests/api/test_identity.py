@@ -206,3 +206,37 @@ def test_every_protected_endpoint_requires_a_token(app: Flask, endpoint: object)
     for method in endpoint.methods:  # type: ignore[attr-defined]
         response = app.test_client().open(rule, method=method, json={})
         assert response.status_code == 401, (method, rule)
+
+
+def test_a_remembered_token_is_still_checked_for_time_and_key(runtime: Runtime, operator: Party) -> None:
+    key = _key(runtime)
+    now = utcnow()
+    token, _ = tokens.issue(key, subject=operator.id, role=Role.OPERATOR, ttl_seconds=900, clock=lambda: now)
+    memo = tokens.VerifiedTokens(size=2)
+    published = {key.kid: key.public}
+    assert memo.verify(token, published, clock=lambda: now).subject == operator.id
+    with pytest.raises(tokens.Unauthenticated, match="expired"):
+        memo.verify(token, published, clock=lambda: now + timedelta(hours=1))
+    with pytest.raises(tokens.Unauthenticated, match="unknown key"):
+        memo.verify(token, {}, clock=lambda: now)  # the key was retired: the memo does not vouch
+    reloaded = {key.kid: serialization.load_pem_public_key(  # the same key, read again
+        key.public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )}  # fmt: skip
+    assert memo.verify(token, reloaded, clock=lambda: now).subject == operator.id  # type: ignore[arg-type]
+    others = [
+        tokens.issue(key, subject=f"op-{n}", role=Role.OPERATOR, ttl_seconds=900, clock=lambda: now)[0]
+        for n in range(3)
+    ]
+    for other in others:
+        memo.verify(other, published, clock=lambda: now)
+    assert len(memo._entries) == 2  # bounded: the least recently used are dropped
+
+
+def test_a_forged_token_is_refused_after_its_original_was_remembered(
+    client: FlaskClient, runtime: Runtime, operator: Party
+) -> None:
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200  # remembered now
+    header, payload, signature = operator.token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["sub"] = "another-operator"
+    _refused(client, runtime, f"{header}.{_b64(claims)}.{signature}")

@@ -330,3 +330,23 @@ def test_only_operators_may_verify(runtime: Runtime, client: FlaskClient) -> Non
     auditor = make_account(runtime, client, Role.AUDITOR, "auditor9")
     response = client.post("/v1/verify", json={}, headers=auditor.headers)
     assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
+
+
+@pytest.mark.usefixtures("data")
+def test_every_request_returns_its_connection_whatever_the_outcome(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """A request checks out one control-database connection (its token check, a verification's
+    reads and write) and returns it at teardown: answered, refused or failed, none leaks."""
+    contract = _contract(runtime, operator)
+    outcomes = [
+        _verify(client, operator, contract).status_code,  # no consent yet: refused, and recorded
+        _verify(client, operator, contract, subject="not-a-subject").status_code,
+        _verify(client, operator, contract, authorization_id="missing").status_code,
+    ]
+    _consent(runtime, operator)
+    outcomes += [_verify(client, operator, contract).status_code for _ in range(5)]
+    outcomes.append(client.get("/v1/datasets", headers=operator.headers).status_code)
+    assert outcomes == [403, 422, 404, 200, 200, 200, 200, 200, 200]
+    assert runtime.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert _calls_today(client, operator, contract) == 5

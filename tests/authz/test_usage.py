@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from authz import usage
-from authz.contract_models import Authorization
-from authz.errors import BudgetExhausted, QuotaExceeded
+from authz.contract_models import Authorization, AuthorizationStatus
+from authz.errors import AuthorizationInactive, BudgetExhausted, QuotaExceeded
 from core.db import transaction
 from core.errors import Invalid
 from sandbox.runtime import Runtime
@@ -52,6 +52,23 @@ def test_calls_count_up_to_the_quota_then_are_refused(runtime: Runtime) -> None:
         _spend_call(runtime, contract.id)
     assert (error.value.status, error.value.code) == (429, "quota_exceeded")
     assert _usage(runtime, contract.id)["calls_today"] == 3
+
+
+def test_a_call_is_not_counted_once_the_contract_stopped_being_active(runtime: Runtime) -> None:
+    """The spend re-requires an active contract, so a check made in an earlier transaction (a
+    verification reads outside its write) cannot outlive a revocation or the end of validity."""
+    contract = _contract(runtime, daily_quota=5, valid_days=30)
+    assert _spend_call(runtime, contract.id) == 1
+    with pytest.raises(AuthorizationInactive):
+        _spend_call(runtime, contract.id, NOW + timedelta(days=31))  # expired by then
+    with transaction(runtime.sessions) as session:
+        stored = session.get(Authorization, contract.id)
+        assert stored is not None
+        stored.status = AuthorizationStatus.REVOKED.value
+    with pytest.raises(AuthorizationInactive) as error:
+        _spend_call(runtime, contract.id)
+    assert (error.value.status, error.value.code) == (403, "authorization_inactive")
+    assert _usage(runtime, contract.id)["calls_today"] == 1  # neither refusal counted
 
 
 def test_quota_renews_at_midnight_in_shanghai(runtime: Runtime) -> None:

@@ -1,0 +1,89 @@
+"""`sandbox serve`: a gunicorn worker that exits leaves the server's helper processes running.
+
+Gunicorn forks its workers from the process that started the checkpointer and the compute
+workers; a worker that exits (a restart, a timeout) unwinds through the same code. Only the
+process that started the helpers may stop them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from audit import Actor, ActorKind
+from core.config import load_settings
+from sandbox.runtime import init_home
+from tests.conftest import POLICIES
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _children(pid: int) -> dict[int, str]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat[1]) == pid and stat[0] != "Z":
+            found[int(entry)] = cmdline
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_worker_exiting_leaves_the_checkpointer_and_compute_workers_running(tmp_path: Path) -> None:
+    env = {"SANDBOX_HOME": str(tmp_path / "home"), "SANDBOX_POLICIES": str(POLICIES)}
+    init_home(load_settings(env), actor=Actor(ActorKind.SYSTEM, "test"))
+    port = _free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
+    with (tmp_path / "server.log").open("wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), "--workers", "2"],
+            env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            log = (tmp_path / "server.log").read_text()
+            assert server.poll() is None and time.monotonic() < deadline, log
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        children = _children(server.pid)
+        helpers = [pid for pid, cmd in children.items() if "multiprocessing" in cmd]
+        workers = [pid for pid in children if pid not in helpers]
+        assert len(helpers) >= 2 and len(workers) == 2, children  # checkpointer, compute worker(s)
+        os.kill(workers[0], signal.SIGTERM)  # gunicorn starts another in its place
+        deadline = time.monotonic() + 30
+        while _alive(workers[0]) or len(_children(server.pid)) < len(children):
+            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert all(_alive(pid) for pid in helpers), (tmp_path / "server.log").read_text()
+        assert "can only join a child process" not in (tmp_path / "server.log").read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
