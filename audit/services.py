@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from audit.actions import ActorKind, AuditAction, Outcome
 from audit.models import AuditEvent, AuditHead
 from core.clock import Clock, rfc3339, utcnow
-from core.db import Database, connection_of, table_of
+from core.db import Database, table_of, writing_connection
 from core.prepared import Prepared
 
 MAX_DETAILS_BYTES = 16_384
@@ -114,7 +114,7 @@ def record_event(
     details = dict(details or {})
     if len(json.dumps(details, ensure_ascii=False, default=str)) > MAX_DETAILS_BYTES:
         raise ValueError("audit details are too large; record a digest instead")
-    conn = connection_of(session)  # the rows this event describes are written before it
+    conn = writing_connection(session)  # the rows this event describes are written before it
     size = _ADVANCE_HEAD.scalar(conn)
     if size is None:  # a log that has never been written: its head row starts here
         conn.execute(insert(_HEAD).values(id=1, tree_size=1))

@@ -36,7 +36,7 @@ from audit import Actor, AuditAction, Outcome, Target, record_event
 from authz.errors import ConsentInvalid, ConsentRequired, InvalidTransition
 from catalog import Catalog
 from core.clock import Clock, rfc3339, utcnow
-from core.db import Base, Database, UTCDateTime, connection_of, table_of
+from core.db import Base, Database, UTCDateTime, connection_of, table_of, writing_connection
 from core.errors import Invalid, NotFound
 from core.prepared import Prepared
 
@@ -252,6 +252,15 @@ _VALID_CONSENTS = Prepared(
 )
 _CONSENT_FIELDS = tuple(column.name for column in _CONSENTS.columns)
 _CONSENT_BY_ID = Prepared(select(_CONSENTS).where(_CONSENTS.c.id == bindparam("consent_id")))
+_STILL_VALID = Prepared(
+    select(_CONSENTS.c.id)
+    .where(
+        _CONSENTS.c.id == bindparam("consent_id"),
+        _CONSENTS.c.revoked_at.is_(None),
+        _CONSENTS.c.valid_until > bindparam("now", type_=_CONSENTS.c.valid_until.type),
+    )
+    .with_for_update(read=True)  # PostgreSQL: a revocation in flight commits first, or waits
+)
 _INSERT_ACCESS = Prepared(
     insert(table_of(SubjectAccess)),
     column_keys=[
@@ -292,6 +301,13 @@ def require_consent(
     raise ConsentRequired("no consent of the subject covers the template")
 
 
+def require_still_valid(session: Database, grant: ConsentGrant, *, now: datetime) -> None:
+    """Inside the write that releases an answer: the consent found by :func:`require_consent`
+    (read before, outside that transaction) is not revoked or expired meanwhile."""
+    if _STILL_VALID.first(writing_connection(session), {"consent_id": grant.id, "now": now}) is None:
+        raise ConsentRequired("the consent was revoked")
+
+
 def record_access(
     session: Database,
     *,
@@ -309,7 +325,7 @@ def record_access(
     ``operator_name`` is the operator's name as the caller read it this request (it spares a
     read); otherwise it is read here.
     """
-    conn = connection_of(session)  # the rows it refers to may be pending in a session
+    conn = writing_connection(session)  # the rows it refers to may be pending in a session
     if operator_name is None:
         operator_name = _operator_name(conn, operator_id)
         if operator_name is None:

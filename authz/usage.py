@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from authz.contract_models import EPSILON_SLACK, Authorization, AuthorizationStatus, AuthorizationUsage
 from authz.errors import AuthorizationInactive, BudgetExhausted, QuotaExceeded
-from core.db import Database, connection_of, table_of
+from core.db import Database, table_of, writing_connection
 from core.errors import Invalid, NotFound
 from core.prepared import Prepared
 
@@ -88,7 +88,7 @@ def spend_call(session: Database, contract_id: str, *, now: datetime, daily_quot
     still holds when the call is counted: a revocation that commits in between wins.
     ``daily_quota`` spares the read of the contract when the caller has it at hand.
     """
-    conn = connection_of(session)
+    conn = writing_connection(session)
     if daily_quota is None:
         daily_quota = conn.execute(_QUOTA, {"contract_id": contract_id}).scalar()
         if daily_quota is None:

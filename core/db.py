@@ -220,6 +220,15 @@ def connection_of(db: Database) -> Connection:
     return db.connection()
 
 
+def writing_connection(db: Database) -> Connection:
+    """:func:`connection_of` for writes, which must be inside a transaction: on a bare connection
+    SQLite would commit each statement alone (an audit seq allocated, its event not yet written)."""
+    conn = connection_of(db)
+    if not conn.in_transaction():
+        raise RuntimeError("a write on a connection outside any transaction")
+    return conn
+
+
 @contextmanager
 def orm_session(db: Database) -> Iterator[Session]:
     """An ORM session inside ``db``'s transaction, for the rare ORM read on a connection path."""

@@ -132,3 +132,10 @@ class Prepared:
     def execute(self, conn: Connection, params: Mapping[str, Any] | None = None) -> None:
         """Run a statement that returns nothing."""
         self.rows(conn, params)
+
+
+def end_reads(conn: Connection) -> None:
+    """End the transaction a driver began by itself for reads run outside SQLAlchemy's (psycopg
+    does; SQLite in autocommit has none), so a request connection is not left idle in one."""
+    if not conn.in_transaction():
+        conn.connection.driver_connection.rollback()  # type: ignore[union-attr]

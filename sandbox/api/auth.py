@@ -23,7 +23,7 @@ from authz.tokens import Unauthenticated, VerifiedTokens
 from core.db import table_of
 from core.errors import SandboxError
 from core.keyring import SigningKeyRecord
-from core.prepared import Prepared
+from core.prepared import Prepared, end_reads
 from operators.models import Operator
 from operators.services import require_status_active
 from sandbox.runtime import Runtime
@@ -65,7 +65,13 @@ class _KeyCache:
     def get(self, runtime: Runtime) -> dict[str, Ed25519PublicKey]:
         with self._lock:
             if time.monotonic() - self._loaded > _KEY_CACHE_SECONDS:
-                self._keys = self._read(runtime)
+                fresh = self._read(runtime)
+                # The same key keeps its object, so tokens it verified stay remembered (VerifiedTokens).
+                for kid, key in fresh.items():
+                    old = self._keys.get(kid)
+                    if old is not None and old.public_bytes_raw() == key.public_bytes_raw():
+                        fresh[kid] = old
+                self._keys = fresh
                 self._loaded = time.monotonic()
             return self._keys
 
@@ -101,15 +107,26 @@ def token_memo() -> VerifiedTokens:
 def request_connection(runtime: Runtime) -> Connection:
     """This request's control-database connection, checked out once and returned at teardown.
 
-    Outside any transaction: :class:`core.prepared.Prepared` reads on it run one statement at a
-    time (the token's account, a verification's contract and consent), and a view may then
-    begin its one write transaction on it. One pool checkout per request instead of one per
-    step, which on a verification cost more than the reads themselves.
+    Kept outside any transaction: :class:`core.prepared.Prepared` reads on it run one statement
+    at a time (the token's account, a verification's contract and consent), each followed by
+    :func:`core.prepared.end_reads`, and a view marked :func:`keeps_request_connection` may then
+    begin its one write transaction on it. One pool checkout per verification instead of one per
+    step, which cost more than the reads themselves.
     """
     conn: Connection | None = g.get("control_connection")
     if conn is None:
         conn = g.control_connection = runtime.engine.connect()
     return conn
+
+
+KEEPS_CONNECTION = "keeps_request_connection"
+
+
+def keeps_request_connection(view: F) -> F:
+    """Mark a view that goes on with :func:`request_connection` after the token check (a
+    verification); other views get it returned at once, so no request holds two connections."""
+    view.__dict__[KEEPS_CONNECTION] = True
+    return view
 
 
 def _return_connection(_error: BaseException | None) -> None:
@@ -156,6 +173,7 @@ def authenticate(runtime: Runtime) -> Principal:
     conn = request_connection(runtime)
     if claims.role is Role.OPERATOR:
         operator = _OPERATOR.first(conn, {"id": claims.subject})
+        end_reads(conn)
         if operator is None:
             raise Unauthenticated("the token's operator does not exist")
         operator_id, name, status = operator
@@ -164,6 +182,7 @@ def authenticate(runtime: Runtime) -> Principal:
         require_status_active(status)
         return found
     account = _ACCOUNT.first(conn, {"id": claims.subject})
+    end_reads(conn)
     if account is None:
         raise Unauthenticated("the token's account is not active")
     account_id, username, role, subject_id, disabled_at = account
@@ -182,6 +201,8 @@ def guard(permission: Permission) -> Callable[[F], F]:
             g.principal = principal
             if not allows(principal.role, permission):
                 raise Forbidden(f"role {principal.role.value} may not {permission.value}")
+            if not view.__dict__.get(KEEPS_CONNECTION):
+                _return_connection(None)  # the view works in sessions of its own
             return view(*args, **kwargs)
 
         wrapped.__name__ = view.__name__

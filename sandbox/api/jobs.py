@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
 from authz.permissions import Permission
-from sandbox.api.auth import principal, request_connection
+from sandbox.api.auth import keeps_request_connection, principal, request_connection
 from sandbox.api.parsing import parse_body
 from sandbox.api.registry import route
 from sandbox.engine.aggregate import AggregateRequest, run_aggregate
@@ -54,6 +54,7 @@ class VerifyOut(BaseModel):
     response=VerifyOut,
     summary="Run a verification template about one subject; the answer is sealed",
 )
+@keeps_request_connection
 def verify() -> Response:
     """200 with the sealed answer; 403 out_of_scope / consent_required, 429 quota_exceeded."""
     body = parse_body(VerifyIn)

@@ -19,7 +19,7 @@ from sqlalchemy import insert
 from audit import Actor, AuditAction, Target, record_event
 from core import keyring, seals
 from core.clock import Clock, rfc3339
-from core.db import Database, connection_of, orm_session, table_of
+from core.db import Database, orm_session, table_of, writing_connection
 from core.keys import SigningKey
 from core.prepared import Prepared
 from sandbox.engine.models import ResultKind, SealedResult
@@ -112,7 +112,7 @@ def release(
     }
     token = seals.seal(payload, ACTIVE_KEYS.get(session, keys_dir))
     _INSERT_SEALED.execute(
-        connection_of(session),
+        writing_connection(session),
         {
             "job_id": item.job_id,
             "kind": item.kind.value,

@@ -27,6 +27,7 @@ from authz import consent, contracts, usage
 from authz.contract_models import VERIFY_PREFIX, ContractRules, ContractTerms
 from authz.errors import ConsentRequired
 from catalog import Template
+from core.prepared import end_reads
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
 from sandbox.engine.models import ResultKind
 from sandbox.engine.params import check_params, json_ready
@@ -141,11 +142,33 @@ def _run(
     job_id = str(uuid.uuid4())
     now = runtime.clock()
     try:
-        contract, template, params = _check(conn, runtime, request, operator_id, now)
+        try:
+            contract, template, params, grant = _check(conn, runtime, request, operator_id, now)
+        finally:
+            end_reads(conn)
+        return _answer(runtime, request, conn, job_id, now, contract, template, params, grant, actor,
+                       request_id, operator_id, operator_name)  # fmt: skip
     except ConsentRequired:
         with conn.begin():  # the subject sees the refused check too
             _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.DENIED)
         raise
+
+
+def _answer(
+    runtime: Runtime,
+    request: VerificationRequest,
+    conn: Connection,
+    job_id: str,
+    now: datetime,
+    contract: ContractTerms,
+    template: Template,
+    params: dict[str, Any],
+    grant: consent.ConsentGrant | None,
+    actor: Actor,
+    request_id: str | None,
+    operator_id: str,
+    operator_name: str | None,
+) -> Verification:
     compiled = COMPILED.get(runtime.catalog, template.name)
     shown = json_ready(params)
     # The lookup runs after every check that reads and before the write lock is taken (on SQLite
@@ -154,6 +177,8 @@ def _run(
         n_rows, value = compiled.lookup(data, request.subject, params)
     result = compiled.answer(n_rows, value, params)
     with conn.begin():
+        if grant is not None:  # a revocation that committed since the check wins
+            consent.require_still_valid(conn, grant, now=now)
         usage.spend_call(conn, contract.id, now=now, daily_quota=contract.daily_quota)
         _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.SUCCESS)
         released = release(
@@ -195,15 +220,16 @@ def _check(
     request: VerificationRequest,
     operator_id: str,
     now: datetime,
-) -> tuple[ContractTerms, Template, dict[str, Any]]:
+) -> tuple[ContractTerms, Template, dict[str, Any], consent.ConsentGrant | None]:
     """Every check that reads: the contract, the template and its fields, the input, the consent."""
     contract = contracts.contract_terms(conn, request.authorization_id, operator_id=operator_id)
     contracts.check_active(contract, now)
     template = _template(runtime, contract, request.template)
     params = check_params(template, request.params)
     _check_subject(request.subject)
+    grant = None
     if template.consent_required or contract.consent_required:
-        consent.require_consent(
+        grant = consent.require_consent(
             conn,
             subject_id=request.subject,
             operator_id=operator_id,
@@ -211,7 +237,7 @@ def _check(
             consent_id=request.consent_id,
             now=now,
         )
-    return contract, template, params
+    return contract, template, params, grant
 
 
 def _record_access(

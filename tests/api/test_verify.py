@@ -350,3 +350,33 @@ def test_every_request_returns_its_connection_whatever_the_outcome(
     assert outcomes == [403, 422, 404, 200, 200, 200, 200, 200, 200]
     assert runtime.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert _calls_today(client, operator, contract) == 5
+
+
+@pytest.mark.usefixtures("data")
+def test_a_consent_revoked_after_the_checks_refuses_the_answer(
+    runtime: Runtime, client: FlaskClient, operator: Party, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks read before the write transaction; a revocation that commits in between wins."""
+    from authz import consent as consents
+    from sandbox.engine import verify as engine
+
+    contract = _contract(runtime, operator)
+    consent_id = _consent(runtime, operator)
+    checked = engine._check
+
+    def check_then_revoke(*args: Any) -> Any:
+        found = checked(*args)
+        with transaction(runtime.sessions) as session:
+            stored = session.get(consents.Consent, consent_id)
+            assert stored is not None
+            stored.revoked_at = utcnow()
+        return found
+
+    monkeypatch.setattr(engine, "_check", check_then_revoke)
+    response = _verify(client, operator, contract)
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "consent_required"
+    assert _calls_today(client, operator, contract) == 0  # nothing charged, nothing sealed
+    with runtime.sessions() as session:
+        assert session.execute(select(SealedResult)).first() is None
+        outcomes = session.execute(select(SubjectAccess.outcome)).scalars().all()
+    assert outcomes == ["denied"]  # the subject sees the refused check

@@ -111,3 +111,9 @@ def test_details_refuse_nan(runtime: Runtime) -> None:
         transaction(runtime.sessions) as session,
     ):
         record_event(session, action=AuditAction.DATA_LOAD, actor=ACTOR, details={"epsilon": float("nan")})
+
+
+def test_an_event_is_never_written_outside_a_transaction(runtime: Runtime) -> None:
+    """On a bare connection SQLite would commit the seq and the event apart: refused outright."""
+    with runtime.engine.connect() as conn, pytest.raises(RuntimeError, match="outside any transaction"):
+        record_event(conn, action=AuditAction.DATA_LOAD, actor=ACTOR)
