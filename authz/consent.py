@@ -234,7 +234,6 @@ class ConsentGrant:
     """The consent a check runs under."""
 
     id: str
-    templates: list[str]
 
 
 _CONSENTS = table_of(Consent)
@@ -292,12 +291,12 @@ def require_consent(
         reason = consent.refusal(subject_id=subject_id, operator_id=operator_id, template=template, now=now)
         if reason is not None:
             raise ConsentRequired(reason)
-        return ConsentGrant(id=consent.id, templates=list(consent.templates))
+        return ConsentGrant(id=consent.id)
     binds = {"subject_id": subject_id, "operator_id": operator_id, "now": now}
     # Template coverage is checked here, not in SQL: JSON containment differs between backends.
     for found_id, templates in _VALID_CONSENTS.rows(connection_of(session), binds):
         if template in templates:
-            return ConsentGrant(id=found_id, templates=list(templates))
+            return ConsentGrant(id=found_id)
     raise ConsentRequired("no consent of the subject covers the template")
 
 

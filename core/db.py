@@ -237,4 +237,3 @@ def orm_session(db: Database) -> Iterator[Session]:
         return
     with Session(bind=db) as session:
         yield session
-

@@ -51,12 +51,13 @@ class Prepared:
         statement: ClauseElement,
         *,
         column_keys: Sequence[str] | None = None,
-        result_columns: Sequence[ColumnElement[Any]] | None = None,
     ) -> None:
         self.statement = statement
         self.column_keys = list(column_keys) if column_keys is not None else None
-        exported = getattr(statement, "exported_columns", None)
-        self.result_columns = list(result_columns if result_columns is not None else exported or [])
+        # A select's columns, or an UPDATE's RETURNING; none for a plain INSERT.
+        self.result_columns: list[ColumnElement[Any]] = list(
+            getattr(statement, "exported_columns", None) or []
+        )
         self._by_dialect: weakref.WeakKeyDictionary[Dialect, _Compiled] = weakref.WeakKeyDictionary()
 
     def _compile(self, dialect: Dialect) -> _Compiled:

@@ -73,7 +73,7 @@ def verify() -> Response:
         actor=caller.actor,
         request_id=g.request_id,
         operator_name=caller.name,
-        connection=request_connection(runtime),
+        conn=request_connection(runtime),
     )
     return jsonify(answer.as_json())
 

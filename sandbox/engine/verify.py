@@ -7,10 +7,11 @@ subject are well formed; the subject's consent is valid when the template or the
 it. Only then is the data read (one indexed lookup), and its answer released only if a call is
 left in today's quota (spent atomically, with the contract required active still).
 
-The checks that only read, and the lookup, run outside the write transaction; the quota spend
-(which re-requires an active contract), the answer's audit event, the subject's access record and
-the stored seal are then one control-database transaction: all of them or none. A refusal for lack of
-consent is itself shown to the subject (an access with outcome ``denied``), written on its own.
+The checks that only read, and the lookup, run outside the write transaction; the consent read
+again, the quota spend (which re-requires an active contract), the answer's audit event, the
+subject's access record and the stored seal are then one control-database transaction: all of
+them or none. A refusal for lack of consent is itself shown to the subject (an access with
+outcome ``denied``), written on its own.
 """
 
 from __future__ import annotations
@@ -108,37 +109,22 @@ def run_verification(
     runtime: Runtime,
     request: VerificationRequest,
     *,
+    conn: Connection,
     operator_id: str,
+    operator_name: str,
     actor: Actor,
     request_id: str | None,
-    operator_name: str | None = None,
-    connection: Connection | None = None,
 ) -> Verification:
     """Check, answer, record and seal one verification; raise the first refusal found.
 
-    The checks and the lookup read outside any transaction, one statement each, so on SQLite they
-    run beside writers instead of queueing for the write lock; the spend and the records are then
-    one short write transaction. The spend requires the contract to be active still (see
-    :func:`authz.usage.spend_call`), so a revocation that commits between the two wins.
-    ``operator_name`` is the operator's name as the request's authentication read it, and
-    ``connection`` a control-database connection outside any transaction to run on (the
-    request's own; otherwise one is checked out here).
+    ``conn`` is a control-database connection outside any transaction (the request's
+    own), and ``operator_name`` the operator's name as the request's authentication read it. The
+    checks and the lookup read outside any transaction, one statement each, so on SQLite they run
+    beside writers instead of queueing for the write lock; the spend and the records are then one
+    short write transaction. It reads the consent again and the spend requires the contract to be
+    active still (see :func:`authz.usage.spend_call`), so a revocation of either that commits
+    between the two wins.
     """
-    if connection is None:
-        with runtime.engine.connect() as conn:
-            return _run(runtime, request, conn, operator_id, actor, request_id, operator_name)
-    return _run(runtime, request, connection, operator_id, actor, request_id, operator_name)
-
-
-def _run(
-    runtime: Runtime,
-    request: VerificationRequest,
-    conn: Connection,
-    operator_id: str,
-    actor: Actor,
-    request_id: str | None,
-    operator_name: str | None,
-) -> Verification:
     job_id = str(uuid.uuid4())
     now = runtime.clock()
     try:
@@ -146,72 +132,53 @@ def _run(
             contract, template, params, grant = _check(conn, runtime, request, operator_id, now)
         finally:
             end_reads(conn)
-        return _answer(runtime, request, conn, job_id, now, contract, template, params, grant, actor,
-                       request_id, operator_id, operator_name)  # fmt: skip
+        compiled = COMPILED.get(runtime.catalog, template.name)
+        shown = json_ready(params)
+        # The lookup runs after every check that reads and before the write lock is taken (on
+        # SQLite one writer at a time): what it finds is released only if the spend below succeeds.
+        with runtime.stores.lookup.connect() as data:
+            n_rows, value = compiled.lookup(data, request.subject, params)
+        result = compiled.answer(n_rows, value, params)
+        with conn.begin():
+            if grant is not None:  # a revocation that committed since the check wins
+                consent.require_still_valid(conn, grant, now=now)
+            usage.spend_call(conn, contract.id, now=now, daily_quota=contract.daily_quota)
+            _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.SUCCESS)
+            released = release(
+                conn,
+                Release(
+                    kind=ResultKind.VERIFICATION,
+                    job_id=job_id,
+                    operator_id=operator_id,
+                    authorization_id=contract.id,
+                    answer={
+                        "template": template.name,
+                        "subject": request.subject,
+                        "params": shown,
+                        "result": result,
+                    },
+                    action=AuditAction.VERIFICATION_RUN,
+                    # The subject's id stays out of the permanent log (as for consents); the job id
+                    # links the event to the subject's access record and to the seal, which both name it.
+                    details={"template": template.name, "params": shown, "result": result},
+                ),
+                keys_dir=runtime.settings.keys_dir,
+                actor=actor,
+                request_id=request_id,
+                clock=runtime.clock,
+            )
+        return Verification(
+            result=result,
+            template=template.name,
+            subject=request.subject,
+            params=shown,
+            authorization_id=contract.id,
+            released=released,
+        )
     except ConsentRequired:
         with conn.begin():  # the subject sees the refused check too
             _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.DENIED)
         raise
-
-
-def _answer(
-    runtime: Runtime,
-    request: VerificationRequest,
-    conn: Connection,
-    job_id: str,
-    now: datetime,
-    contract: ContractTerms,
-    template: Template,
-    params: dict[str, Any],
-    grant: consent.ConsentGrant | None,
-    actor: Actor,
-    request_id: str | None,
-    operator_id: str,
-    operator_name: str | None,
-) -> Verification:
-    compiled = COMPILED.get(runtime.catalog, template.name)
-    shown = json_ready(params)
-    # The lookup runs after every check that reads and before the write lock is taken (on SQLite
-    # one writer at a time): what it finds is released only if the spend below succeeds.
-    with runtime.stores.lookup.connect() as data:
-        n_rows, value = compiled.lookup(data, request.subject, params)
-    result = compiled.answer(n_rows, value, params)
-    with conn.begin():
-        if grant is not None:  # a revocation that committed since the check wins
-            consent.require_still_valid(conn, grant, now=now)
-        usage.spend_call(conn, contract.id, now=now, daily_quota=contract.daily_quota)
-        _record_access(conn, runtime, request, job_id, operator_id, operator_name, Outcome.SUCCESS)
-        released = release(
-            conn,
-            Release(
-                kind=ResultKind.VERIFICATION,
-                job_id=job_id,
-                operator_id=operator_id,
-                authorization_id=contract.id,
-                answer={
-                    "template": template.name,
-                    "subject": request.subject,
-                    "params": shown,
-                    "result": result,
-                },
-                action=AuditAction.VERIFICATION_RUN,
-                # The subject's id stays out of the permanent log (as for consents); the job id links
-                # the event to the subject's access record and to the seal, which both name it.
-                details={"template": template.name, "params": shown, "result": result},
-            ),
-            keys_dir=runtime.settings.keys_dir,
-            actor=actor,
-            request_id=request_id,
-            clock=runtime.clock,
-        )
-    return Verification(
-        result=result,
-        template=template.name,
-        subject=request.subject,
-        params=shown,
-        authorization_id=contract.id,
-        released=released,
-    )
 
 
 def _check(
