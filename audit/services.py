@@ -153,7 +153,7 @@ def record_event(
             "outcome": outcome.value,
             "error_code": error_code,
             "request_id": request_id,
-            "details": json.loads(entry)["details"],
+            "details": details,  # as hashed: canonical_entry took it as is (JSON-native, no default)
             "entry": entry,
             "leaf_hash": recorded.leaf_hash,
         },

@@ -66,6 +66,25 @@ _STILL_ACTIVE = (
     )
     .exists()
 )
+# PostgreSQL: the contract row locked while it is active, before its counter is touched. The
+# UPDATE's EXISTS alone reads a snapshot: a revocation committing while the UPDATE waited on the
+# counter's row would go unseen, and the call's audit event would follow the revocation's. Held
+# to the end of the transaction, the lock makes a revocation wait for the calls in flight
+# instead. FOR NO KEY UPDATE, not FOR SHARE: a caller that goes on to spend ε updates this row,
+# and two share locks each waiting to become an update would deadlock. It serializes nothing
+# new: the calls of one contract already queue on the day's counter row. Rows that refer to the
+# contract (a sealed result) can still be written. SQLite needs none of it: its writers take
+# turns (core.db).
+_LOCK_ACTIVE = Prepared(
+    select(_CONTRACTS.c.id)
+    .where(
+        _CONTRACTS.c.id == bindparam("contract_id"),
+        _CONTRACTS.c.status == AuthorizationStatus.APPROVED.value,
+        _CONTRACTS.c.valid_from <= bindparam("now", type_=_CONTRACTS.c.valid_from.type),
+        _CONTRACTS.c.valid_until > bindparam("now", type_=_CONTRACTS.c.valid_until.type),
+    )
+    .with_for_update(key_share=True)
+)
 _QUOTA = select(_CONTRACTS.c.daily_quota).where(_CONTRACTS.c.id == bindparam("contract_id"))
 _SPEND_CALL = Prepared(
     update(_USAGE)
@@ -85,7 +104,9 @@ def spend_call(session: Database, contract_id: str, *, now: datetime, daily_quot
 
     The spend also requires the contract to be approved and valid at ``now`` (refused with
     :class:`AuthorizationInactive` otherwise), so a check made earlier, in another transaction,
-    still holds when the call is counted: a revocation that commits in between wins.
+    still holds when the call is counted: a revocation that commits in between wins, and one that
+    comes later waits for this transaction (on PostgreSQL, a lock on the contract row, taken
+    before the counter's; :func:`spend_epsilon` in the same transaction then needs no other).
     ``daily_quota`` spares the read of the contract when the caller has it at hand.
     """
     conn = writing_connection(session)
@@ -93,6 +114,9 @@ def spend_call(session: Database, contract_id: str, *, now: datetime, daily_quot
         daily_quota = conn.execute(_QUOTA, {"contract_id": contract_id}).scalar()
         if daily_quota is None:
             raise NotFound("no such authorization")
+    contract = {"contract_id": contract_id, "now": now}
+    if conn.dialect.name == "postgresql" and _LOCK_ACTIVE.first(conn, contract) is None:
+        raise AuthorizationInactive("the authorization is no longer active")
     day = bureau_day(now)
     binds = {"contract_id": contract_id, "on_day": day, "quota": daily_quota, "now": now}
     calls = _SPEND_CALL.scalar(conn, binds)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import policies as _default_policies
@@ -44,7 +45,7 @@ class Settings:
     console_secure_cookie: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property  # on every seal's path: a Path join costs more than the lookup
     def keys_dir(self) -> Path:
         """Folder of the private signing keys (mode 0700)."""
         return self.home / "keys"

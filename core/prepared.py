@@ -39,7 +39,7 @@ class _Compiled:
     binds: tuple[tuple[str, Processor], ...]  # every bind name once, with its processor
     defaults: Mapping[str, Any]  # values fixed in the statement (``column == "approved"``)
     # One per result column, from the driver's type codes at the first run (PostgreSQL's numeric
-    # processors depend on them).
+    # processors depend on them); ``None`` until then, and empty when no column needs one.
     results: tuple[Processor, ...] | None = None
 
 
@@ -85,7 +85,10 @@ class Prepared:
         """Run the statement on ``conn`` with ``params`` and return every row it yields."""
         dialect = conn.dialect
         compiled = self._by_dialect.get(dialect) or self._compile(dialect)
-        given = {**compiled.defaults, **params} if params else dict(compiled.defaults)
+        if compiled.defaults:
+            given = {**compiled.defaults, **params} if params else compiled.defaults
+        else:
+            given = params or {}
         values: dict[str, Any] = {}
         for name, processor in compiled.binds:
             try:
@@ -109,11 +112,12 @@ class Prepared:
         # A statement with no result columns may still yield rows (PostgreSQL's INSERT returns the
         # new primary key unasked): they are returned as the driver gives them.
         if results is None and description and self.result_columns:
-            results = compiled.results = tuple(
+            results = tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, entry[1])
                 for column, entry in zip(self.result_columns, description, strict=True)
             )
-        if results and any(processor is not None for processor in results):
+            results = compiled.results = results if any(p is not None for p in results) else ()
+        if results:
             return [
                 tuple(value if p is None else p(value) for p, value in zip(results, row, strict=True))
                 for row in found

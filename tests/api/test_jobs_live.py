@@ -273,6 +273,28 @@ def test_fifty_concurrent_queries_against_a_budget_for_ten(live: Live) -> None:
     assert live.epsilon_spent(contract) == pytest.approx(1.0)
 
 
+def test_verifications_and_aggregates_on_one_contract_run_together(live: Live) -> None:
+    """Both kinds charge the same contract at once: on PostgreSQL both lock its row before its
+    daily counter (authz.usage), so none deadlocks, and every call and ε is counted once."""
+    contract = live.contract(epsilon_total=5.0, epsilon_per_query=0.1)
+    verify = {"authorization_id": contract, "template": "tax_paid_at_least", "subject": rows.FIRM,
+              "params": {"threshold": 500_000, "year": 2024}}  # fmt: skip
+
+    def one(index: int) -> tuple[int, Any]:
+        if index % 2:
+            return live.call("POST", "/v1/verify", verify)
+        filters = [{"field": "registered_capital", "op": "ge", "value": index}]  # each query new
+        return live.aggregate(contract, filters=filters, epsilon=0.1)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(one, range(40)))
+    assert Counter(status for status, _ in answers) == Counter({200: 40}), answers
+    status, body = live.call("GET", f"/v1/authorizations/{contract}")
+    assert status == 200, body
+    assert body["usage"]["calls_today"] == 40
+    assert body["usage"]["epsilon_spent"] == pytest.approx(2.0)
+
+
 @pytest.mark.parametrize("epsilon", ["-1", "0", "NaN", "Infinity", "1e400", "1e9"])
 def test_bad_epsilon_refused(live: Live, epsilon: str) -> None:
     contract = live.contract()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from authz import usage
@@ -69,6 +71,38 @@ def test_a_call_is_not_counted_once_the_contract_stopped_being_active(runtime: R
         _spend_call(runtime, contract.id)
     assert (error.value.status, error.value.code) == (403, "authorization_inactive")
     assert _usage(runtime, contract.id)["calls_today"] == 1  # neither refusal counted
+
+
+def test_a_call_made_while_a_revocation_is_in_flight_waits_for_it_and_is_refused(runtime: Runtime) -> None:
+    """The revocation has changed the contract but not committed when the call is counted: the
+    call waits (PostgreSQL: the contract row's lock; SQLite: the writer lock) and then sees it.
+    Counted from the snapshot instead, it would pass, and its audit event follow the revocation's."""
+    contract = _contract(runtime, daily_quota=5)
+    assert _spend_call(runtime, contract.id) == 1  # the day's counter exists: the UPDATE path
+
+    def call() -> str:
+        try:
+            _spend_call(runtime, contract.id)
+        except AuthorizationInactive as error:
+            return error.code
+        return "counted"
+
+    revoking = runtime.sessions()
+    try:
+        revoking.begin()
+        revoking.execute(
+            update(Authorization)
+            .where(Authorization.id == contract.id)
+            .values(status=AuthorizationStatus.REVOKED.value)
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(call)
+            time.sleep(0.5)  # the call reaches the lock (were it not to wait, it is done by now)
+            revoking.commit()
+            assert pending.result(timeout=60) == "authorization_inactive"
+    finally:
+        revoking.close()
+    assert _usage(runtime, contract.id)["calls_today"] == 1
 
 
 def test_quota_renews_at_midnight_in_shanghai(runtime: Runtime) -> None:
