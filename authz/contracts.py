@@ -318,10 +318,14 @@ def check_active(contract: ContractRules, now: datetime) -> None:
 
 
 def _locked(session: Session, contract_id: str) -> Authorization:
+    # FOR NO KEY UPDATE on PostgreSQL: it still waits for the calls being charged (authz.usage
+    # locks the row the same way) but not for rows being written that refer to the contract. A
+    # job's sealed result is inserted after its audit event; with FOR UPDATE, a revocation
+    # holding the row and then waiting for the audit head would deadlock with it.
     query = (
         select(Authorization)
         .where(Authorization.id == contract_id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     )
     contract = session.execute(query).scalar_one_or_none()

@@ -8,6 +8,7 @@ differences that matter (write locking, foreign keys, time zones) are handled he
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -108,8 +109,13 @@ class _WriterLock:
         os.close(self.fd)
 
 
-# Commits to a database from one process between two of its WAL checkpoints (_LockingConnection).
+# When a process checkpoints a database's WAL (see _LockingConnection): after this many of its
+# commits, or as soon as the WAL file is larger than this (SQLite's own trigger is ~1,000 pages);
+# the WAL is cut back to that size when it restarts.
 CHECKPOINT_EVERY = 32
+WAL_LIMIT_BYTES = 4 * 1024 * 1024
+
+_log = logging.getLogger(__name__)
 
 
 class _LockingConnection(sqlite3.Connection):
@@ -119,13 +125,15 @@ class _LockingConnection(sqlite3.Connection):
     these connections) runs inside the COMMIT that crosses 1,000 pages of WAL, so its two fsyncs
     were spent holding the writer lock while every other writer waited. Here the process runs
     the same PASSIVE checkpoint (it waits for no reader or writer) after every
-    ``CHECKPOINT_EVERY``-th commit to a database, on the connection that made it, once that
-    connection no longer holds the lock: the others write meanwhile. The connection is this
-    process's own (no pooled connection crosses fork, see create_control_engine), in autocommit.
+    ``CHECKPOINT_EVERY``-th commit to a database, or one that left the WAL over
+    ``WAL_LIMIT_BYTES``, on the connection that made it, once that connection no longer holds
+    the lock: the others write meanwhile. The connection is this process's own (no pooled
+    connection crosses fork, see create_control_engine), in autocommit.
     """
 
     writer_lock: _WriterLock | None = None
-    _unchecked: ClassVar[dict[str, int]] = {}  # commits since this process's last checkpoint, by lock file
+    wal_path = ""
+    _unchecked: ClassVar[dict[str, int]] = {}  # commits since this process's last checkpoint, by WAL
 
     def commit(self) -> None:
         try:
@@ -134,11 +142,25 @@ class _LockingConnection(sqlite3.Connection):
             if self.writer_lock is not None:
                 self.writer_lock.release()
         if self.writer_lock is not None:
-            path = self.writer_lock.path
-            count = self._unchecked.get(path, 0) + 1
-            self._unchecked[path] = 0 if count >= CHECKPOINT_EVERY else count
-            if count >= CHECKPOINT_EVERY:
-                self.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+            self._checkpoint_now_and_then()
+
+    def _checkpoint_now_and_then(self) -> None:
+        path = self.wal_path
+        count = self._unchecked.get(path, 0) + 1
+        try:
+            due = count >= CHECKPOINT_EVERY or os.stat(path).st_size > WAL_LIMIT_BYTES
+        except OSError:  # no WAL file (yet): nothing to checkpoint
+            due = False
+        self._unchecked[path] = 0 if due else count
+        if not due:
+            return
+        try:
+            self.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        except sqlite3.Error as error:
+            # The transaction is committed already: a checkpoint that could not run (a result
+            # still open on this connection, a full disk) is retried at the next one, and must
+            # not make a durable commit look failed to its caller.
+            _log.warning("WAL checkpoint of %s deferred: %s", path, error)
 
     def rollback(self) -> None:
         try:
@@ -174,18 +196,18 @@ def _configure_sqlite(engine: Engine, database: str | None) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA synchronous=NORMAL")
         if database and isinstance(dbapi_connection, _LockingConnection):
-            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the connection checkpoints itself
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the process checkpoints itself
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
             dbapi_connection.writer_lock = _WriterLock(database + "-writer.lock")
+            dbapi_connection.wal_path = database + "-wal"
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         raw = connection.connection.driver_connection
         if isinstance(raw, _LockingConnection) and raw.writer_lock is not None:
-            raw.writer_lock.acquire()
-        # On the driver's connection, not through exec_driver_sql: SQLAlchemy's execution path
-        # costs ~60 µs here, more than the statement, and every transaction begins with it.
-        raw.execute("BEGIN IMMEDIATE")
+            raw.writer_lock.acquire()  # a BEGIN that fails is rolled back by SQLAlchemy: released
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def with_driver(url: str) -> str:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
-from audit import Actor, ActorKind, AuditAction, AuditEvent, Outcome, Target
+from audit import Actor, ActorKind, AuditAction, AuditEvent, Outcome, Target, record_event
 from authz import contracts
 from authz.contract_models import Authorization, AuthorizationStatus, parse_request, request_problems
 from authz.errors import AuthorizationInactive, ContractInvalid, InvalidTransition, record_denial
 from catalog import Catalog
 from core.db import transaction
 from core.errors import Invalid, NotFound
+from sandbox.engine.models import ResultKind
+from sandbox.engine.sealing import Release, release
 from sandbox.runtime import Runtime
 from tests.factories import NOW, TAX_OPERATIONS, TAX_SCOPE, make_contract, make_operator
 
@@ -449,3 +454,48 @@ def test_rolled_back_approval_changes_nothing_and_writes_no_event(runtime: Runti
     assert _event_count(runtime) == before
     with runtime.sessions() as session:
         assert contracts.get_contract(session, contract.id, operator_id=None).status == "pending"
+
+
+def test_a_revocation_does_not_deadlock_with_a_result_being_released(runtime: Runtime) -> None:
+    """A release writes its audit event (the log's head, locked to the end) and then its sealed
+    result, which refers to the contract; a revocation locks the contract, then writes its event.
+    On PostgreSQL a FOR UPDATE lock on the contract blocked the result's foreign-key check, so each
+    waited for the other until one was killed as a deadlock."""
+    with transaction(runtime.sessions) as session:
+        contract = make_contract(session, operator_id=make_operator(session).id)
+    actor = Actor(ActorKind.SYSTEM, "test")
+
+    def revoke() -> str:
+        with transaction(runtime.sessions) as session:
+            revoked = contracts.revoke(
+                session, contract.id, reason="撤销", actor=actor, request_id=None, clock=lambda: NOW
+            )
+            return revoked.status
+
+    releasing = runtime.sessions()
+    try:
+        releasing.begin()
+        record_event(releasing, action=AuditAction.JOB_START, actor=actor, target=Target("compute", "j"))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(revoke)
+            time.sleep(0.5)  # the revocation takes the contract and waits for the log's head
+            release(
+                releasing,
+                Release(
+                    kind=ResultKind.COMPUTE,
+                    job_id=str(uuid.uuid4()),
+                    operator_id=contract.operator_id,
+                    authorization_id=contract.id,
+                    answer={"outputs": {}},
+                    action=AuditAction.JOB_FINISH,
+                    details={},
+                ),
+                keys_dir=runtime.settings.keys_dir,
+                actor=actor,
+                request_id=None,
+                clock=lambda: NOW,
+            )
+            releasing.commit()
+            assert pending.result(timeout=60) == AuthorizationStatus.REVOKED.value
+    finally:
+        releasing.close()

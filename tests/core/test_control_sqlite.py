@@ -1,35 +1,102 @@
-"""The embedded control database's writers: WAL checkpoints made by the process, outside the lock."""
+"""The embedded control database's writers: the writer lock, and WAL checkpoints made by the
+process after that lock is dropped instead of by SQLite inside the COMMIT."""
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, text
+import pytest
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, Text, exc, func, insert, select, text
 
-from core.db import CHECKPOINT_EVERY, create_control_engine
+import core.db
+from core.db import CHECKPOINT_EVERY, WAL_LIMIT_BYTES, create_control_engine
 
 METADATA = MetaData()
 NOTES = Table("notes", METADATA, Column("id", Integer, primary_key=True), Column("body", Text))
 
 
-def test_sqlites_own_checkpoint_is_off_and_the_wal_stays_bounded(tmp_path: Path) -> None:
-    """SQLite's automatic checkpoint would run under the writer lock, so it is off; the process
-    checkpoints instead. Without either, 2,000 commits of a 3 kB row leave a WAL of 16 MB or more."""
-    database = tmp_path / "control.sqlite"
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "control.sqlite"
+
+
+@pytest.fixture
+def engine(database: Path) -> Iterator[Engine]:
     engine = create_control_engine(f"sqlite:///{database}")
-    try:
+    with engine.begin() as conn:
+        METADATA.create_all(conn)
+    yield engine
+    engine.dispose()
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(NOTES)).scalar_one())
+
+
+def test_sqlites_own_checkpoint_is_off_and_the_wal_stays_bounded(engine: Engine, database: Path) -> None:
+    """Without any checkpoint, 2,000 commits of a 3 kB row leave a WAL of 16 MB or more."""
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    for index in range(2000):
         with engine.begin() as conn:
-            METADATA.create_all(conn)
-            assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
-            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        for index in range(2000):
-            with engine.begin() as conn:
-                conn.execute(insert(NOTES).values(id=index, body="记" * 1000))
-        wal = Path(f"{database}-wal")
-        # Each checkpoint lets the next writer restart the WAL from its start: it never holds much
-        # more than CHECKPOINT_EVERY commits (two pages each, here).
-        assert wal.stat().st_size < 4 * CHECKPOINT_EVERY * 4096 * 4
+            conn.execute(insert(NOTES).values(id=index, body="记" * 1000))
+    # Each checkpoint lets the next writer restart the WAL from its start: it never holds much
+    # more than CHECKPOINT_EVERY commits (two pages each, here).
+    assert Path(f"{database}-wal").stat().st_size < 4 * CHECKPOINT_EVERY * 4096 * 4
+    assert _count(engine) == 2000
+
+
+def test_large_transactions_are_checkpointed_by_size_too(engine: Engine, database: Path) -> None:
+    """Forty commits of 1 MB each: counted alone, 32 of them would pile up in the WAL."""
+    largest = 0
+    for index in range(40):
+        with engine.begin() as conn:
+            conn.execute(insert(NOTES).values(id=index, body="x" * 1_000_000))
+        largest = max(largest, Path(f"{database}-wal").stat().st_size)
+    assert largest < WAL_LIMIT_BYTES + 3 * 1024 * 1024
+    assert _count(engine) == 40
+
+
+def test_a_checkpoint_that_cannot_run_does_not_fail_the_commit_before_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result still open on the connection makes SQLite refuse the checkpoint ("database table
+    is locked"): the commit has happened by then, and the caller must not be told otherwise."""
+    monkeypatch.setattr(core.db, "CHECKPOINT_EVERY", 1)
+    with engine.begin() as conn:
+        conn.execute(insert(NOTES), [{"id": i, "body": "a"} for i in range(3)])
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        open_result = raw.execute("SELECT id FROM notes")
+        assert open_result.fetchone() is not None  # rows left unread: the statement stays open
+        with conn.begin():
+            conn.execute(insert(NOTES).values(id=99, body="committed"))
+        open_result.close()
+    assert _count(engine) == 4
+
+
+def test_a_begin_that_fails_raises_sqlalchemys_error_and_frees_the_writer_lock(
+    engine: Engine, database: Path
+) -> None:
+    foreign = sqlite3.connect(database, isolation_level=None)  # another program holding the write
+    foreign.execute("BEGIN IMMEDIATE")
+    try:
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM notes")).scalar() == 2000
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, core.db._LockingConnection) and raw.writer_lock is not None
+            raw.execute("PRAGMA busy_timeout=0")
+            with pytest.raises(exc.OperationalError, match="locked"):
+                conn.begin()
+            assert not raw.writer_lock.locked and not raw.writer_lock.entered
+            conn.rollback()
     finally:
-        engine.dispose()
+        foreign.rollback()
+        foreign.close()
+    with engine.begin() as conn:  # and nothing is left waiting on it
+        conn.execute(insert(NOTES).values(id=1, body="after"))
+    assert _count(engine) == 1
