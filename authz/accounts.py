@@ -15,7 +15,7 @@ from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid
 from core.passwords import hash_secret, verify_secret
 
-USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{3,64}$")
+USERNAME = re.compile(r"\A[A-Za-z0-9_.@-]{3,64}\Z")  # \Z: "$" would let a final newline in
 MIN_PASSWORD = 12
 ACCOUNT_ROLES = (Role.ADMIN, Role.REVIEWER, Role.AUDITOR, Role.SUBJECT)
 

@@ -41,7 +41,7 @@ from core.errors import Invalid, NotFound
 from core.prepared import Prepared
 
 # A unified social credit code or a resident ID number: 18 characters of digits and capitals.
-SUBJECT_ID = re.compile(r"^[0-9A-Z]{18}$")
+SUBJECT_ID = re.compile(r"\A[0-9A-Z]{18}\Z")  # \Z: "$" would let a final newline in
 MAX_VALID_DAYS = 366
 MAX_PURPOSE = 500
 MAX_PAGE = 500

@@ -28,6 +28,18 @@ from core.db import Base, UTCDateTime
 # Float sums of ε drift by ulps (ten spends of 0.1 add up to 0.9999999999999999); this slack lets
 # a budget be spent exactly and is far below any ε a query may spend.
 EPSILON_SLACK = 1e-9
+# The least ε a contract may allow per query or in all, and a job may spend. Far below it
+# diffprivlib's mechanisms fail outright (a share of ε that rounds to 0, a noise scale that
+# overflows to infinity), and well before that the noise drowns any answer.
+EPSILON_MIN = 0.001
+
+
+def epsilon_problem(value: object, high: float, field: str = "epsilon") -> dict[str, str] | None:
+    """Why ``value`` is not an ε from ``EPSILON_MIN`` to ``high`` (a finite JSON number), or None."""
+    epsilon = number(value)
+    if epsilon is not None and math.isfinite(epsilon) and EPSILON_MIN <= epsilon <= high:
+        return None
+    return {"field": field, "message": f"a finite number from {EPSILON_MIN} to {high}"}
 
 
 class AuthorizationStatus(StrEnum):
@@ -358,10 +370,8 @@ def _integer_problems(
 
 
 def _epsilon_problems(limits: Mapping[Any, Any], name: str, high: float) -> list[Problem]:
-    value = number(limits.get(name))
-    if value is None or not math.isfinite(value) or not 0 < value <= high:
-        return [problem(f"limits.{name}", f"a number above 0 and at most {high}")]
-    return []
+    found = epsilon_problem(limits.get(name), high, f"limits.{name}")
+    return [problem(found["field"], found["message"])] if found else []
 
 
 def _cell_floor(catalog: Catalog, datasets: Mapping[Any, Any]) -> int:

@@ -11,7 +11,6 @@ midnight (16:00 UTC), not at 08:00 in the middle of the working day.
 
 from __future__ import annotations
 
-import math
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any, TypedDict, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,7 +19,13 @@ from sqlalchemy import Connection, CursorResult, Executable, bindparam, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from authz.contract_models import EPSILON_SLACK, Authorization, AuthorizationStatus, AuthorizationUsage
+from authz.contract_models import (
+    EPSILON_SLACK,
+    Authorization,
+    AuthorizationStatus,
+    AuthorizationUsage,
+    epsilon_problem,
+)
 from authz.errors import AuthorizationInactive, BudgetExhausted, QuotaExceeded
 from core.db import Database, table_of, writing_connection
 from core.errors import Invalid, NotFound
@@ -144,10 +149,9 @@ def _insert_day(conn: Connection, contract_id: str, day: date) -> Executable:
 def spend_epsilon(session: Session, contract_id: str, epsilon: float) -> float:
     """Charge ``epsilon`` to the budget and return what remains; :class:`BudgetExhausted` if over."""
     contract = _contract(session, contract_id)
-    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not math.isfinite(epsilon):
-        raise Invalid("epsilon must be a finite number", details=[_epsilon_problem(contract)])
-    if not 0 < epsilon <= contract.epsilon_per_query:
-        raise Invalid("epsilon is out of range", details=[_epsilon_problem(contract)])
+    found = epsilon_problem(epsilon, contract.epsilon_per_query)
+    if found is not None:
+        raise Invalid("epsilon is out of range", details=[found])
     result = session.execute(
         update(Authorization)
         .where(
@@ -162,10 +166,6 @@ def spend_epsilon(session: Session, contract_id: str, epsilon: float) -> float:
     if cast(CursorResult[Any], result).rowcount != 1:
         raise BudgetExhausted(f"spending ε={epsilon} would exceed the budget of ε={contract.epsilon_total}")
     return max(contract.epsilon_total - contract.epsilon_spent, 0.0)
-
-
-def _epsilon_problem(contract: Authorization) -> dict[str, str]:
-    return {"field": "epsilon", "message": f"a number above 0 and at most {contract.epsilon_per_query}"}
 
 
 def usage(session: Session, contract: Authorization, now: datetime) -> Usage:

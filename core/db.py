@@ -80,7 +80,6 @@ class _WriterLock:
     _held = threading.local()  # how many of this thread's connections are inside a transaction
 
     def __init__(self, path: str) -> None:
-        self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         self.entered = False  # this connection is inside a transaction
         self.locked = False  # ... and holds the flock for it

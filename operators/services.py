@@ -18,7 +18,8 @@ from operators.errors import OperatorSuspended
 from operators.models import Operator, OperatorCredential, OperatorStatus
 
 # Unified social credit code shape (the check character is validated by the data layer's codes).
-CREDIT_CODE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+# [0-9], not \d, which matches any script's digits; \Z, not $, which lets a final newline in.
+CREDIT_CODE = re.compile(r"\A[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}\Z")
 
 
 def register_operator(

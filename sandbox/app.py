@@ -20,7 +20,7 @@ from sandbox.api import programs as programs_api
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 from sandbox.web import init_app as init_console
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"\A[A-Za-z0-9._:-]{1,128}\Z")  # \Z: "$" would let a final newline in
 MAX_BODY_BYTES = 1024 * 1024
 
 

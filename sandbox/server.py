@@ -13,6 +13,24 @@ from sandbox.compute.worker import start_process as start_worker
 from sandbox.compute.worker import stop_processes as stop_workers
 from sandbox.services.checkpointer import start_process
 
+# How long a worker waits on a silent client, per read or write of its socket. A sync worker
+# serves one request at a time: a client that announces a body and stops sending it would hold
+# the worker until gunicorn's 60 s timeout killed it (two such clients stopped a two-worker
+# server). With the socket's timeout the read fails instead, and the request ends as a 400.
+CLIENT_TIMEOUT_SECONDS = 10.0
+
+
+def _client_timeout(app: Any) -> Any:
+    """``app`` with its client's socket given ``CLIENT_TIMEOUT_SECONDS`` before any body is read."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        client = environ.get("gunicorn.socket")
+        if client is not None:
+            client.settimeout(CLIENT_TIMEOUT_SECONDS)
+        return app(environ, start_response)
+
+    return wsgi
+
 
 class SandboxServer(BaseApplication):  # type: ignore[misc]
     """Gunicorn configured from code; each worker builds its own app (no engine crosses fork)."""
@@ -30,7 +48,7 @@ class SandboxServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from sandbox.app import create_app
 
-        return create_app(self.settings)
+        return _client_timeout(create_app(self.settings))
 
 
 def _forget_helpers(_server: Any, _worker: Any) -> None:

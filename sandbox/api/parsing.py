@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel
 
-from core.errors import BadRequest
+from core.errors import BadRequest, TooLarge
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # no request shape here nests deeper than a few levels
@@ -19,6 +19,12 @@ def json_body() -> Any:
     if not request.mimetype or request.mimetype != "application/json":
         raise BadRequest("send the body as JSON with Content-Type: application/json")
     raw = request.get_data(cache=True)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A streamed (chunked) body: Werkzeug stops reading at the limit and returns what it has,
+        # so a longer body would be parsed cut short. It may have been exactly the limit; it is
+        # refused all the same, as the rest could not be told apart from a cut.
+        raise TooLarge(f"the body is over {limit} bytes")
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:

@@ -16,7 +16,6 @@ charged at its first start and is not charged again (nothing of it was released)
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from authz import consent, contracts, usage
-from authz.contract_models import EPSILON_SLACK, Authorization
+from authz.contract_models import EPSILON_SLACK, Authorization, epsilon_problem
 from authz.errors import BudgetExhausted, QuotaExceeded
 from catalog import Catalog
 from core.errors import Invalid, NotFound
@@ -170,13 +169,9 @@ def _release(
             details=[problem("source", "declare OUTPUT_BOUNDS for every output")],
         )
     epsilon = contract.epsilon_per_query if request.epsilon is None else request.epsilon
-    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not math.isfinite(epsilon):
-        epsilon = -1.0
-    if not 0 < epsilon <= contract.epsilon_per_query:
-        raise Invalid(
-            "epsilon is out of range",
-            details=[problem("epsilon", f"a finite number above 0 and at most {contract.epsilon_per_query}")],
-        )
+    found = epsilon_problem(epsilon, contract.epsilon_per_query)
+    if found is not None:
+        raise Invalid("epsilon is out of range", details=[problem(found["field"], found["message"])])
     partitions = DEFAULT_PARTITIONS if request.partitions is None else request.partitions
     if (
         isinstance(partitions, bool)

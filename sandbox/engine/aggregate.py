@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from audit import Actor, AuditAction, Target, record_event
 from authz import contracts, usage
-from authz.contract_models import Authorization
+from authz.contract_models import Authorization, epsilon_problem
 from core.clock import rfc3339
 from core.db import transaction
 from sandbox.engine.aggregate_sql import run_aggregate_sql
@@ -56,17 +55,12 @@ class _Checked:
 
 
 def _epsilon(contract: Authorization, given: float | None) -> float:
-    """The ε of record: the client's, if finite, above 0 and within the cap; else the cap itself."""
+    """The ε of record: the client's, if finite, at least ``EPSILON_MIN`` and within the cap; else
+    the cap itself."""
     epsilon = contract.epsilon_per_query if given is None else given
-    if (
-        isinstance(epsilon, bool)
-        or not math.isfinite(epsilon)
-        or not 0 < epsilon <= contract.epsilon_per_query
-    ):
-        raise JobInvalid(
-            "epsilon is out of range",
-            details=[problem("epsilon", f"a finite number above 0 and at most {contract.epsilon_per_query}")],
-        )
+    found = epsilon_problem(epsilon, contract.epsilon_per_query)
+    if found is not None:
+        raise JobInvalid("epsilon is out of range", details=[problem(found["field"], found["message"])])
     return float(epsilon)
 
 

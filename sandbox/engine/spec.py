@@ -225,6 +225,7 @@ def _metric(check: _Checker, at: str, item: object) -> Metric | None:
     if op is MetricOp.COUNT:
         if "field" in item:
             check.problems.append(problem(f"{at}.field", "count takes no field"))
+        _shape(check, at, op, item)  # a q or bins on a count is refused too, not dropped
         return None if unknown else Metric(op)
     name = check.field(f"{at}.field", item.get("field"), Use.AGGREGATE)
     q, bins = _shape(check, at, op, item)

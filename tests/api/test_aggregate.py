@@ -151,7 +151,8 @@ def test_the_same_query_returns_the_same_answer_and_charges_once(
 
 
 @pytest.mark.parametrize(
-    "epsilon", ["-1", "0", "NaN", "1e400", "-1e400", "1e9", '"0.5"', "true", "1.0000001"]
+    "epsilon",
+    ["-1", "0", "NaN", "1e400", "-1e400", "1e9", '"0.5"', "true", "1.0000001", "5e-324", "0.0009"],
 )
 @pytest.mark.usefixtures("data")
 def test_bad_epsilon_is_refused_and_charges_nothing(
@@ -195,6 +196,7 @@ def test_every_problem_of_a_spec_is_listed(runtime: Runtime, client: FlaskClient
             {"op": "max", "field": "registered_capital"},  # releases one subject's value
             {"op": "sum", "field": "registered_capital", "bounds": [0, 1e15]},  # bounds are policy's
             {"op": "median", "field": "registered_capital"},
+            {"op": "count", "q": 0.5},  # only a quantile takes q: refused, not dropped
         ],
         group_by=["registered_capital", "legal_rep_id"],
         filters=[
@@ -211,6 +213,7 @@ def test_every_problem_of_a_spec_is_listed(runtime: Runtime, client: FlaskClient
         "metrics[1].op",
         "metrics[2].bounds",
         "metrics[3].op",
+        "metrics[4].q",
         "group_by[0]",
         "group_by[1]",
         "filters[0].field",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
@@ -126,6 +128,29 @@ def test_oversized_body_is_413(echo_app: Flask) -> None:
     )
     assert response.status_code == 413
     assert _error(response)["code"] == "too_large"
+
+
+def test_oversized_streamed_body_is_413_not_cut_short(echo_app: Flask) -> None:
+    """Chunked, with no Content-Length: Werkzeug reads up to the limit and stops. A valid body
+    followed by padding past the limit must be refused, not parsed from its first megabyte."""
+    body = b'{"name": "x", "count": 1}' + b" " * (2 * 1024 * 1024)
+    response = echo_app.test_client().post(
+        "/test/echo",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked input
+    )
+    assert response.status_code == 413
+    assert _error(response)["code"] == "too_large"
+    small = echo_app.test_client().post(
+        "/test/echo",
+        input_stream=io.BytesIO(b'{"name": "x", "count": 1}'),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert small.status_code == 200, small.get_json()
 
 
 def test_unexpected_error_is_500_without_trace(echo_app: Flask) -> None:

@@ -321,8 +321,11 @@ def test_parameters_and_subject_are_checked_listing_every_problem(
         client, operator, contract, template="tax_credit_grade_in", params={"year": 2024, "grades": ["Z"]}
     )
     assert grades.status_code == 422
-    bad_subject = _verify(client, operator, contract, subject="91370102ma3c5xxxx1")
-    assert bad_subject.status_code == 422
+    # Lower case; a final newline (which a "$" pattern lets through); full-width digits.
+    for subject in ("91370102ma3c5xxxx1", rows.FIRM + "\n", "９" + rows.FIRM[1:]):
+        bad_subject = _verify(client, operator, contract, subject=subject)
+        assert bad_subject.status_code == 422, subject
+        assert bad_subject.get_json()["error"]["details"][0]["field"] == "subject"
     assert _calls_today(client, operator, contract) == 0
 
 

@@ -155,6 +155,8 @@ def test_limits_are_held_to_the_disclosure_ceilings(catalog: Catalog) -> None:
     assert _problems(catalog, limits={**LIMITS, "epsilon_total": 0.2}) == {"limits.epsilon_per_query"}
     assert _problems(catalog, limits={**LIMITS, "epsilon_total": float("inf")}) == {"limits.epsilon_total"}
     assert _problems(catalog, limits={**LIMITS, "epsilon_total": 11}) == {"limits.epsilon_total"}
+    tiny = {**LIMITS, "epsilon_total": 5e-324, "epsilon_per_query": 5e-324}  # > 0, far under EPSILON_MIN
+    assert _problems(catalog, limits=tiny) == {"limits.epsilon_total", "limits.epsilon_per_query"}
     assert _problems(catalog, limits={**LIMITS, "daily_quota": True}) == {"limits.daily_quota"}
     assert _problems(catalog, limits={**LIMITS, "daily_quota": 100_001}) == {"limits.daily_quota"}
     assert _problems(catalog, limits={**LIMITS, "valid_days": 0}) == {"limits.valid_days"}

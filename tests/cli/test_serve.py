@@ -7,6 +7,7 @@ process that started the helpers may stop them.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -50,26 +51,58 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_worker_exiting_leaves_the_checkpointer_and_compute_workers_running(tmp_path: Path) -> None:
+def test_a_client_that_stops_sending_its_body_gets_a_400_and_frees_the_worker(tmp_path: Path) -> None:
+    """It announces 100 bytes and sends 30 (to the token endpoint, which reads the body first).
+    Without the socket's timeout the only worker waits until gunicorn kills it (60 s), and the
+    client gets gunicorn's HTML 500."""
+    server, port = _serve(tmp_path, workers=1)
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(
+                b"POST /v1/oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"grant_type": "client_'
+            )
+            client.settimeout(50)  # well before gunicorn's 60 s kill
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), answer
+        assert json.loads(body)["error"]["code"] == "bad_request", answer
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200  # the same, only, worker serves on
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _serve(tmp_path: Path, *, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    """`sandbox serve` on a new home and a free port, once it answers its health check."""
     env = {"SANDBOX_HOME": str(tmp_path / "home"), "SANDBOX_POLICIES": str(POLICIES)}
     init_home(load_settings(env), actor=Actor(ActorKind.SYSTEM, "test"))
     port = _free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
-    with (tmp_path / "server.log").open("wb") as log:
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), "--workers", "2"],
-            env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "sandbox.cli", "serve", "--port", str(port), "--workers", str(workers)],
+            env={**clean, **env}, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise AssertionError(log.read_text())
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                return server, port
+        except OSError:
+            time.sleep(0.2)
+
+
+def test_a_worker_exiting_leaves_the_checkpointer_and_compute_workers_running(tmp_path: Path) -> None:
+    server, port = _serve(tmp_path, workers=2)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            log = (tmp_path / "server.log").read_text()
-            assert server.poll() is None and time.monotonic() < deadline, log
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.2)
         children = _children(server.pid)
         helpers = [pid for pid, cmd in children.items() if "multiprocessing" in cmd]
         workers = [pid for pid in children if pid not in helpers]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from catalog import Catalog
@@ -61,6 +63,39 @@ def test_group_keys_come_from_the_key_sets_only(catalog: Catalog) -> None:
     answer = noisy_answer(query, totals, min_cell_size=10)
     assert [(r["district"], r["status"]) for r in answer.rows] == [("历下区", "存续")]  # never "秘密"
     assert answer.suppressed_groups == 59 and answer.groups == 60
+
+
+def test_the_least_epsilon_split_over_the_most_metrics_still_gives_noise(catalog: Catalog) -> None:
+    """ε = EPSILON_MIN over MAX_METRICS metrics (a mean halves its share again): every mechanism
+    still draws finite noise. Far below that floor diffprivlib refused (a share rounding to 0)
+    or overflowed (an infinite scale), which surfaced as a 500."""
+    from authz.contract_models import EPSILON_MIN
+    from sandbox.engine.aggregate_sql import GroupTotals
+    from sandbox.engine.spec import MAX_METRICS
+
+    field = "registered_capital"
+    metrics: list[dict[str, object]] = [
+        {"op": "count"},
+        {"op": "sum", "field": field},
+        {"op": "mean", "field": field},
+        {"op": "histogram", "field": field, "bins": 8},
+        *({"op": "quantile", "field": field, "q": q / 10} for q in range(1, MAX_METRICS - 3)),
+    ]
+    assert len(metrics) == MAX_METRICS
+    query = _query(catalog, {"metrics": metrics, "group_by": ["district"]}, epsilon=EPSILON_MIN)
+    totals = {
+        ("历下区",): GroupTotals(
+            count=5_000,
+            sums={"sum_registered_capital": 5e9, "mean_registered_capital": 5e9},
+            bins={name: [600] * 8 + [0] * 24 for name in ("histogram_registered_capital",)}
+            | {f"quantile_{q / 10:g}_{field}": [150] * 32 for q in range(1, MAX_METRICS - 3)},
+        )
+    }
+    for _ in range(20):
+        answer = noisy_answer(query, totals, min_cell_size=10)
+        for row in answer.rows:
+            for value in row.values():
+                assert not isinstance(value, float) or math.isfinite(value), row
 
 
 def test_canonical_form_ignores_order_but_not_meaning(catalog: Catalog) -> None:
