@@ -34,14 +34,6 @@ EPSILON_SLACK = 1e-9
 EPSILON_MIN = 0.001
 
 
-def epsilon_problem(value: object, high: float, field: str = "epsilon") -> dict[str, str] | None:
-    """Why ``value`` is not an ε from ``EPSILON_MIN`` to ``high`` (a finite JSON number), or None."""
-    epsilon = number(value)
-    if epsilon is not None and math.isfinite(epsilon) and EPSILON_MIN <= epsilon <= high:
-        return None
-    return {"field": field, "message": f"a finite number from {EPSILON_MIN} to {high}"}
-
-
 class AuthorizationStatus(StrEnum):
     """Where a contract is in its lifecycle; ``EXPIRED`` is derived, never stored."""
 
@@ -204,6 +196,14 @@ class ContractRequest:
 def problem(field: str, message: str) -> Problem:
     """One validation problem in the API's ``details`` shape."""
     return {"field": field, "message": message}
+
+
+def epsilon_problem(value: object, high: float, field: str = "epsilon") -> Problem | None:
+    """Why ``value`` is not an ε from ``EPSILON_MIN`` to ``high`` (a finite JSON number), or None."""
+    epsilon = number(value)
+    if epsilon is not None and math.isfinite(epsilon) and EPSILON_MIN <= epsilon <= high:
+        return None
+    return problem(field, f"a finite number from {EPSILON_MIN} to {high}")
 
 
 def number(value: object) -> float | None:
@@ -371,7 +371,7 @@ def _integer_problems(
 
 def _epsilon_problems(limits: Mapping[Any, Any], name: str, high: float) -> list[Problem]:
     found = epsilon_problem(limits.get(name), high, f"limits.{name}")
-    return [problem(found["field"], found["message"])] if found else []
+    return [found] if found else []
 
 
 def _cell_floor(catalog: Catalog, datasets: Mapping[Any, Any]) -> int:

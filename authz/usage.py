@@ -61,16 +61,14 @@ def bureau_day(now: datetime) -> date:
 _USAGE = table_of(AuthorizationUsage)
 _CONTRACTS = table_of(Authorization)
 # Built once: constructing a statement costs several times what executing it does.
-_STILL_ACTIVE = (
-    select(_CONTRACTS.c.id)
-    .where(
-        _CONTRACTS.c.id == bindparam("contract_id"),
-        _CONTRACTS.c.status == AuthorizationStatus.APPROVED.value,
-        _CONTRACTS.c.valid_from <= bindparam("now", type_=_CONTRACTS.c.valid_from.type),
-        _CONTRACTS.c.valid_until > bindparam("now", type_=_CONTRACTS.c.valid_until.type),
-    )
-    .exists()
+# The contract, if it is approved and valid at ``now``.
+_ACTIVE = select(_CONTRACTS.c.id).where(
+    _CONTRACTS.c.id == bindparam("contract_id"),
+    _CONTRACTS.c.status == AuthorizationStatus.APPROVED.value,
+    _CONTRACTS.c.valid_from <= bindparam("now", type_=_CONTRACTS.c.valid_from.type),
+    _CONTRACTS.c.valid_until > bindparam("now", type_=_CONTRACTS.c.valid_until.type),
 )
+_STILL_ACTIVE = _ACTIVE.exists()
 # PostgreSQL: the contract row locked while it is active, before its counter is touched. The
 # UPDATE's EXISTS alone reads a snapshot: a revocation committing while the UPDATE waited on the
 # counter's row would go unseen, and the call's audit event would follow the revocation's. Held
@@ -80,16 +78,7 @@ _STILL_ACTIVE = (
 # new: the calls of one contract already queue on the day's counter row. Rows that refer to the
 # contract (a sealed result) can still be written. SQLite needs none of it: its writers take
 # turns (core.db).
-_LOCK_ACTIVE = Prepared(
-    select(_CONTRACTS.c.id)
-    .where(
-        _CONTRACTS.c.id == bindparam("contract_id"),
-        _CONTRACTS.c.status == AuthorizationStatus.APPROVED.value,
-        _CONTRACTS.c.valid_from <= bindparam("now", type_=_CONTRACTS.c.valid_from.type),
-        _CONTRACTS.c.valid_until > bindparam("now", type_=_CONTRACTS.c.valid_until.type),
-    )
-    .with_for_update(key_share=True)
-)
+_LOCK_ACTIVE = Prepared(_ACTIVE.with_for_update(key_share=True))
 _QUOTA = select(_CONTRACTS.c.daily_quota).where(_CONTRACTS.c.id == bindparam("contract_id"))
 _SPEND_CALL = Prepared(
     update(_USAGE)

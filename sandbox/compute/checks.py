@@ -171,7 +171,7 @@ def _release(
     epsilon = contract.epsilon_per_query if request.epsilon is None else request.epsilon
     found = epsilon_problem(epsilon, contract.epsilon_per_query)
     if found is not None:
-        raise Invalid("epsilon is out of range", details=[problem(found["field"], found["message"])])
+        raise Invalid("epsilon is out of range", details=[found])
     partitions = DEFAULT_PARTITIONS if request.partitions is None else request.partitions
     if (
         isinstance(partitions, bool)

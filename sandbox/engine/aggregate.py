@@ -60,7 +60,7 @@ def _epsilon(contract: Authorization, given: float | None) -> float:
     epsilon = contract.epsilon_per_query if given is None else given
     found = epsilon_problem(epsilon, contract.epsilon_per_query)
     if found is not None:
-        raise JobInvalid("epsilon is out of range", details=[problem(found["field"], found["message"])])
+        raise JobInvalid("epsilon is out of range", details=[found])
     return float(epsilon)
 
 
