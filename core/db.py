@@ -109,10 +109,26 @@ class _WriterLock:
 
 
 # When a process checkpoints a database's WAL (see _LockingConnection): after this many of its
-# commits, or as soon as the WAL file is larger than this (SQLite's own trigger is ~1,000 pages);
-# the WAL is cut back to that size when it restarts.
-CHECKPOINT_EVERY = 32
+# commits, or as soon as the WAL file is larger than this (SQLite's own trigger is ~1,000 pages;
+# a verification adds some 8); the WAL is cut back to that size when it restarts.
+CHECKPOINT_EVERY = 128
 WAL_LIMIT_BYTES = 4 * 1024 * 1024
+
+
+def wal_reset_race_fixed(version: tuple[int, int, int]) -> bool:
+    """Whether this SQLite has the fix for its WAL-reset race (https://sqlite.org/wal.html#walresetbug).
+
+    From 3.7.0 to 3.51.2, a checkpoint that starts just after another one completed can miss a
+    concurrent commit that restarts the WAL, and a later checkpoint then skips committed pages:
+    lost writes, a corrupt database. Fixed in 3.51.3, and in the 3.44.6 and 3.50.7 backports.
+    """
+    return version >= (3, 51, 3) or (3, 50, 7) <= version < (3, 51, 0) or (3, 44, 6) <= version < (3, 45, 0)
+
+
+# Without the fix, a checkpoint runs while its connection still holds the writer lock, so no
+# commit can run beside it (every writer of a control database takes that lock first). With it,
+# the checkpoint runs after the lock is dropped, and its fsyncs no longer hold up the next writer.
+CHECKPOINT_HOLDS_WRITER_LOCK = not wal_reset_race_fixed(sqlite3.sqlite_version_info)
 
 _log = logging.getLogger(__name__)
 
@@ -120,14 +136,14 @@ _log = logging.getLogger(__name__)
 class _LockingConnection(sqlite3.Connection):
     """A sqlite3 connection that takes the writer lock at BEGIN and drops it after COMMIT/ROLLBACK.
 
-    It also checkpoints the WAL, after the lock is dropped. SQLite's automatic checkpoint (off on
-    these connections) runs inside the COMMIT that crosses 1,000 pages of WAL, so its two fsyncs
-    were spent holding the writer lock while every other writer waited. Here the process runs
-    the same PASSIVE checkpoint (it waits for no reader or writer) after every
+    It also checkpoints the WAL itself (SQLite's automatic checkpoint is off on these
+    connections): a PASSIVE checkpoint (it waits for no reader or writer) after every
     ``CHECKPOINT_EVERY``-th commit to a database, or one that left the WAL over
-    ``WAL_LIMIT_BYTES``, on the connection that made it, once that connection no longer holds
-    the lock: the others write meanwhile. The connection is this process's own (no pooled
-    connection crosses fork, see create_control_engine), in autocommit.
+    ``WAL_LIMIT_BYTES``, on the connection that made it, in autocommit. The connection is this
+    process's own (no pooled connection crosses fork, see create_control_engine). On an SQLite
+    with the WAL-reset race (see ``CHECKPOINT_HOLDS_WRITER_LOCK``) the checkpoint runs before the
+    writer lock is dropped, so no other commit runs beside it; on a fixed SQLite it runs after,
+    and the others write meanwhile.
     """
 
     writer_lock: _WriterLock | None = None
@@ -137,10 +153,12 @@ class _LockingConnection(sqlite3.Connection):
     def commit(self) -> None:
         try:
             super().commit()
+            if self.writer_lock is not None and CHECKPOINT_HOLDS_WRITER_LOCK:
+                self._checkpoint_now_and_then()
         finally:
             if self.writer_lock is not None:
                 self.writer_lock.release()
-        if self.writer_lock is not None:
+        if self.writer_lock is not None and not CHECKPOINT_HOLDS_WRITER_LOCK:
             self._checkpoint_now_and_then()
 
     def _checkpoint_now_and_then(self) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing.process
 import os
+import uuid
 from typing import Any
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from core.config import Settings
+from sandbox.api.errors import http_code
 from sandbox.compute.worker import start_process as start_worker
 from sandbox.compute.worker import stop_processes as stop_workers
 from sandbox.services.checkpointer import start_process
@@ -32,6 +36,27 @@ def _client_timeout(app: Any) -> Any:
     return wsgi
 
 
+def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None:
+    """Gunicorn's own refusals in the API's error shape, instead of its HTML page.
+
+    Gunicorn answers a request it cannot parse before the app runs: a request line or headers
+    over the limits (414, 431), a malformed header or chunk (400), an unknown transfer coding
+    (501). Its worker writes that answer through ``gunicorn.util.write_error`` (status, reason,
+    message), which this replaces in the server's processes: the only hook gunicorn offers short of
+    copying its whole error handler. The message is gunicorn's, which may quote the client's
+    bytes: cut short, JSON-escaped, never rendered as HTML.
+    """
+    body = json.dumps(
+        {"error": {"code": http_code(status), "message": (message or reason)[:300]}}, ensure_ascii=True
+    ).encode("ascii")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-Id: {uuid.uuid4().hex}\r\n"
+        "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n"
+    )
+    gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 class SandboxServer(BaseApplication):  # type: ignore[misc]
     """Gunicorn configured from code; each worker builds its own app (no engine crosses fork)."""
 
@@ -44,6 +69,7 @@ class SandboxServer(BaseApplication):  # type: ignore[misc]
         for key, value in self.options.items():
             self.cfg.set(key, value)
         self.cfg.set("post_fork", _forget_helpers)
+        gunicorn_util.write_error = _write_json_error  # before the workers fork: theirs too
 
     def load(self) -> Any:
         from sandbox.app import create_app

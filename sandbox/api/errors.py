@@ -23,10 +23,20 @@ _HTTP_CODES = {
     406: "not_acceptable",
     409: "conflict",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "invalid",
     429: "rate_limited",
+    431: "headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
 }
+
+
+def http_code(status: int) -> str:
+    """The error code of a plain HTTP refusal (no more specific code applies)."""
+    return _HTTP_CODES.get(status, "error")
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
@@ -101,7 +111,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        code = _HTTP_CODES.get(status, "error")
+        code = http_code(status)
         messages = {
             404: "no such resource",
             405: "method not allowed on this resource",

@@ -8,12 +8,14 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, Request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from authz.permissions import Role
 from sandbox.runtime import Runtime
 
 SECRET_FILE = "console-secret"  # noqa: S105 - a file name
+PREFIX = "/console"  # every page, and the only path the session cookie is sent to
 
 
 def console_secret(home: Path) -> bytes:
@@ -40,6 +42,20 @@ def console_secret(home: Path) -> bytes:
     return bytes.fromhex(path.read_text(encoding="ascii").strip())
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Signed-cookie sessions for the console's pages only.
+
+    The cookie's path is ``/console``, so a browser never sends it elsewhere: every other request
+    (the API, health checks) gets an empty, read-only session without Flask building a signing
+    serializer and looking for a cookie on each one.
+    """
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            return super().open_session(app, request)
+        return self.null_session_class()
+
+
 def init_app(app: Flask, runtime: Runtime) -> None:
     """Mount the console under ``/console`` with its cookie settings."""
     # Importing a view module registers its pages on the blueprint.
@@ -64,11 +80,12 @@ def init_app(app: Flask, runtime: Runtime) -> None:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=runtime.settings.console_secure_cookie,
-        SESSION_COOKIE_PATH="/console",
+        SESSION_COOKIE_PATH=PREFIX,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=console.SESSION_HOURS),
     )
     # Globals, not a context processor: imported macros see globals only.
     app.jinja_env.globals.update(
         bar=charts.bar, chart=charts.series_chart, t=i18n.t, csrf_token=csrf.token, Role=Role
     )
+    app.session_interface = ConsoleSessions()
     app.register_blueprint(console.bp)

@@ -37,7 +37,7 @@ from sandbox.api.errors import record_denial
 from sandbox.runtime import Runtime
 from sandbox.services import console as console_service
 from sandbox.services.console import SignedIn
-from sandbox.web import csrf, i18n
+from sandbox.web import PREFIX, csrf, i18n
 
 F = TypeVar("F", bound=Callable[..., Any])
 SESSION_HOURS = 8
@@ -45,7 +45,7 @@ SESSION_HOURS = 8
 bp = Blueprint(
     "web",
     __name__,
-    url_prefix="/console",
+    url_prefix=PREFIX,
     template_folder="templates",
     static_folder="static",
     static_url_path="/static",

@@ -76,6 +76,49 @@ def test_a_client_that_stops_sending_its_body_gets_a_400_and_frees_the_worker(tm
         server.wait(timeout=30)
 
 
+def _raw(port: int, request: bytes) -> tuple[bytes, dict[str, str], bytes]:
+    """Send ``request`` as is; the status line, headers and body of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status.encode(), headers, body
+
+
+def test_requests_gunicorn_refuses_before_the_app_get_the_apis_json_errors(tmp_path: Path) -> None:
+    """Too long a request line or header, a malformed line, an unknown transfer coding: gunicorn
+    answers these itself, and used to answer with an HTML page."""
+    server, port = _serve(tmp_path, workers=1)
+    try:
+        cases = [
+            (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n", 431,
+             "headers_too_large"),
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200))
+             + b"\r\n", 431, "headers_too_large"),
+            (b"GET /<script>alert(1)</script> HTTP/9.9\r\nHost: x\r\n\r\n", 400, "bad_request"),
+            (b"POST /v1/verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: frobnicate\r\n\r\n", 501,
+             "not_implemented"),
+        ]  # fmt: skip
+        for request, status, code in cases:
+            line, headers, body = _raw(port, request)
+            assert line.startswith(b"HTTP/1.1 %d " % status), (line, body)
+            assert headers["content-type"] == "application/json", headers
+            assert headers["x-content-type-options"] == "nosniff" and len(headers["x-request-id"]) == 32
+            error = json.loads(body)["error"]
+            assert error["code"] == code and error["message"], error
+            assert "<" not in body.decode("ascii").replace("\\u003c", ""), body  # escaped, never markup
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200  # the same, only, worker serves on
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def _serve(tmp_path: Path, *, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     """`sandbox serve` on a new home and a free port, once it answers its health check."""
     env = {"SANDBOX_HOME": str(tmp_path / "home"), "SANDBOX_POLICIES": str(POLICIES)}

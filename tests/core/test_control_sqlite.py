@@ -1,8 +1,11 @@
 """The embedded control database's writers: the writer lock, and WAL checkpoints made by the
-process after that lock is dropped instead of by SQLite inside the COMMIT."""
+process instead of by SQLite inside the COMMIT, under the writer lock where SQLite's WAL-reset race
+is not fixed."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +14,7 @@ import pytest
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, Text, exc, func, insert, select, text
 
 import core.db
-from core.db import CHECKPOINT_EVERY, WAL_LIMIT_BYTES, create_control_engine
+from core.db import CHECKPOINT_EVERY, WAL_LIMIT_BYTES, create_control_engine, wal_reset_race_fixed
 
 METADATA = MetaData()
 NOTES = Table("notes", METADATA, Column("id", Integer, primary_key=True), Column("body", Text))
@@ -100,3 +103,50 @@ def test_a_begin_that_fails_raises_sqlalchemys_error_and_frees_the_writer_lock(
     with engine.begin() as conn:  # and nothing is left waiting on it
         conn.execute(insert(NOTES).values(id=1, body="after"))
     assert _count(engine) == 1
+
+
+def _writer_lock_during_checkpoints(engine: Engine, database: Path) -> list[str]:
+    """Commit once with a checkpoint due, and tell whether the writer lock was held while it ran."""
+    seen: list[str] = []
+
+    def trace(sql: str) -> None:
+        if "wal_checkpoint" not in sql:
+            return
+        probe = os.open(f"{database}-writer.lock", os.O_RDWR)  # its own open file: flock conflicts
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            seen.append("held")
+        else:
+            fcntl.flock(probe, fcntl.LOCK_UN)
+            seen.append("free")
+        finally:
+            os.close(probe)
+
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.set_trace_callback(trace)
+        with conn.begin():
+            conn.execute(insert(NOTES).values(body="due"))
+        raw.set_trace_callback(None)
+    return seen
+
+
+def test_where_sqlite_has_the_wal_reset_race_no_commit_runs_beside_a_checkpoint(
+    engine: Engine, database: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core.db, "CHECKPOINT_EVERY", 1)
+    monkeypatch.setattr(core.db, "CHECKPOINT_HOLDS_WRITER_LOCK", True)
+    assert _writer_lock_during_checkpoints(engine, database) == ["held"]
+    monkeypatch.setattr(core.db, "CHECKPOINT_HOLDS_WRITER_LOCK", False)
+    assert _writer_lock_during_checkpoints(engine, database) == ["free"]
+    assert _count(engine) == 2
+
+
+def test_the_checkpoint_holds_the_writer_lock_unless_this_sqlite_has_the_fix() -> None:
+    assert core.db.CHECKPOINT_HOLDS_WRITER_LOCK is not wal_reset_race_fixed(sqlite3.sqlite_version_info)
+    for version in [(3, 7, 0), (3, 40, 1), (3, 44, 5), (3, 45, 0), (3, 50, 6), (3, 51, 0), (3, 51, 2)]:
+        assert not wal_reset_race_fixed(version), version
+    for version in [(3, 44, 6), (3, 44, 9), (3, 50, 7), (3, 51, 3), (3, 52, 0), (4, 0, 0)]:
+        assert wal_reset_race_fixed(version), version

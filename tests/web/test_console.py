@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, session
+from flask.sessions import NullSession
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
@@ -94,6 +95,24 @@ def test_session_cookie_flags_and_logout(client: FlaskClient) -> None:
     assert client.get("/console/review").status_code == 200
     client.post("/console/logout", data={"csrf_token": csrf_of(client, "/console/review")})
     assert client.get("/console/review").status_code == 302
+
+
+def test_only_console_paths_open_the_session(app: Flask, client: FlaskClient) -> None:
+    """The cookie is scoped to /console; elsewhere the session is empty and cannot be written."""
+    sign_in(client, "reviewer1")
+    for path in ("/console", "/console/review"):
+        with app.test_request_context(path):
+            assert not isinstance(session, NullSession)
+    cookie = client.get_cookie("sandbox_console", path="/console")
+    assert cookie is not None
+    for path in ("/v1/verify", "/healthz", "/consoles", "/"):
+        with app.test_request_context(path, headers={"Cookie": f"sandbox_console={cookie.value}"}):
+            assert isinstance(session, NullSession) and session.get("user") is None
+            with pytest.raises(RuntimeError):
+                session["user"] = {"role": "admin"}
+    response = client.get("/healthz")
+    assert "Set-Cookie" not in response.headers and "Cookie" not in response.headers.get("Vary", "")
+    assert client.get("/console/review").status_code == 200  # the signed-in session is untouched
 
 
 def test_wrong_password_is_refused_and_logged(client: FlaskClient, runtime: Runtime) -> None:
