@@ -7,10 +7,11 @@ proofs can be built over the same rows without rewriting history.
 """
 
 from audit.actions import ActorKind, AuditAction, Outcome
-from audit.models import AuditCheckpoint, AuditEvent, AuditHead
+from audit.models import MAX_SEQ, AuditCheckpoint, AuditEvent, AuditHead
 from audit.services import Actor, RecordedEvent, Target, canonical_entry, leaf_hash, record_event
 
 __all__ = [
+    "MAX_SEQ",
     "Actor",
     "ActorKind",
     "AuditAction",

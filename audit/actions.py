@@ -39,9 +39,11 @@ class AuditAction(StrEnum):
     AUTH_TOKEN = "auth.token"  # noqa: S105 - an action name, not a secret
     OPERATOR_REGISTER = "operator.register"
     OPERATOR_CREDENTIALS = "operator.credentials"
+    OPERATOR_CREDENTIALS_REVOKE = "operator.credentials_revoke"
     OPERATOR_SUSPEND = "operator.suspend"
     OPERATOR_REINSTATE = "operator.reinstate"
     REQUEST_DENIED = "request.denied"
+    REQUEST_FAILED = "request.failed"  # an unexpected error (a 500): nothing it attempted committed
     AUTHORIZATION_REQUEST = "authorization.request"
     AUTHORIZATION_APPROVE = "authorization.approve"
     AUTHORIZATION_REJECT = "authorization.reject"

@@ -15,7 +15,9 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, CheckConstraint, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, UTCDateTime
+from core.db import MAX_INTEGER_KEY, Base, UTCDateTime
+
+MAX_SEQ = MAX_INTEGER_KEY  # the largest seq (or tree size) a query takes
 
 
 class AuditEvent(Base):

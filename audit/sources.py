@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, select
 
 from audit.checkpoints import read_checkpoint_file
-from audit.models import AuditCheckpoint
+from audit.models import MAX_SEQ, AuditCheckpoint
 from audit.verify import COLUMNS, LogRecord, SourcedCheckpoint
 
 # Fixed column names only; the bounds are bound parameters.
@@ -28,7 +28,7 @@ class SourceError(ValueError):
 
 
 def records_from_database(
-    conn: Connection, start: int = 0, end: int = 2**62, *, batch: int = 10_000
+    conn: Connection, start: int = 0, end: int = MAX_SEQ, *, batch: int = 10_000
 ) -> Iterator[LogRecord]:
     """The events ``start <= seq < end`` in order, with the columns that must agree with the entry.
 

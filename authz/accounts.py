@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from audit import Actor, AuditAction, Target, record_event
+from authz.consent import SUBJECT_ID
 from authz.models import Account
 from authz.permissions import Role
 from core.clock import Clock, utcnow
@@ -17,6 +18,7 @@ from core.passwords import hash_secret, verify_secret
 
 USERNAME = re.compile(r"\A[A-Za-z0-9_.@-]{3,64}\Z")  # \Z: "$" would let a final newline in
 MIN_PASSWORD = 12
+MAX_PASSWORD = 256  # what sign-in takes: a longer one could never be typed in
 ACCOUNT_ROLES = (Role.ADMIN, Role.REVIEWER, Role.AUDITOR, Role.SUBJECT)
 
 
@@ -36,17 +38,22 @@ def create_account(
         problems.append({"field": "username", "message": "3-64 letters, digits or . _ @ -"})
     if role not in ACCOUNT_ROLES:
         problems.append({"field": "role", "message": f"one of {', '.join(r.value for r in ACCOUNT_ROLES)}"})
-    if len(password) < MIN_PASSWORD:
-        problems.append({"field": "password", "message": f"at least {MIN_PASSWORD} characters"})
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        problems.append({"field": "password", "message": f"{MIN_PASSWORD}-{MAX_PASSWORD} characters"})
     if role is Role.SUBJECT and not subject_id:
         problems.append(
             {"field": "subject_id", "message": "a subject account names its credit code or ID number"}
+        )
+    if role is Role.SUBJECT and subject_id and not SUBJECT_ID.match(subject_id):
+        problems.append(
+            {"field": "subject_id", "message": "an 18-character credit code or resident ID number"}
         )
     if role is not Role.SUBJECT and subject_id:
         problems.append({"field": "subject_id", "message": "only subject accounts have a subject id"})
     if problems:
         raise Invalid(f"{len(problems)} problem(s) with the account", details=problems)
-    if session.execute(select(Account.id).where(Account.username == username)).first():
+    # Taken in any case: "REV2" beside "rev2" would be two reviewers no one can tell apart.
+    if session.execute(select(Account.id).where(func.lower(Account.username) == username.lower())).first():
         raise Conflict(f"username {username!r} is taken")
     account = Account(
         id=str(uuid.uuid4()),

@@ -39,6 +39,7 @@ from core.clock import Clock, rfc3339, utcnow
 from core.db import Base, Database, UTCDateTime, connection_of, table_of, writing_connection
 from core.errors import Invalid, NotFound
 from core.prepared import Prepared
+from core.text import line_problem
 
 # A unified social credit code or a resident ID number: 18 characters of digits and capitals.
 SUBJECT_ID = re.compile(r"\A[0-9A-Z]{18}\Z")  # \Z: "$" would let a final newline in
@@ -169,8 +170,8 @@ def _grant_problems(
         out.append({"field": "subject_id", "message": "an 18-character credit code or resident ID number"})
     if not isinstance(operator_id, str) or not _operator_name(session, operator_id):
         out.append({"field": "operator_id", "message": "no such operator"})
-    if not isinstance(purpose, str) or not 1 <= len(purpose.strip()) <= MAX_PURPOSE:
-        out.append({"field": "purpose", "message": f"1-{MAX_PURPOSE} characters"})
+    if (found := line_problem(purpose, MAX_PURPOSE)) is not None:
+        out.append({"field": "purpose", "message": found})
     if not isinstance(templates, list) or not 1 <= len(templates) <= MAX_TEMPLATES:
         out.append({"field": "templates", "message": f"a list of 1-{MAX_TEMPLATES} template names"})
     else:

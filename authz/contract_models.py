@@ -24,6 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from authz.errors import ContractInvalid
 from catalog import Catalog, Classification, Dataset
 from core.db import Base, UTCDateTime
+from core.text import line_problem
 
 # Float sums of ε drift by ulps (ten spends of 0.1 add up to 0.9999999999999999); this slack lets
 # a budget be spent exactly and is far below any ε a query may spend.
@@ -266,8 +267,8 @@ def request_problems(
 ) -> list[Problem]:
     """Every problem of a request against the catalog and its disclosure ceilings."""
     out: list[Problem] = []
-    if not isinstance(purpose, str) or not 1 <= len(purpose.strip()) <= MAX_PURPOSE:
-        out.append(problem("purpose", f"1-{MAX_PURPOSE} characters"))
+    if (found := line_problem(purpose, MAX_PURPOSE)) is not None:
+        out.append(problem("purpose", found))
     out.extend(_dataset_problems(catalog, datasets))
     out.extend(_operation_problems(catalog, operations, datasets))
     out.extend(_limit_problems(catalog, limits, datasets))

@@ -35,6 +35,10 @@ class Unauthenticated(SandboxError):
     status = 401
 
 
+class UnknownKey(Unauthenticated):
+    """The token names a key this process does not know (yet: a key rotated in another process)."""
+
+
 @dataclass(frozen=True)
 class Claims:
     """What a verified token says."""
@@ -87,7 +91,7 @@ def verify(
         raise Unauthenticated(f"token algorithm must be {ALGORITHM}")
     key = public_keys.get(str(header.get("kid", "")))
     if key is None:
-        raise Unauthenticated("token signed by an unknown key")
+        raise UnknownKey("token signed by an unknown key")
     try:
         payload: dict[str, Any] = jwt.decode(
             token,

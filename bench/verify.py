@@ -10,6 +10,10 @@ and framework cost and the ratio isolates what a verification adds: token check,
 consent, quota, the indexed lookup, the audit event, the access record, the Ed25519 seal and the
 commit. Load: one asyncio client process, N concurrent connections, one request per connection
 (gunicorn's sync workers close after each response), rounds alternating bare and verify.
+
+Besides req/s and latency it prints the CPU the workers and the client spent per request (from
+/proc): this machine's speed moves from minute to minute, and CPU per request moves far less
+than req/s does, so it shows where a change went when the ratio is within the noise.
 """
 
 from __future__ import annotations
@@ -146,6 +150,42 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
     }
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far (Linux /proc; 0 where it cannot be read)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _workers(server: int) -> list[int]:
+    """The gunicorn workers: the server process's children."""
+    found: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{server}/task"):
+            found += [int(pid) for pid in Path(f"/proc/{server}/task/{task}/children").read_text().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _measured(
+    port: int, requests: list[bytes], connections: int, seconds: float, workers: list[int]
+) -> dict[str, Any]:
+    """One round of load, with the CPU the workers and this client spent per request."""
+    before_workers, before_client = _cpu_seconds(workers), time.process_time()
+    result = asyncio.run(_load(port, requests, connections, seconds))
+    served = max(1.0, result["rps"] * seconds)
+    result["worker_cpu_ms"] = (_cpu_seconds(workers) - before_workers) / served * 1000
+    result["client_cpu_ms"] = (time.process_time() - before_client) / served * 1000
+    return result
+
+
 def _http(method: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     return (
@@ -200,13 +240,15 @@ def main() -> None:
         )
         try:
             _wait(args.port)
-            _run(args, contract, _token(args.port, client_id, secret), subjects)
+            _run(args, contract, _token(args.port, client_id, secret), subjects, _workers(server.pid))
         finally:
             server.terminate()
             server.wait(timeout=30)
 
 
-def _run(args: argparse.Namespace, contract: str, token: str, subjects: list[str]) -> None:
+def _run(
+    args: argparse.Namespace, contract: str, token: str, subjects: list[str], workers: list[int]
+) -> None:
     bare = [_http("GET", "/bench/bare", b"", {})]
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     verify = [
@@ -220,7 +262,7 @@ def _run(args: argparse.Namespace, contract: str, token: str, subjects: list[str
     results: dict[str, list[dict[str, Any]]] = {"bare": [], "verify": []}
     for _ in range(args.rounds):
         for name, requests in (("bare", bare), ("verify", verify)):
-            results[name].append(asyncio.run(_load(args.port, requests, args.connections, args.seconds)))
+            results[name].append(_measured(args.port, requests, args.connections, args.seconds, workers))
     print(
         f"{args.workers} sync workers, {args.connections} connections, "
         f"{args.rounds} x {args.seconds:.0f} s per endpoint, {os.cpu_count()} cores shared with the client"
@@ -235,7 +277,12 @@ def _run(args: argparse.Namespace, contract: str, token: str, subjects: list[str
             for code, count in run["statuses"].items():
                 codes[code] = codes.get(code, 0) + count
         summary[name] = (rps, p99)
-        print(f"  {name:<7} {rps:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   statuses {codes}")
+        worker_cpu = statistics.mean(r["worker_cpu_ms"] for r in runs)
+        client_cpu = statistics.mean(r["client_cpu_ms"] for r in runs)
+        print(
+            f"  {name:<7} {rps:8,.0f} req/s   p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   "
+            f"CPU per request: workers {worker_cpu:.2f} ms, client {client_cpu:.2f} ms   statuses {codes}"
+        )
     (bare_rps, bare_p99), (verify_rps, verify_p99) = summary["bare"], summary["verify"]
     print(f"verify / bare req/s  {verify_rps / bare_rps:6.2f}   (goal >= 0.60)")
     print(f"verify / bare p99    {verify_p99 / bare_p99:6.2f}x  (goal <= 1.50x)")

@@ -66,6 +66,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The largest integer key (an audit seq, an access id) a query is given: SQLite's and
+# PostgreSQL's 64-bit integers end at 2**63 - 1, and a number past that makes either driver fail
+# (a 500) instead of finding nothing. Request models bound their integer keys by it.
+MAX_INTEGER_KEY = 2**62
+
+
 class _WriterLock:
     """Writers queue on ``flock`` of a file beside the database, and wake the moment it is free.
 

@@ -14,6 +14,7 @@ from audit import Actor, AuditAction, Target, record_event
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, NotFound
 from core.passwords import hash_secret, verify_secret
+from core.text import line_problem
 from operators.errors import OperatorSuspended
 from operators.models import Operator, OperatorCredential, OperatorStatus
 
@@ -35,12 +36,15 @@ def register_operator(
 ) -> Operator:
     """Register a licensed operator, active from now."""
     problems = []
-    if not 1 <= len(name.strip()) <= 200:
-        problems.append({"field": "name", "message": "1-200 characters"})
+    if (found := line_problem(name, 200)) is not None:
+        problems.append({"field": "name", "message": found})
     if not CREDIT_CODE.match(credit_code):
         problems.append({"field": "credit_code", "message": "an 18-character unified social credit code"})
-    if not 1 <= len(license_no.strip()) <= 64:
-        problems.append({"field": "license_no", "message": "1-64 characters"})
+    if (found := line_problem(license_no, 64)) is not None:
+        problems.append({"field": "license_no", "message": found})
+    for index, qualification in enumerate(qualifications):
+        if (found := line_problem(qualification, 200)) is not None:
+            problems.append({"field": f"qualifications.{index}", "message": found})
     if problems:
         raise Invalid(f"{len(problems)} problem(s) with the operator", details=problems)
     if session.execute(select(Operator.id).where(Operator.credit_code == credit_code)).first():
@@ -105,6 +109,58 @@ def issue_credentials(
         clock=clock,
     )
     return credential, secret
+
+
+def list_credentials(session: Session, operator_id: str) -> list[OperatorCredential]:
+    """The operator's client ids, oldest first, revoked ones too (never a secret or its hash)."""
+    operator = get_operator(session, operator_id)
+    query = (
+        select(OperatorCredential)
+        .where(OperatorCredential.operator_id == operator.id)
+        .order_by(OperatorCredential.created_at, OperatorCredential.client_id)
+    )
+    return list(session.execute(query).scalars())
+
+
+def revoke_credentials(
+    session: Session,
+    operator_id: str,
+    client_id: str,
+    *,
+    reason: str,
+    actor: Actor,
+    request_id: str | None,
+    clock: Clock = utcnow,
+) -> OperatorCredential:
+    """Stop ``client_id`` from getting tokens: a leaked or retired secret, the operator unaffected.
+
+    Tokens it already got stay valid until they expire (15 minutes at most): they are checked
+    against the operator on each request, not against the credential. Suspending the operator
+    stops those at once.
+    """
+    operator = get_operator(session, operator_id)
+    query = (
+        select(OperatorCredential)
+        .where(OperatorCredential.client_id == client_id, OperatorCredential.operator_id == operator.id)
+        .with_for_update()
+    )
+    credential = session.execute(query).scalar_one_or_none()
+    if credential is None:
+        raise NotFound("the operator has no such client id")
+    if credential.revoked_at is not None:
+        raise Conflict(f"client id {client_id} is already revoked")
+    credential.revoked_at = clock()
+    session.flush()
+    record_event(
+        session,
+        action=AuditAction.OPERATOR_CREDENTIALS_REVOKE,
+        actor=actor,
+        target=Target("operator", operator.id),
+        request_id=request_id,
+        details={"client_id": client_id, "reason": reason},
+        clock=clock,
+    )
+    return credential
 
 
 def set_status(

@@ -39,6 +39,9 @@ def create_app(
                 session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"), clock=runtime.clock
             )
     app = Flask(__name__)
+    # A path with "//" would be redirected (308, an HTML page) to the merged path, at an address
+    # built from the client's Host header; it is an unknown path instead, a JSON 404.
+    app.url_map.merge_slashes = False
     app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]  # Chinese names round-trip as text
     if config:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, stream_with_context
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from audit import AuditAction, Target, record_event
+from audit import MAX_SEQ, AuditAction, Target, record_event
 from audit.actions import Outcome
 from audit.queries import EventFilter, export_lines, search_events
 from authz.permissions import Permission, allows
+from core.clock import as_utc
 from core.db import transaction
 from sandbox.api.auth import principal
 from sandbox.api.parsing import parse_query
@@ -20,7 +21,9 @@ from sandbox.services import audit_log
 
 bp = Blueprint("audit", __name__, url_prefix="/v1/audit")
 
-Seq = Field(ge=0, le=2**62)
+Seq = Field(ge=0, le=MAX_SEQ)
+# A time with its offset, that has a UTC equivalent (the log's times are UTC).
+UtcTime = Annotated[AwareDatetime, AfterValidator(as_utc)]
 
 
 class EventQuery(BaseModel):
@@ -33,10 +36,10 @@ class EventQuery(BaseModel):
     target_type: str | None = Field(default=None, max_length=64)
     target_id: str | None = Field(default=None, max_length=128)
     request_id: str | None = Field(default=None, max_length=128)
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
     limit: int = Field(default=100, ge=1, le=1000)
-    cursor: int | None = Field(default=None, ge=0, le=2**62)
+    cursor: int | None = Field(default=None, ge=0, le=MAX_SEQ)
 
     def terms(self) -> EventFilter:
         """The filter these terms describe."""
@@ -90,7 +93,7 @@ class InclusionQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     seq: int = Seq
-    tree_size: int | None = Field(default=None, ge=1, le=2**62)
+    tree_size: int | None = Field(default=None, ge=1, le=MAX_SEQ)
 
 
 class InclusionOut(BaseModel):
@@ -127,8 +130,8 @@ class ExportQuery(BaseModel):
     """A time window; without one, the whole log (verifiable from seq 0)."""
 
     model_config = ConfigDict(extra="forbid")
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: UtcTime | None = None
+    until: UtcTime | None = None
 
 
 def _runtime() -> Runtime:

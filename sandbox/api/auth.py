@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam, select
 from audit import Actor, ActorKind
 from authz.models import Account
 from authz.permissions import Permission, Role, allows
-from authz.tokens import Unauthenticated, VerifiedTokens
+from authz.tokens import Unauthenticated, UnknownKey, VerifiedTokens
 from core.db import table_of
 from core.errors import SandboxError
 from core.keyring import SigningKeyRecord
@@ -55,7 +55,12 @@ class Principal:
 
 
 class _KeyCache:
-    """Published public keys, re-read at most every 30 s so a rotation reaches every worker."""
+    """Published public keys, re-read at most every 30 s so a rotation reaches every worker.
+
+    A token naming a key not among them makes :meth:`refresh` re-read them at once: a key rotated
+    in another process signs tokens before this one's 30 s are up. Not rate-limited: the read is
+    one small query, and the refusal of a token no published key signed writes an audit event anyway.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -63,8 +68,15 @@ class _KeyCache:
         self._loaded = 0.0
 
     def get(self, runtime: Runtime) -> dict[str, Ed25519PublicKey]:
+        return self._current(runtime, _KEY_CACHE_SECONDS)
+
+    def refresh(self, runtime: Runtime) -> dict[str, Ed25519PublicKey]:
+        """The keys read again now."""
+        return self._current(runtime, -1.0)
+
+    def _current(self, runtime: Runtime, max_age: float) -> dict[str, Ed25519PublicKey]:
         with self._lock:
-            if time.monotonic() - self._loaded > _KEY_CACHE_SECONDS:
+            if time.monotonic() - self._loaded > max_age:
                 fresh = self._read(runtime)
                 # The same key keeps its object, so tokens it verified stay remembered (VerifiedTokens).
                 for kid, key in fresh.items():
@@ -169,7 +181,11 @@ _ACCOUNT = Prepared(
 
 def authenticate(runtime: Runtime) -> Principal:
     """The principal behind the request's token, checked against the database now."""
-    claims = token_memo().verify(_bearer(), key_cache().get(runtime), clock=runtime.clock)
+    token = _bearer()
+    try:
+        claims = token_memo().verify(token, key_cache().get(runtime), clock=runtime.clock)
+    except UnknownKey:
+        claims = token_memo().verify(token, key_cache().refresh(runtime), clock=runtime.clock)
     conn = request_connection(runtime)
     if claims.role is Role.OPERATOR:
         operator = _OPERATOR.first(conn, {"id": claims.subject})

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from authz import consent
 from authz.permissions import Permission
 from core.clock import rfc3339
-from core.db import transaction
+from core.db import MAX_INTEGER_KEY, transaction
 from core.errors import Invalid
 from sandbox.api.auth import principal
 from sandbox.api.parsing import parse_body, parse_query
@@ -48,7 +48,7 @@ class AccessQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=50, ge=1, le=500)
-    before: int | None = Field(default=None, ge=1)
+    before: int | None = Field(default=None, ge=1, le=MAX_INTEGER_KEY)
 
 
 class AccessList(BaseModel):

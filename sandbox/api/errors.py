@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from audit import Actor, ActorKind, AuditAction, Outcome, Target, record_event
+from core.db import transaction
 from core.errors import Invalid, SandboxError
 
 log = logging.getLogger("sandbox.api")
@@ -64,9 +66,23 @@ def record_denial(code: str) -> None:
 
     Written in a transaction of its own: the refused action's transaction has rolled back.
     """
-    from audit import Actor, ActorKind, AuditAction, Outcome, Target, record_event
-    from core.db import transaction
+    _record_request(AuditAction.REQUEST_DENIED, Outcome.DENIED, code)
 
+
+def record_failure(code: str) -> None:
+    """A request that failed on the service's side (a 500) is an audit event too (outcome failed).
+
+    At best effort: the database may be what failed, and the answer is an error already, so
+    recording it never raises.
+    """
+    try:
+        _record_request(AuditAction.REQUEST_FAILED, Outcome.FAILED, code)
+    except Exception:
+        log.exception("could not record the failure of request %s", g.get("request_id"))
+
+
+def _record_request(action: AuditAction, outcome: Outcome, code: str) -> None:
+    """An event for the request that ended badly: its caller, endpoint, code and request id."""
     runtime = current_app.extensions.get("sandbox")
     if runtime is None:
         return
@@ -76,9 +92,9 @@ def record_denial(code: str) -> None:
         with transaction(runtime.sessions) as session:
             record_event(
                 session,
-                action=AuditAction.REQUEST_DENIED,
+                action=action,
                 actor=actor,
-                outcome=Outcome.DENIED,
+                outcome=outcome,
                 error_code=code,
                 request_id=g.get("request_id"),
                 target=Target("endpoint", request.endpoint or request.path[:128]),
@@ -86,7 +102,7 @@ def record_denial(code: str) -> None:
                 clock=runtime.clock,
             )
     except SQLAlchemyError:
-        log.exception("could not record the denial of request %s", g.get("request_id"))
+        log.exception("could not record the end (%s) of request %s", code, g.get("request_id"))
 
 
 def register(app: Flask) -> None:
@@ -96,6 +112,7 @@ def register(app: Flask) -> None:
     def _sandbox_error(exc: SandboxError) -> Response:
         if exc.status >= 500:
             log.error("request %s failed: %s", g.get("request_id"), exc.message)
+            record_failure(exc.code)
             return error_response(exc.status, exc.code, "the service is misconfigured; see its log")
         record_denial(exc.code)
         return error_response(exc.status, exc.code, exc.message, exc.details)
@@ -124,6 +141,7 @@ def register(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         # The trace goes to the log, keyed by request id; the client gets the id only.
         log.exception("unhandled error in request %s", g.get("request_id"))
+        record_failure("internal_error")
         return error_response(
             500,
             "internal_error",

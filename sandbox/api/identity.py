@@ -7,8 +7,9 @@ from typing import Literal
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
+from authz.accounts import MAX_PASSWORD
 from core.errors import BadRequest
-from sandbox.api.parsing import json_body
+from sandbox.api.parsing import json_body, single_values
 from sandbox.api.registry import PUBLIC, route
 from sandbox.services import identity
 
@@ -30,7 +31,7 @@ class Login(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD)
 
 
 class TokenResponse(BaseModel):
@@ -59,7 +60,7 @@ def _token_response(token: str, ttl: int) -> Response:
 def oauth_token() -> Response:
     """Form-encoded (as OAuth clients send) or JSON."""
     if request.mimetype == "application/x-www-form-urlencoded":
-        data = {key: request.form[key] for key in request.form}
+        data = single_values(request.form, "form field")
     else:
         data = json_body()
     if not isinstance(data, dict):

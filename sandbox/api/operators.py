@@ -12,9 +12,9 @@ from authz.permissions import Permission
 from core.clock import rfc3339
 from core.db import transaction
 from operators import services
-from operators.models import Operator, OperatorStatus
+from operators.models import Operator, OperatorCredential, OperatorStatus
 from sandbox.api.auth import principal
-from sandbox.api.parsing import parse_body
+from sandbox.api.parsing import parse_body, parse_query
 from sandbox.api.registry import route
 
 bp = Blueprint("operators", __name__, url_prefix="/v1")
@@ -56,6 +56,28 @@ class Credentials(BaseModel):
 
     client_id: str
     client_secret: str
+
+
+class CredentialOut(BaseModel):
+    """A client id and when it was issued and revoked; its secret is never shown again."""
+
+    client_id: str
+    created_at: str
+    revoked_at: str | None
+
+
+class CredentialList(BaseModel):
+    """The operator's client ids, oldest first, revoked ones too."""
+
+    credentials: list[CredentialOut]
+
+
+def _credential(credential: OperatorCredential) -> dict[str, str | None]:
+    return {
+        "client_id": credential.client_id,
+        "created_at": rfc3339(credential.created_at),
+        "revoked_at": rfc3339(credential.revoked_at) if credential.revoked_at else None,
+    }
 
 
 class Reason(BaseModel):
@@ -107,9 +129,23 @@ def register() -> tuple[Response, int]:
         return jsonify(_out(operator)), 201
 
 
-@route(bp, "/operators", permission=Permission.OPERATORS_READ, response=OperatorList, summary="All operators")
+class NoQuery(BaseModel):
+    """Every operator, oldest first: the list takes no parameters (nor ignores any it is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@route(
+    bp,
+    "/operators",
+    permission=Permission.OPERATORS_READ,
+    query=NoQuery,
+    response=OperatorList,
+    summary="All operators",
+)
 def list_all() -> Response:
     """Oldest first."""
+    parse_query(NoQuery)
     with current_app.extensions["sandbox"].sessions() as session:
         return jsonify({"operators": [_out(o) for o in services.list_operators(session)]})
 
@@ -144,6 +180,46 @@ def credentials(operator_id: str) -> tuple[Response, int]:
             session, operator_id, actor=principal().actor, request_id=g.request_id, clock=runtime.clock
         )
         return jsonify({"client_id": credential.client_id, "client_secret": secret}), 201
+
+
+@route(
+    bp,
+    "/operators/<operator_id>/credentials",
+    permission=Permission.CREDENTIALS_ISSUE,
+    response=CredentialList,
+    summary="The operator's client ids, revoked ones too; never a secret",
+)
+def list_credentials(operator_id: str) -> Response:
+    """Oldest first; 404 when there is no such operator."""
+    with current_app.extensions["sandbox"].sessions() as session:
+        found = services.list_credentials(session, operator_id)
+        return jsonify({"credentials": [_credential(c) for c in found]})
+
+
+@route(
+    bp,
+    "/operators/<operator_id>/credentials/<client_id>/revoke",
+    methods=("POST",),
+    permission=Permission.CREDENTIALS_ISSUE,
+    body=Reason,
+    response=CredentialOut,
+    summary="Revoke a client id: it gets no more tokens (those it got expire within 15 minutes)",
+)
+def revoke_credentials(operator_id: str, client_id: str) -> Response:
+    """404 when the operator has no such client id, 409 when it is revoked already."""
+    body = parse_body(Reason)
+    runtime = current_app.extensions["sandbox"]
+    with transaction(runtime.sessions) as session:
+        credential = services.revoke_credentials(
+            session,
+            operator_id,
+            client_id,
+            reason=body.reason,
+            actor=principal().actor,
+            request_id=g.request_id,
+            clock=runtime.clock,
+        )
+        return jsonify(_credential(credential))
 
 
 def _set_status(operator_id: str, status: OperatorStatus) -> Response:

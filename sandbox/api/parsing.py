@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from flask import request
 from pydantic import BaseModel
+from werkzeug.datastructures import MultiDict
 
 from core.errors import BadRequest, TooLarge
 
@@ -26,11 +27,14 @@ def json_body() -> Any:
         # refused all the same, as the rest could not be told apart from a cut.
         raise TooLarge(f"the body is over {limit} bytes")
     try:
-        data = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not UTF-8") from exc
     except RecursionError as exc:
         raise BadRequest(f"the body is nested more than {MAX_DEPTH} levels deep") from exc
+    except _RepeatedKey as exc:
+        raise BadRequest(str(exc)) from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
     _check_value(data, depth=0)
@@ -66,6 +70,24 @@ def _check_text(text: str) -> None:
         raise BadRequest("the body holds a NUL character")
 
 
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # JSON parsers disagree on a repeated key (Python keeps the last, others the first or fail):
+    # a body with one is ambiguous, and a proxy or a log that read it differently from us would
+    # see another request than the one we served.
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise _RepeatedKey(f"the body repeats the key {key[:64]!r} in one object")
+            seen.add(key)
+    return found
+
+
 def _refuse_constant(name: str) -> Any:
     # JSON has no NaN or Infinity; Python's parser accepts them unless told not to.
     raise ValueError(f"{name} is not a JSON value")
@@ -81,10 +103,15 @@ def parse_body(model: type[M]) -> M:
 
 def parse_query(model: type[M]) -> M:
     """The query string validated as ``model``; a repeated parameter is refused."""
-    args: dict[str, Any] = {}
-    for key in request.args:
-        values = request.args.getlist(key)
+    return model.model_validate(single_values(request.args, "query parameter"))
+
+
+def single_values(given: MultiDict[str, str], what: str) -> dict[str, str]:
+    """Each name's one value; a name given twice is refused (which one counts would be a guess)."""
+    found: dict[str, str] = {}
+    for key in given:
+        values = given.getlist(key)
         if len(values) > 1:
-            raise BadRequest(f"query parameter {key!r} is given more than once")
-        args[key] = values[0]
-    return model.model_validate(args)
+            raise BadRequest(f"{what} {key[:64]!r} is given more than once")
+        found[key] = values[0]
+    return found

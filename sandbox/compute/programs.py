@@ -26,6 +26,7 @@ from authz.contract_models import Authorization
 from catalog import Catalog
 from core.clock import Clock, rfc3339, utcnow
 from core.errors import Conflict, Invalid, NotFound
+from core.text import line_problem
 from sandbox.compute.compile import CompiledProgram, compile_program, source_sha256
 from sandbox.compute.errors import ProgramInvalid
 from sandbox.compute.inputs import DATASET_FIELD, program_scope
@@ -103,7 +104,9 @@ def submit_program(
 ) -> Program:
     """Compile, hash, analyse and store a program pending review; 422 with every problem's line."""
     contract = _compute_contract(session, authorization_id, operator_id, clock)
-    title = _text(name, "name", MAX_NAME, required=True)
+    if (found := line_problem(name, MAX_NAME)) is not None:
+        raise Invalid("the name is not acceptable", details=[problem("name", found)])
+    title = name.strip()
     if isinstance(source, str) and len(source.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
         raise Invalid(
             "the program is too long", details=[problem("source", f"at most {MAX_SOURCE_BYTES} bytes")]

@@ -7,16 +7,17 @@ from datetime import UTC, datetime
 
 from flask import Response, g, render_template, request, stream_with_context
 
-from audit import AuditAction, Target, merkle, record_event
+from audit import MAX_SEQ, AuditAction, Target, merkle, record_event
 from audit.actions import Outcome
 from audit.queries import EventFilter, export_lines, search_events
 from authz import contracts
 from authz.permissions import Permission
+from core.clock import as_utc
 from core.db import transaction
 from core.errors import Invalid, NotFound
 from sandbox.services import audit_log, integrity, usage_report
 from sandbox.services import console as console_service
-from sandbox.web.console import done, page, runtime, user
+from sandbox.web.console import done, page, runtime, user, whole_number
 
 PAGE_SIZE = 50
 
@@ -28,18 +29,19 @@ def _when(name: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(raw)
+        return as_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     except ValueError:
         raise Invalid(f"{name}: a date and time such as 2025-01-31T08:00") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _cursor() -> int | None:
     raw = request.args.get("cursor", "")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    cursor = whole_number(raw, 18)
+    if cursor is None:
         raise Invalid("cursor: a sequence number")
-    return int(raw)
+    return cursor
 
 
 @page("/audit", permission=Permission.AUDIT_READ)
@@ -85,6 +87,8 @@ def audit_sign_checkpoint() -> Response:
 @page("/audit/events/<int:seq>", permission=Permission.AUDIT_PROOF)
 def audit_event(seq: int) -> str:
     """One event and its inclusion proof, checked here against the signed checkpoint's root."""
+    if seq > MAX_SEQ:  # the route takes any digits; the database's integers end here
+        raise NotFound("no such event")
     rt = runtime()
     proof = audit_log.inclusion(rt, seq, None, only_actor=None)
     path = [bytes.fromhex(p) for p in proof["audit_path"]]

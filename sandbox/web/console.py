@@ -33,7 +33,7 @@ from authz.permissions import Permission, Role, allows
 from authz.tokens import Unauthenticated
 from core.errors import SandboxError
 from sandbox.api.auth import Forbidden, Principal
-from sandbox.api.errors import record_denial
+from sandbox.api.errors import record_denial, record_failure
 from sandbox.runtime import Runtime
 from sandbox.services import console as console_service
 from sandbox.services.console import SignedIn
@@ -96,7 +96,10 @@ def page(
                     raise Forbidden(f"role {user.role.value} may not {permission.value}")
             return view(*args, **kwargs)
 
-        bp.add_url_rule(rule, view.__name__, wrapped, methods=list(methods))
+        # The console's root answers at /console and /console/ alike: no redirect between them,
+        # which Werkzeug would address from the client's Host header.
+        slashes = {"strict_slashes": False} if rule == "/" else {}
+        bp.add_url_rule(rule, view.__name__, wrapped, methods=list(methods), **slashes)
         PAGES.append(Page(f"web.{view.__name__}", f"{bp.url_prefix}{rule}", methods, permission))
         return wrapped  # type: ignore[return-value]
 
@@ -165,6 +168,17 @@ def home_for(role: Role) -> str:
     )
 
 
+def whole_number(raw: str, max_digits: int) -> int | None:
+    """``raw`` as a number when it is 1 to ``max_digits`` ASCII digits, else ``None``.
+
+    Not ``str.isdigit``: it is true of "²" and other scripts' digits, which ``int`` refuses or
+    reads as numbers no form field means.
+    """
+    if 0 < len(raw) <= max_digits and raw.isascii() and raw.isdigit():
+        return int(raw)
+    return None
+
+
 def done(message_key: str, endpoint: str, **values: Any) -> Response:
     """After a successful form: a message, then the page to see the result (POST/redirect/GET)."""
     flash(i18n.t(message_key), "success")
@@ -206,6 +220,7 @@ def _headers(response: Response) -> Response:
 def _sandbox_error(exc: SandboxError) -> tuple[str, int]:
     if exc.status >= 500:
         current_app.logger.error("console request %s failed: %s", g.get("request_id"), exc.message)
+        record_failure(exc.code)
         return render_template("error.html", status=500, code="internal_error", message=""), 500
     record_denial(exc.code)
     return render_template(

@@ -9,7 +9,7 @@ from authz.permissions import Permission
 from core.db import transaction
 from core.errors import Invalid, SandboxError
 from sandbox.services import console as console_service
-from sandbox.web.console import done, page, refused, runtime, user
+from sandbox.web.console import done, page, refused, runtime, user, whole_number
 
 
 def _subject_id() -> str:
@@ -25,7 +25,7 @@ def subject_home() -> str:
     rt = runtime()
     subject_id = _subject_id()
     before_raw = request.args.get("before", "")
-    before = int(before_raw) if before_raw.isdigit() and len(before_raw) < 18 else None
+    before = whole_number(before_raw, 17)
     with rt.sessions() as session:
         consents = consent.list_consents(session, subject_id)
         accesses = consent.list_accesses(session, subject_id, limit=50, before=before)
@@ -56,7 +56,7 @@ def subject_grant() -> Response:
                 operator_id=request.form.get("operator_id", ""),
                 purpose=request.form.get("purpose", ""),
                 templates=request.form.getlist("templates"),
-                valid_days=int(raw_days) if raw_days.isdigit() and len(raw_days) < 6 else raw_days,
+                valid_days=whole_number(raw_days, 5) if whole_number(raw_days, 5) is not None else raw_days,
                 actor=user().actor,
                 request_id=g.request_id,
                 clock=rt.clock,

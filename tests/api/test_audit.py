@@ -69,9 +69,21 @@ def test_bad_search_terms_are_422(client: FlaskClient, auditor: Party) -> None:
         {"outcome": "maybe"},
         {"cursor": -1},
         {"colour": "red"},
+        # Valid times whose UTC equivalent is outside year 1-9999: an overflow deep in the query.
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"until": "9999-12-31T23:59:59-01:00"},
     ):
         response = client.get("/v1/audit/events", query_string=query, headers=auditor.headers)
         assert response.status_code == 422, (query, response.get_json())
+    edge = {"since": "0001-01-01T00:00:00+00:00", "until": "9999-12-31T23:59:59+00:00"}
+    assert client.get("/v1/audit/events", query_string=edge, headers=auditor.headers).status_code == 200
+    # The export checks its window before it records the export and starts the stream.
+    before = client.get("/v1/audit/events", query_string={"limit": 1000}, headers=auditor.headers)
+    for query in ({"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-01:00"}):
+        response = client.get("/v1/audit/export", query_string=query, headers=auditor.headers)
+        assert response.status_code == 422 and response.get_json()["error"]["code"] == "invalid"
+    after = client.get("/v1/audit/events", query_string={"action": "audit.export"}, headers=auditor.headers)
+    assert after.get_json()["events"] == [] and before.status_code == 200
 
 
 def test_checkpoint_is_a_signed_note_that_verifies_with_the_published_key(

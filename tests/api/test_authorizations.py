@@ -154,4 +154,9 @@ def test_subject_grants_and_revokes_consent(client: FlaskClient, runtime: Runtim
     assert client.post(f"/v1/consents/{consent_id}/revoke", headers=subject.headers).status_code == 409
     accesses = client.get("/v1/subjects/me/accesses", headers=subject.headers)
     assert accesses.status_code == 200 and accesses.get_json() == {"accesses": [], "next_before": None}
+    # A cursor past the database's integers is refused, not a driver overflow (a 500).
+    for before in (2**63, 2**62 + 1, 0):
+        paged = client.get(f"/v1/subjects/me/accesses?before={before}", headers=subject.headers)
+        assert paged.status_code == 422, (before, paged.get_json())
+    assert client.get(f"/v1/subjects/me/accesses?before={2**62}", headers=subject.headers).status_code == 200
     assert client.post("/v1/consents", json={}, headers=operator.headers).status_code == 403

@@ -178,6 +178,16 @@ def test_wrong_credentials_get_no_token(client: FlaskClient, admin: Party) -> No
     assert grant.status_code == 400
 
 
+def test_a_form_field_given_twice_is_refused(client: FlaskClient, operator: Party) -> None:
+    """Which of two client_ids counts would be a guess (the first, in Werkzeug's form): refused."""
+    body = "grant_type=client_credentials&client_id=a&client_id=b&client_secret=c"
+    response = client.post("/v1/oauth/token", data=body, content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 400
+    assert response.get_json()["error"] == {
+        "code": "bad_request", "message": "form field 'client_id' is given more than once"
+    }
+
+
 def test_tokens_survive_key_rotation(
     app: Flask, client: FlaskClient, runtime: Runtime, operator: Party
 ) -> None:
@@ -186,6 +196,25 @@ def test_tokens_survive_key_rotation(
     app.extensions["sandbox.keys"].clear()
     assert client.get("/v1/datasets", headers=operator.headers).status_code == 200
     assert len(client.get("/.well-known/jwks.json").get_json()["keys"]) == 2
+
+
+def test_a_key_rotated_in_another_process_is_known_at_its_first_token(
+    app: Flask, client: FlaskClient, runtime: Runtime, operator: Party
+) -> None:
+    """This app's keys were read a moment ago; another worker rotates the key and issues a token
+    with the new one: it is accepted at once, not after this app's 30 s cache runs out."""
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200  # keys read now
+    with transaction(runtime.sessions) as session:
+        keyring.rotate(session, runtime.settings.keys_dir)
+    new_key = _key(runtime)
+    token, _ = tokens.issue(new_key, subject=operator.id, role=Role.OPERATOR, ttl_seconds=900)
+    response = client.get("/v1/datasets", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_json()
+    # A key no one published is still refused.
+    forged, _ = tokens.issue(keys.generate(), subject=operator.id, role=Role.OPERATOR, ttl_seconds=900)
+    refused = client.get("/v1/datasets", headers={"Authorization": f"Bearer {forged}"})
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["message"] == "token signed by an unknown key"
 
 
 def test_token_claims(client: FlaskClient, runtime: Runtime, operator: Party) -> None:

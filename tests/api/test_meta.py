@@ -8,9 +8,11 @@ import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 
+from audit import AuditEvent
 from core import keys
+from core.errors import ConfigurationError
 from sandbox.api.parsing import parse_body
 from sandbox.api.registry import ENDPOINTS
 from sandbox.runtime import Runtime
@@ -31,7 +33,11 @@ def echo_app(app: Flask) -> Flask:
         raise RuntimeError("secret internal detail /etc/passwd")
 
     app.add_url_rule("/test/echo", view_func=echo, methods=["POST"])
+    def misconfigured() -> object:
+        raise ConfigurationError("no such home /srv/secret")
+
     app.add_url_rule("/test/boom", view_func=boom)
+    app.add_url_rule("/test/misconfigured", view_func=misconfigured)
     return app
 
 
@@ -78,6 +84,18 @@ def test_unknown_path_and_wrong_method_are_json_errors(client: FlaskClient) -> N
     assert wrong.status_code == 405 and _error(wrong)["code"] == "method_not_allowed"
 
 
+def test_no_path_is_redirected_to_an_address_from_the_host_header(client: FlaskClient) -> None:
+    """Werkzeug would answer "//" in a path, or the console without its slash, with a 308 (an HTML
+    page) to an absolute address built from the Host header the client sent."""
+    for path in ("/v1//datasets", "//healthz", "/v1/datasets/", "/console//login"):
+        response = client.get(path, headers={"Host": "evil.example"})
+        assert response.status_code == 404 and "Location" not in response.headers, path
+        assert _error(response)["code"] == "not_found"
+    for path in ("/console", "/console/"):
+        response = client.get(path, headers={"Host": "evil.example"})
+        assert response.status_code == 302 and response.headers["Location"] == "/console/login", path
+
+
 def test_body_must_be_json_object(echo_app: Flask) -> None:
     client = echo_app.test_client()
     for kwargs in (
@@ -105,6 +123,25 @@ def test_deep_nesting_and_lone_surrogates_are_bad_requests(echo_app: Flask) -> N
         response = client.post("/test/echo", data=body, content_type="application/json")
         assert response.status_code == 400, body[:40]
         assert _error(response)["code"] == "bad_request"
+
+
+def test_a_repeated_key_is_a_bad_request(echo_app: Flask) -> None:
+    """Python would keep the last of two "count" keys, and another parser the first."""
+    client = echo_app.test_client()
+    cases = {
+        '{"name": "a", "count": 1, "count": 2}': "count",
+        '{"name": "a", "count": 1, "x": [{"k": 1}, {"k": 1, "k": 1}]}': "k",  # nested, too
+    }
+    for body, key in cases.items():
+        response = client.post("/test/echo", data=body, content_type="application/json")
+        assert response.status_code == 400, body
+        message = f"the body repeats the key {key!r} in one object"
+        assert _error(response) == {"code": "bad_request", "message": message}
+    # The same key in two objects is no repeat (here refused by the model, not the parser).
+    other = client.post("/test/echo", data='{"name": "a", "count": 1, "x": [{"k": 1}, {"k": 1}]}',
+                        content_type="application/json")  # fmt: skip
+    assert other.status_code == 422
+    assert _error(other)["details"] == [{"field": "x", "message": "unknown field"}]
 
 
 def test_invalid_body_lists_every_problem(echo_app: Flask) -> None:
@@ -153,7 +190,7 @@ def test_oversized_streamed_body_is_413_not_cut_short(echo_app: Flask) -> None:
     assert small.status_code == 200, small.get_json()
 
 
-def test_unexpected_error_is_500_without_trace(echo_app: Flask) -> None:
+def test_unexpected_error_is_500_without_trace(echo_app: Flask, runtime: Runtime) -> None:
     echo_app.config["PROPAGATE_EXCEPTIONS"] = False
     response = echo_app.test_client().get("/test/boom")
     assert response.status_code == 500
@@ -162,7 +199,28 @@ def test_unexpected_error_is_500_without_trace(echo_app: Flask) -> None:
     assert "secret" not in response.get_data(as_text=True) and "Traceback" not in response.get_data(
         as_text=True
     )
-    assert response.headers["X-Request-Id"] in error["message"]
+    request_id = response.headers["X-Request-Id"]
+    assert request_id in error["message"]
+    # The failure is an audit event, found by the id the client was told to quote.
+    with runtime.sessions() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.request_id == request_id)).all()
+        assert [(e.action, e.outcome, e.error_code, e.target_id) for e in events] == [
+            ("request.failed", "failed", "internal_error", "boom")
+        ]
+        assert events[0].details == {"method": "GET", "path": "/test/boom"}
+
+
+def test_a_misconfigured_service_is_500_and_an_audit_event(echo_app: Flask, runtime: Runtime) -> None:
+    response = echo_app.test_client().get("/test/misconfigured")
+    assert response.status_code == 500
+    error = _error(response)
+    assert error["code"] == "configuration_error" and "secret" not in error["message"]
+    with runtime.sessions() as session:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.request_id == response.headers["X-Request-Id"])
+        ).one()
+        assert (event.action, event.outcome) == ("request.failed", "failed")
+        assert event.error_code == "configuration_error"
 
 
 def test_every_route_declares_a_permission(app: Flask) -> None:

@@ -55,6 +55,11 @@ def test_submission_stores_the_sha256_and_an_analysis_for_the_reviewer(
     assert analysis["data_given"] == {"enterprise_tax": ["credit_code", "year", "district", "tax_paid"]}
     assert analysis["fields_outside_contract"] == []
     assert _events(runtime, body["id"]) == [("program.submit", "success", operator.id)]
+    # The name is one line of visible text, as the reviewer's list shows it.
+    for name in ("均\n值", "\u202e值均", "", "x" * 201):
+        refused = _submit(client, operator, contract, MEAN_TAX, name=name)
+        assert refused.status_code == 422, name
+        assert [d["field"] for d in refused.get_json()["error"]["details"]] == ["name"]
 
 
 def test_the_analysis_shows_loops_calls_params_and_output_that_could_carry_rows(

@@ -227,6 +227,33 @@ def test_subject_grants_consent(client: FlaskClient, runtime: Runtime, op_a: Ope
     assert len(_events(runtime, "consent.grant")) == 1
 
 
+def test_odd_numbers_and_times_in_the_console_are_refused_not_failed(
+    client: FlaskClient, runtime: Runtime, op_a: Operator
+) -> None:
+    """Superscript digits pass str.isdigit but not int; times out of range once in UTC; a seq
+    past the database's integers. Each was a 500."""
+    sign_in(client, "auditor1")
+    for path in (
+        "/console/audit?cursor=%C2%B2",
+        "/console/audit?since=0001-01-01T00:00%2B01:00",
+        "/console/audit?until=9999-12-31T23:59-01:00",
+        "/console/audit/export?since=0001-01-01T00:00%2B01:00",
+    ):
+        assert client.get(path).status_code == 422, path
+    assert client.get("/console/audit/events/99999999999999999999").status_code == 404
+    assert client.get("/console/audit?since=2025-01-31T08:00").status_code == 200
+    sign_in(client, "firm1")
+    assert client.get("/console/me?before=%C2%B2").status_code == 200  # ignored, as any non-number
+    response = client.post(
+        "/console/me/consents",
+        data={"csrf_token": csrf_of(client, "/console/me"), "operator_id": op_a.id, "purpose": "贷款",
+              "templates": ["tax_paid_at_least"], "valid_days": "²"},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert response.status_code == 200 and "valid_days" in response.get_data(as_text=True)
+    assert _events(runtime, "consent.grant") == []
+
+
 def test_auditor_searches_and_sees_the_log_verified(client: FlaskClient, runtime: Runtime) -> None:
     sign_in(client, "auditor1")
     page = client.get("/console/audit?action=account.create&outcome=success").get_data(as_text=True)

@@ -1,0 +1,100 @@
+"""Names and purposes are one line of visible text; accounts hold what sign-in can use.
+
+Found by a black-box sweep: a newline, a bell or a right-to-left override in an operator's name
+or a purpose was stored and shown to reviewers and kept in the audit log; an account could be
+made that could never sign in (a 100,000-character password, a malformed subject id), or named
+like another but for case.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from authz.accounts import create_account
+from authz.permissions import Role
+from core.db import transaction
+from core.errors import Conflict, Invalid
+from core.text import line_problem
+from sandbox.runtime import Runtime
+from tests.api.conftest import ADMIN, CONTRACT_REQUEST, Party
+
+NOT_ONE_LINE = ["a\nb", "a\rb", "a\u0007b", "\u202e\u200b", "a\u2028b", "贷款\u200d申请", "a\x1b[31mb"]
+
+
+def test_a_line_is_visible_text_on_one_line() -> None:
+    for text in NOT_ONE_LINE:
+        assert line_problem(text, 50) == "one line, without control or invisible formatting characters", text
+    for text in (
+        "齐鲁普惠贷科技有限公司",
+        "Bank of Jinan (济南) Co., Ltd.",
+        "  padded  ",
+        "a\u00a0b",
+        "x" * 50,
+    ):
+        assert line_problem(text, 50) is None, text
+    assert line_problem("", 50) == line_problem("   ", 50) == line_problem("x" * 51, 50) == "1-50 characters"
+    assert line_problem(7, 50) == "1-50 characters"
+
+
+def test_operator_names_licences_and_qualifications(client: FlaskClient, admin: Party) -> None:
+    base = {"name": "某银行", "credit_code": "91370102MA3C5XXXX2", "license_no": "L-1", "qualifications": []}
+    for field, value in [("name", t) for t in NOT_ONE_LINE] + [("license_no", "L\n1")]:
+        response = client.post("/v1/operators", json={**base, field: value}, headers=admin.headers)
+        assert response.status_code == 422, (field, value)
+        assert response.get_json()["error"]["details"][0]["field"] == field
+    bad = client.post(
+        "/v1/operators", json={**base, "qualifications": ["ok", "bell\u0007"]}, headers=admin.headers
+    )
+    assert bad.status_code == 422
+    assert bad.get_json()["error"]["details"] == [
+        {
+            "field": "qualifications.1",
+            "message": "one line, without control or invisible formatting characters",
+        }
+    ]
+    assert client.get("/v1/operators", headers=admin.headers).get_json()["operators"] == []
+    assert client.post("/v1/operators", json=base, headers=admin.headers).status_code == 201
+
+
+def test_purposes_of_contracts_and_consents(runtime: Runtime, client: FlaskClient, operator: Party) -> None:
+    for purpose in NOT_ONE_LINE:
+        response = client.post(
+            "/v1/authorizations", json={**CONTRACT_REQUEST, "purpose": purpose}, headers=operator.headers
+        )
+        assert response.status_code == 422, purpose
+        assert [d["field"] for d in response.get_json()["error"]["details"]] == ["purpose"]
+    from tests.api.conftest import make_account
+
+    subject = make_account(runtime, client, Role.SUBJECT, "firm-owner", subject_id="91370102MA3C5XXXX1")
+    consent = {"operator_id": operator.id, "templates": ["tax_paid_at_least"], "valid_days": 30}
+    for purpose in NOT_ONE_LINE:
+        response = client.post("/v1/consents", json={**consent, "purpose": purpose}, headers=subject.headers)
+        assert response.status_code == 422, purpose
+    assert (
+        client.post(
+            "/v1/consents", json={**consent, "purpose": "贷款申请"}, headers=subject.headers
+        ).status_code
+        == 201
+    )
+
+
+def test_accounts_that_could_never_sign_in_are_refused(runtime: Runtime) -> None:
+    subject = {"role": Role.SUBJECT, "password": "p" * 12}
+    cases = [
+        ({"username": "long1", "role": Role.REVIEWER, "password": "p" * 257, "subject_id": None}, "password"),
+        ({"username": "firm9", **subject, "subject_id": "123"}, "subject_id"),
+        ({"username": "firm8", **subject, "subject_id": "91370102MA3C5XXXX1\n"}, "subject_id"),
+    ]
+    for fields, field in cases:
+        with pytest.raises(Invalid) as refused, transaction(runtime.sessions) as session:
+            create_account(session, actor=ADMIN, **fields)  # type: ignore[arg-type]
+        assert [d["field"] for d in refused.value.details] == [field]
+    with transaction(runtime.sessions) as session:
+        create_account(
+            session, username="rev2", role=Role.REVIEWER, password="p" * 256, subject_id=None, actor=ADMIN
+        )
+    with pytest.raises(Conflict), transaction(runtime.sessions) as session:
+        create_account(
+            session, username="REV2", role=Role.REVIEWER, password="p" * 12, subject_id=None, actor=ADMIN
+        )
