@@ -269,7 +269,22 @@ def request_problems(
     out: list[Problem] = []
     if (found := line_problem(purpose, MAX_PURPOSE)) is not None:
         out.append(problem("purpose", found))
-    out.extend(_dataset_problems(catalog, datasets))
+    scope = {"datasets": datasets, "operations": operations, "limits": limits}
+    out.extend(scope_problems(catalog, **scope, consent_required=consent_required))
+    return out
+
+
+def scope_problems(
+    catalog: Catalog,
+    *,
+    datasets: object,
+    operations: object,
+    limits: object,
+    consent_required: object,
+) -> list[Problem]:
+    """The problems of a request's scope and limits: what an approval checks again (not the
+    purpose, which the reviewer cannot change and a contract stored under older rules keeps)."""
+    out = _dataset_problems(catalog, datasets)
     out.extend(_operation_problems(catalog, operations, datasets))
     out.extend(_limit_problems(catalog, limits, datasets))
     out.extend(_consent_problems(catalog, operations, consent_required))

@@ -34,7 +34,7 @@ from authz.contract_models import (
     number,
     parse_request,
     problem,
-    request_problems,
+    scope_problems,
 )
 from authz.errors import AuthorizationInactive, ContractInvalid, InvalidTransition
 from catalog import Catalog
@@ -165,9 +165,8 @@ def _tightened(catalog: Catalog, contract: Authorization, limits: object) -> dic
         raise ContractInvalid("1 problem(s) with the limits", details=[problem("limits", "an object")])
     requested = contract.limits()
     merged = {**requested, **limits}
-    problems = request_problems(
+    problems = scope_problems(
         catalog,
-        purpose=contract.purpose,
         datasets=contract.datasets,
         operations=contract.operations,
         limits=merged,
@@ -187,7 +186,7 @@ def _loosening(requested: Mapping[str, Any], given: Mapping[str, Any]) -> list[P
     for name in LIMIT_NAMES:
         value = number(given.get(name))
         if value is None:
-            continue  # absent, or a type problem already listed by request_problems
+            continue  # absent, or a type problem already listed by scope_problems
         if name in LOWER_IS_TIGHTER and value > requested[name]:
             out.append(problem(f"limits.{name}", f"above the requested {requested[name]}; only tightening"))
         if name not in LOWER_IS_TIGHTER and value < requested[name]:

@@ -114,6 +114,11 @@ class _WriterLock:
         os.close(self.fd)
 
 
+def holds_writer_lock() -> bool:
+    """Whether this thread has an SQLite control-database transaction open (and so its lock)."""
+    return bool(getattr(_WriterLock._held, "count", 0))
+
+
 # When a process checkpoints a database's WAL (see _LockingConnection): after this many of its
 # commits, or as soon as the WAL file is larger than this (SQLite's own trigger is ~1,000 pages;
 # a verification adds some 8); the WAL is cut back to that size when it restarts.
@@ -159,7 +164,9 @@ class _LockingConnection(sqlite3.Connection):
     def commit(self) -> None:
         try:
             super().commit()
-            if self.writer_lock is not None and CHECKPOINT_HOLDS_WRITER_LOCK:
+            # Only the connection that took the flock checkpoints under it, not one nested in the
+            # same thread inside another's transaction.
+            if self.writer_lock is not None and CHECKPOINT_HOLDS_WRITER_LOCK and self.writer_lock.locked:
                 self._checkpoint_now_and_then()
         finally:
             if self.writer_lock is not None:
@@ -255,6 +262,9 @@ def create_control_engine(url: str, **kwargs: Any) -> Engine:
         # No pooled connection crosses fork(): `serve` disposes its engine before gunicorn forks,
         # and each worker opens its own runtime.
         database = parsed.database if parsed.database not in (None, "", ":memory:") else None
+        if database is not None:
+            # One lock file per database, however its path is spelled (relative, a symlink).
+            database = os.path.realpath(database)
         connect_args = {**kwargs.pop("connect_args", {}), "factory": _LockingConnection}
         engine = create_engine(url, connect_args=connect_args, **kwargs)
         _configure_sqlite(engine, database)

@@ -54,7 +54,7 @@ def register_operator(
         name=name.strip(),
         credit_code=credit_code,
         license_no=license_no.strip(),
-        qualifications=list(qualifications),
+        qualifications=[qualification.strip() for qualification in qualifications],
         status=OperatorStatus.ACTIVE.value,
         created_at=clock(),
     )
@@ -120,6 +120,15 @@ def list_credentials(session: Session, operator_id: str) -> list[OperatorCredent
         .order_by(OperatorCredential.created_at, OperatorCredential.client_id)
     )
     return list(session.execute(query).scalars())
+
+
+def credentials_by_operator(session: Session) -> dict[str, list[OperatorCredential]]:
+    """Every client id, by operator, oldest first (the admin's page lists them all at once)."""
+    query = select(OperatorCredential).order_by(OperatorCredential.created_at, OperatorCredential.client_id)
+    found: dict[str, list[OperatorCredential]] = {}
+    for credential in session.execute(query).scalars():
+        found.setdefault(credential.operator_id, []).append(credential)
+    return found
 
 
 def revoke_credentials(

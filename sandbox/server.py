@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing.process
 import os
 import uuid
@@ -46,12 +47,17 @@ def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None
     copying its whole error handler. The message is gunicorn's, which may quote the client's
     bytes: cut short, JSON-escaped, never rendered as HTML.
     """
+    request_id = uuid.uuid4().hex
+    # Logged where gunicorn logs the refusal, so an id a client quotes can be found.
+    logging.getLogger("gunicorn.error").warning(
+        "answered %s %s before the app, request id %s", status, reason, request_id
+    )
     body = json.dumps(
         {"error": {"code": http_code(status), "message": (message or reason)[:300]}}, ensure_ascii=True
     ).encode("ascii")
     head = (
         f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\nX-Request-Id: {uuid.uuid4().hex}\r\n"
+        f"Content-Length: {len(body)}\r\nX-Request-Id: {request_id}\r\n"
         "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n\r\n"
     )
     gunicorn_util.write_nonblock(sock, head.encode("latin-1") + body)

@@ -6,6 +6,8 @@ operator suspended a second ago is refused now, whatever its token says.
 
 from __future__ import annotations
 
+import base64
+import collections
 import threading
 import time
 from collections.abc import Callable
@@ -54,50 +56,63 @@ class Principal:
         return Actor(ActorKind(self.role.value), self.id)
 
 
+_KEYS = table_of(SigningKeyRecord)
+# The published keys, read in autocommit on the driver's cursor (core.prepared): on SQLite a
+# session's transaction would begin IMMEDIATE and queue behind every writer.
+_PUBLISHED = Prepared(select(_KEYS.c.kid, _KEYS.c.public_jwk).where(_KEYS.c.retired_at.is_(None)))
+_REFRESHES_PER_SECOND = 8  # reads an unknown kid may cause, per process: forged kids cost no more
+
+
 class _KeyCache:
     """Published public keys, re-read at most every 30 s so a rotation reaches every worker.
 
     A token naming a key not among them makes :meth:`refresh` re-read them at once: a key rotated
-    in another process signs tokens before this one's 30 s are up. Not rate-limited: the read is
-    one small query, and the refusal of a token no published key signed writes an audit event anyway.
+    in another process signs tokens before this one's 30 s are up. Such reads are limited to
+    ``_REFRESHES_PER_SECOND`` per process, so tokens with made-up kids cannot make every
+    request a read.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._loaded = 0.0
+        self._refreshes: collections.deque[float] = collections.deque(maxlen=_REFRESHES_PER_SECOND)
 
     def get(self, runtime: Runtime) -> dict[str, Ed25519PublicKey]:
-        return self._current(runtime, _KEY_CACHE_SECONDS)
+        with self._lock:
+            if time.monotonic() - self._loaded > _KEY_CACHE_SECONDS:
+                self._load(runtime)
+            return self._keys
 
     def refresh(self, runtime: Runtime) -> dict[str, Ed25519PublicKey]:
-        """The keys read again now."""
-        return self._current(runtime, -1.0)
-
-    def _current(self, runtime: Runtime, max_age: float) -> dict[str, Ed25519PublicKey]:
+        """The keys read again now, unless unknown kids made this process read them too often."""
         with self._lock:
-            if time.monotonic() - self._loaded > max_age:
-                fresh = self._read(runtime)
-                # The same key keeps its object, so tokens it verified stay remembered (VerifiedTokens).
-                for kid, key in fresh.items():
-                    old = self._keys.get(kid)
-                    if old is not None and old.public_bytes_raw() == key.public_bytes_raw():
-                        fresh[kid] = old
-                self._keys = fresh
-                self._loaded = time.monotonic()
+            now = time.monotonic()
+            recent = self._refreshes
+            if len(recent) < _REFRESHES_PER_SECOND or now - recent[0] > 1.0:
+                recent.append(now)
+                self._load(runtime)
             return self._keys
+
+    def _load(self, runtime: Runtime) -> None:
+        fresh = self._read(runtime)
+        # The same key keeps its object, so tokens it verified stay remembered (VerifiedTokens).
+        for kid, key in fresh.items():
+            old = self._keys.get(kid)
+            if old is not None and old.public_bytes_raw() == key.public_bytes_raw():
+                fresh[kid] = old
+        self._keys = fresh
+        self._loaded = time.monotonic()
 
     @staticmethod
     def _read(runtime: Runtime) -> dict[str, Ed25519PublicKey]:
-        import base64
-
-        keys: dict[str, Ed25519PublicKey] = {}
-        with runtime.sessions() as session:
-            stmt = select(SigningKeyRecord).where(SigningKeyRecord.retired_at.is_(None))
-            for record in session.execute(stmt).scalars():
-                raw = base64.urlsafe_b64decode(record.public_jwk["x"] + "==")
-                keys[record.kid] = Ed25519PublicKey.from_public_bytes(raw)
-        return keys
+        with runtime.engine.connect() as conn:
+            rows = _PUBLISHED.rows(conn)
+            end_reads(conn)
+        return {
+            kid: Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(jwk["x"] + "=="))
+            for kid, jwk in rows
+        }
 
     def clear(self) -> None:
         with self._lock:

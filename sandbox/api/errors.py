@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from pydantic import ValidationError
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from audit import Actor, ActorKind, AuditAction, Outcome, Target, record_event
-from core.db import transaction
+from core.db import holds_writer_lock, transaction
 from core.errors import Invalid, SandboxError
 
 log = logging.getLogger("sandbox.api")
@@ -69,12 +69,20 @@ def record_denial(code: str) -> None:
     _record_request(AuditAction.REQUEST_DENIED, Outcome.DENIED, code)
 
 
-def record_failure(code: str) -> None:
+def record_failure(code: str, error: BaseException | None = None) -> None:
     """A request that failed on the service's side (a 500) is an audit event too (outcome failed).
 
-    At best effort: the database may be what failed, and the answer is an error already, so
-    recording it never raises.
+    At best effort, and never raising: the answer is an error already. Not tried when the database
+    is what failed (locked, unreachable, a connection lost), nor while this thread still holds
+    the SQLite writer lock: the write would only wait out its timeouts (30 s) in front of the
+    answer, holding up every other writer meanwhile.
     """
+    failed_database = isinstance(error, OperationalError) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+    if failed_database or holds_writer_lock():
+        log.error("request %s failed with the database: no audit event for it", g.get("request_id"))
+        return
     try:
         _record_request(AuditAction.REQUEST_FAILED, Outcome.FAILED, code)
     except Exception:
@@ -141,7 +149,7 @@ def register(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         # The trace goes to the log, keyed by request id; the client gets the id only.
         log.exception("unhandled error in request %s", g.get("request_id"))
-        record_failure("internal_error")
+        record_failure("internal_error", exc)
         return error_response(
             500,
             "internal_error",

@@ -130,7 +130,7 @@ def register() -> tuple[Response, int]:
 
 
 class NoQuery(BaseModel):
-    """Every operator, oldest first: the list takes no parameters (nor ignores any it is given)."""
+    """A list that takes no parameters (and refuses any it is given, rather than ignore them)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -186,11 +186,13 @@ def credentials(operator_id: str) -> tuple[Response, int]:
     bp,
     "/operators/<operator_id>/credentials",
     permission=Permission.CREDENTIALS_ISSUE,
+    query=NoQuery,
     response=CredentialList,
     summary="The operator's client ids, revoked ones too; never a secret",
 )
 def list_credentials(operator_id: str) -> Response:
     """Oldest first; 404 when there is no such operator."""
+    parse_query(NoQuery)
     with current_app.extensions["sandbox"].sessions() as session:
         found = services.list_credentials(session, operator_id)
         return jsonify({"credentials": [_credential(c) for c in found]})

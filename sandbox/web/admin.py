@@ -22,6 +22,7 @@ def admin_home() -> str:
         return render_template(
             "admin/home.html",
             operators=operators.list_operators(session),
+            credentials=operators.credentials_by_operator(session),
             accounts=console_service.list_accounts(session),
             keys=console_service.signing_keys(session),
             roles=[r.value for r in ACCOUNT_ROLES],
@@ -64,6 +65,30 @@ def admin_issue_credentials(operator_id: str) -> str:
         return render_template(
             "admin/credentials.html", operator=operator, client_id=credential.client_id, secret=secret
         )
+
+
+@page(
+    "/admin/operators/<operator_id>/credentials/<client_id>/revoke",
+    permission=Permission.CREDENTIALS_ISSUE,
+    methods=("POST",),
+)
+def admin_revoke_credentials(operator_id: str, client_id: str) -> Response:
+    """Revoke one client id, with a reason: it gets no more tokens."""
+    rt = runtime()
+    try:
+        with transaction(rt.sessions) as session:
+            operators.revoke_credentials(
+                session,
+                operator_id,
+                client_id,
+                reason=request.form.get("reason", "").strip(),
+                actor=user().actor,
+                request_id=g.request_id,
+                clock=rt.clock,
+            )
+    except SandboxError as exc:
+        return refused(exc, "web.admin_home")
+    return done("flash.credentials_revoked", "web.admin_home")
 
 
 def _set_status(operator_id: str, status: OperatorStatus, message: str) -> Response:

@@ -135,6 +135,11 @@ _LABELS: list[tuple[str, str, str]] = [
     ("flash.operator_registered", "Operator registered.", "运营方已登记。"),
     ("flash.operator_suspended", "Operator suspended.", "运营方已暂停。"),
     ("flash.operator_reinstated", "Operator reinstated.", "运营方已恢复。"),
+    (
+        "flash.credentials_revoked",
+        "Client id revoked: it gets no more tokens; those it got expire within 15 minutes.",
+        "客户端 ID 已撤销:不再签发令牌,已签发的令牌在 15 分钟内过期。",
+    ),
     ("flash.account_created", "Account created.", "账户已创建。"),
     (
         "flash.key_rotated",
@@ -259,6 +264,9 @@ _LABELS: list[tuple[str, str, str]] = [
         "The secret is shown once; it is stored only as a hash.",
         "密钥仅显示一次,系统只保存其哈希。",
     ),
+    ("admin.client_ids", "Client ids", "客户端 ID"),
+    ("admin.revoke", "Revoke", "撤销"),
+    ("admin.revoked", "Revoked", "已撤销"),
     ("admin.suspend", "Suspend", "暂停"),
     ("admin.reinstate", "Reinstate", "恢复"),
     ("admin.accounts", "Staff and subject accounts", "工作人员与数据主体账户"),

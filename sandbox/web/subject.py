@@ -47,6 +47,7 @@ def subject_grant() -> Response:
     """Grant an operator consent for named checks; the service lists every problem."""
     rt = runtime()
     raw_days = request.form.get("valid_days", "").strip()
+    days = whole_number(raw_days, 5)
     try:
         with transaction(rt.sessions) as session:
             consent.grant_consent(
@@ -56,7 +57,7 @@ def subject_grant() -> Response:
                 operator_id=request.form.get("operator_id", ""),
                 purpose=request.form.get("purpose", ""),
                 templates=request.form.getlist("templates"),
-                valid_days=whole_number(raw_days, 5) if whole_number(raw_days, 5) is not None else raw_days,
+                valid_days=days if days is not None else raw_days,
                 actor=user().actor,
                 request_id=g.request_id,
                 clock=rt.clock,

@@ -184,7 +184,8 @@ def test_a_form_field_given_twice_is_refused(client: FlaskClient, operator: Part
     response = client.post("/v1/oauth/token", data=body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 400
     assert response.get_json()["error"] == {
-        "code": "bad_request", "message": "form field 'client_id' is given more than once"
+        "code": "bad_request",
+        "message": "form field 'client_id' is given more than once",
     }
 
 
@@ -215,6 +216,27 @@ def test_a_key_rotated_in_another_process_is_known_at_its_first_token(
     refused = client.get("/v1/datasets", headers={"Authorization": f"Bearer {forged}"})
     assert refused.status_code == 401
     assert refused.get_json()["error"]["message"] == "token signed by an unknown key"
+
+
+def test_unknown_kids_make_a_bounded_number_of_key_reads(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens with made-up kids may each ask for the keys again; a process reads them at most
+    eight times a second for that."""
+    from sandbox.api import auth
+
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    reads: list[int] = []
+    real = auth._KeyCache._read
+    monkeypatch.setattr(auth._KeyCache, "_read", staticmethod(lambda rt: reads.append(1) or real(rt)))
+    cache = auth._KeyCache()
+    for _ in range(50):
+        assert _key(runtime).kid in cache.refresh(runtime)
+    assert len(reads) == 8
+    clock[0] += 1.5
+    cache.refresh(runtime)
+    assert len(reads) == 9
 
 
 def test_token_claims(client: FlaskClient, runtime: Runtime, operator: Party) -> None:

@@ -9,6 +9,7 @@ from flask import Flask, jsonify
 from flask.testing import FlaskClient
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import create_engine, select
+from sqlalchemy.exc import OperationalError
 
 from audit import AuditEvent
 from core import keys
@@ -32,12 +33,16 @@ def echo_app(app: Flask) -> Flask:
     def boom() -> object:
         raise RuntimeError("secret internal detail /etc/passwd")
 
-    app.add_url_rule("/test/echo", view_func=echo, methods=["POST"])
     def misconfigured() -> object:
         raise ConfigurationError("no such home /srv/secret")
 
+    def database_failed() -> object:
+        raise OperationalError("BEGIN IMMEDIATE", {}, Exception("database is locked"))
+
+    app.add_url_rule("/test/echo", view_func=echo, methods=["POST"])
     app.add_url_rule("/test/boom", view_func=boom)
     app.add_url_rule("/test/misconfigured", view_func=misconfigured)
+    app.add_url_rule("/test/database-failed", view_func=database_failed)
     return app
 
 
@@ -221,6 +226,17 @@ def test_a_misconfigured_service_is_500_and_an_audit_event(echo_app: Flask, runt
         ).one()
         assert (event.action, event.outcome) == ("request.failed", "failed")
         assert event.error_code == "configuration_error"
+
+
+def test_a_failed_database_is_not_asked_to_record_its_own_failure(echo_app: Flask, runtime: Runtime) -> None:
+    """A 500 from the database (locked, unreachable) writes no event: the write would wait out the
+    same timeouts in front of the answer. The log says so instead."""
+    echo_app.config["PROPAGATE_EXCEPTIONS"] = False
+    response = echo_app.test_client().get("/test/database-failed")
+    assert response.status_code == 500 and _error(response)["code"] == "internal_error"
+    with runtime.sessions() as session:
+        found = select(AuditEvent).where(AuditEvent.request_id == response.headers["X-Request-Id"])
+        assert session.scalars(found).all() == []
 
 
 def test_every_route_declares_a_permission(app: Flask) -> None:

@@ -19,18 +19,31 @@ from core.text import line_problem
 from sandbox.runtime import Runtime
 from tests.api.conftest import ADMIN, CONTRACT_REQUEST, Party
 
-NOT_ONE_LINE = ["a\nb", "a\rb", "a\u0007b", "\u202e\u200b", "a\u2028b", "贷款\u200d申请", "a\x1b[31mb"]
+NOT_ONE_LINE = [
+    "a\nb",
+    "a\rb",
+    "a\u0007b",
+    "\u202e\u200b",
+    "a\u2028b",
+    "贷款\u200b申请",
+    "a\x1b[31mb",
+    "ab\n",
+    "ab\u2028",
+]
+LINE_PROBLEM = "one line, without control characters, bidi controls or invisible spaces"
 
 
 def test_a_line_is_visible_text_on_one_line() -> None:
     for text in NOT_ONE_LINE:
-        assert line_problem(text, 50) == "one line, without control or invisible formatting characters", text
+        assert line_problem(text, 50) == LINE_PROBLEM, text
     for text in (
         "齐鲁普惠贷科技有限公司",
         "Bank of Jinan (济南) Co., Ltd.",
         "  padded  ",
         "a\u00a0b",
         "x" * 50,
+        "👩\u200d💻 fintech",  # a joiner inside an emoji
+        "soft\u00adhyphen",
     ):
         assert line_problem(text, 50) is None, text
     assert line_problem("", 50) == line_problem("   ", 50) == line_problem("x" * 51, 50) == "1-50 characters"
@@ -44,14 +57,13 @@ def test_operator_names_licences_and_qualifications(client: FlaskClient, admin: 
         assert response.status_code == 422, (field, value)
         assert response.get_json()["error"]["details"][0]["field"] == field
     bad = client.post(
-        "/v1/operators", json={**base, "qualifications": ["ok", "bell\u0007"]}, headers=admin.headers
+        "/v1/operators",
+        json={**base, "qualifications": ["ok", "bell\u0007", "ICP\u2028", "x\n"]},
+        headers=admin.headers,
     )
     assert bad.status_code == 422
     assert bad.get_json()["error"]["details"] == [
-        {
-            "field": "qualifications.1",
-            "message": "one line, without control or invisible formatting characters",
-        }
+        {"field": f"qualifications.{index}", "message": LINE_PROBLEM} for index in (1, 2, 3)
     ]
     assert client.get("/v1/operators", headers=admin.headers).get_json()["operators"] == []
     assert client.post("/v1/operators", json=base, headers=admin.headers).status_code == 201

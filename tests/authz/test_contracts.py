@@ -293,6 +293,20 @@ def test_approve_starts_validity_and_approving_twice_conflicts(runtime: Runtime)
     )
 
 
+def test_a_contract_filed_under_older_rules_can_still_be_approved(runtime: Runtime) -> None:
+    """Its purpose (two lines, refused for a new request now) is not the reviewer's to change:
+    approving checks the scope and the limits again, not the purpose."""
+    contract = _request(runtime, _new_operator(runtime))
+    with transaction(runtime.sessions) as session:
+        stored = session.get(Authorization, contract.id)
+        assert stored is not None
+        stored.purpose = "小微企业贷前核验\n第二行"
+    assert _approve(runtime, contract.id).status == "approved"
+    with pytest.raises(ContractInvalid) as refused:
+        _request(runtime, _new_operator(runtime), purpose="小微企业贷前核验\n第二行")
+    assert _fields(refused) == {"purpose"}
+
+
 def test_only_pending_contracts_are_decided_and_only_approved_ones_revoked(runtime: Runtime) -> None:
     contract = _request(runtime, _new_operator(runtime))
     review = {"reviewer_id": "reviewer-1", "actor": REVIEWER, "clock": lambda: NOW}

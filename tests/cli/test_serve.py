@@ -112,6 +112,7 @@ def test_requests_gunicorn_refuses_before_the_app_get_the_apis_json_errors(tmp_p
             error = json.loads(body)["error"]
             assert error["code"] == code and error["message"], error
             assert "<" not in body.decode("ascii").replace("\\u003c", ""), body  # escaped, never markup
+            assert headers["x-request-id"] in (tmp_path / "server.log").read_text()  # findable
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             assert response.status == 200  # the same, only, worker serves on
     finally:

@@ -144,9 +144,31 @@ def test_where_sqlite_has_the_wal_reset_race_no_commit_runs_beside_a_checkpoint(
     assert _count(engine) == 2
 
 
-def test_the_checkpoint_holds_the_writer_lock_unless_this_sqlite_has_the_fix() -> None:
-    assert core.db.CHECKPOINT_HOLDS_WRITER_LOCK is not wal_reset_race_fixed(sqlite3.sqlite_version_info)
+def test_which_sqlite_versions_have_the_wal_reset_fix() -> None:
     for version in [(3, 7, 0), (3, 40, 1), (3, 44, 5), (3, 45, 0), (3, 50, 6), (3, 51, 0), (3, 51, 2)]:
         assert not wal_reset_race_fixed(version), version
     for version in [(3, 44, 6), (3, 44, 9), (3, 50, 7), (3, 51, 3), (3, 52, 0), (4, 0, 0)]:
         assert wal_reset_race_fixed(version), version
+
+
+def test_a_thread_knows_when_it_holds_the_writer_lock(engine: Engine) -> None:
+    assert not core.db.holds_writer_lock()
+    with engine.begin() as conn:
+        conn.execute(insert(NOTES).values(body="inside"))
+        assert core.db.holds_writer_lock()
+    assert not core.db.holds_writer_lock()
+
+
+def test_a_database_reached_through_a_symlink_shares_its_writer_lock(engine: Engine, database: Path) -> None:
+    """The lock file is named from the database's real path: a writer through a link must still
+    queue behind one through the real name (the lock is what keeps commits off checkpoints)."""
+    link = database.with_name("link.sqlite")
+    link.symlink_to(database)
+    other = create_control_engine(f"sqlite:///{link}")
+    try:
+        with engine.connect() as a, other.connect() as b:
+            locks = [c.connection.driver_connection.writer_lock for c in (a, b)]  # type: ignore[union-attr]
+            assert os.fstat(locks[0].fd).st_ino == os.fstat(locks[1].fd).st_ino
+        assert not Path(f"{link}-writer.lock").exists()
+    finally:
+        other.dispose()

@@ -299,6 +299,18 @@ def test_admin_registers_an_operator_issues_credentials_and_rotates_the_key(
         f"/console/admin/operators/{event.target_id}/credentials", data={"csrf_token": token}
     )
     assert issued.status_code == 200 and 'id="client-secret"' in issued.get_data(as_text=True)
+    (credentials,) = _events(runtime, "operator.credentials")
+    client_id = credentials.details["client_id"]
+    assert client_id in client.get("/console/admin").get_data(as_text=True)
+    revoke = f"/console/admin/operators/{event.target_id}/credentials/{client_id}/revoke"
+    revoked = client.post(revoke, data={"csrf_token": token, "reason": "密钥泄露"}, follow_redirects=True)
+    assert revoked.status_code == 200 and "客户端 ID 已撤销" in revoked.get_data(as_text=True)
+    (revocation,) = _events(runtime, "operator.credentials_revoke")
+    assert revocation.details == {"client_id": client_id, "reason": "密钥泄露"}
+    again = client.post(revoke, data={"csrf_token": token, "reason": "x"}, follow_redirects=True)
+    assert again.status_code == 200 and "已撤销" in again.get_data(as_text=True)
+    assert len(_events(runtime, "operator.credentials_revoke")) == 1
+    assert any(e.error_code == "conflict" for e in _events(runtime, "request.denied"))
     assert client.post("/console/admin/keys/rotate", data={"csrf_token": token}).status_code == 302
     assert len(_events(runtime, "key.rotate")) == 1
     created = client.post(
