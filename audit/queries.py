@@ -16,7 +16,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.actions import ActorKind
-from audit.models import AuditEvent
+from audit.models import MAX_SEQ, AuditEvent
 
 EXPORT_BATCH = 5_000
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
@@ -88,8 +88,8 @@ def search_events(
 
 
 def get_event(session: Session, seq: int) -> AuditEvent | None:
-    """The event at ``seq``."""
-    return session.get(AuditEvent, seq)
+    """The event at ``seq``; ``None`` too for a seq no database integer holds (the driver would fail)."""
+    return session.get(AuditEvent, seq) if 0 <= seq <= MAX_SEQ else None
 
 
 def export_lines(sessions: sessionmaker[Session], terms: EventFilter) -> Iterator[str]:

@@ -158,6 +158,7 @@ def revoke_credentials(
         raise NotFound("the operator has no such client id")
     if credential.revoked_at is not None:
         raise Conflict(f"client id {client_id} is already revoked")
+    reason = _reason(reason)
     credential.revoked_at = clock()
     session.flush()
     record_event(
@@ -170,6 +171,13 @@ def revoke_credentials(
         clock=clock,
     )
     return credential
+
+
+def _reason(reason: str) -> str:
+    """The reason an admin gives for a change to an operator or its credentials, required."""
+    if not reason.strip():
+        raise Invalid("a reason is required", details=[{"field": "reason", "message": "required"}])
+    return reason.strip()[:500]
 
 
 def set_status(
@@ -186,10 +194,8 @@ def set_status(
     operator = get_operator(session, operator_id)
     if operator.status == status.value:
         raise Conflict(f"the operator is already {status.value}")
-    if not reason.strip():
-        raise Invalid("a reason is required", details=[{"field": "reason", "message": "required"}])
     operator.status = status.value
-    operator.status_reason = reason.strip()[:500]
+    operator.status_reason = _reason(reason)
     operator.status_changed_at = clock()
     action = (
         AuditAction.OPERATOR_SUSPEND if status is OperatorStatus.SUSPENDED else AuditAction.OPERATOR_REINSTATE

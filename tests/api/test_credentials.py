@@ -69,7 +69,7 @@ def test_revoking_is_per_operator_and_checks_its_input(
         assert response.status_code == 404, path
     assert client.get("/v1/operators/nobody/credentials", headers=admin.headers).status_code == 404
     assert client.get(f"/v1/operators/{other}/credentials?limit=5", headers=admin.headers).status_code == 422
-    for body in ({}, {"reason": ""}, {"reason": "x", "extra": 1}):
+    for body in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x", "extra": 1}):
         response = client.post(
             f"/v1/operators/{other}/credentials/{theirs['client_id']}/revoke",
             json=body,

@@ -303,6 +303,9 @@ def test_admin_registers_an_operator_issues_credentials_and_rotates_the_key(
     client_id = credentials.details["client_id"]
     assert client_id in client.get("/console/admin").get_data(as_text=True)
     revoke = f"/console/admin/operators/{event.target_id}/credentials/{client_id}/revoke"
+    # The form's `required` aside, the service refuses a revocation without a reason.
+    assert client.post(revoke, data={"csrf_token": token, "reason": " "}).status_code == 302
+    assert _events(runtime, "operator.credentials_revoke") == []
     revoked = client.post(revoke, data={"csrf_token": token, "reason": "密钥泄露"}, follow_redirects=True)
     assert revoked.status_code == 200 and "客户端 ID 已撤销" in revoked.get_data(as_text=True)
     (revocation,) = _events(runtime, "operator.credentials_revoke")
