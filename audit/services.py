@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +15,7 @@ from audit.actions import ActorKind, AuditAction, Outcome
 from audit.models import AuditEvent, AuditHead
 from core.clock import Clock, rfc3339, utcnow
 from core.db import Database, table_of, writing_connection
+from core.ids import time_ordered_id
 from core.prepared import Prepared
 
 MAX_DETAILS_BYTES = 16_384
@@ -121,7 +121,7 @@ def record_event(
         size = 1
     seq = int(size) - 1
     moment = clock()
-    event_id = str(uuid.uuid4())
+    event_id = time_ordered_id()
     fields: dict[str, Any] = {
         "seq": seq,
         "event_id": event_id,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from audit import Actor, AuditAction, Target, record_event
@@ -52,19 +53,28 @@ def create_account(
         problems.append({"field": "subject_id", "message": "only subject accounts have a subject id"})
     if problems:
         raise Invalid(f"{len(problems)} problem(s) with the account", details=problems)
-    # Taken in any case: "REV2" beside "rev2" would be two reviewers no one can tell apart.
-    if session.execute(select(Account.id).where(func.lower(Account.username) == username.lower())).first():
+    # Taken in any case (see Account.username_key): checked here for the clear answer, and by the
+    # unique key when two requests race past this check.
+    key = username.lower()
+    if session.execute(select(Account.id).where(Account.username_key == key)).first():
         raise Conflict(f"username {username!r} is taken")
     account = Account(
         id=str(uuid.uuid4()),
         username=username,
+        username_key=key,
         role=role.value,
         subject_id=subject_id,
         password_hash=hash_secret(password),
         created_at=clock(),
     )
     session.add(account)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if "username" not in str(exc.orig):  # not the race below: a real error, shown as one
+            raise
+        # Made by another request since the check above (PostgreSQL; SQLite writers take turns).
+        raise Conflict(f"username {username!r} is taken") from exc
     record_event(
         session,
         action=AuditAction.ACCOUNT_CREATE,

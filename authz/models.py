@@ -21,6 +21,10 @@ class Account(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    # The username in lower case, unique: "REV2" beside "rev2" would be two reviewers no one can
+    # tell apart, and a check in Python alone lets two such requests race past each other.
+    # (Usernames are ASCII, so lower case is the same in Python, SQLite and PostgreSQL.)
+    username_key: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     subject_id: Mapped[str | None] = mapped_column(String(18), index=True)
     password_hash: Mapped[str] = mapped_column(String(200))

@@ -38,6 +38,7 @@ from audit.services import canonical_entry, leaf_hash  # noqa: E402
 from audit.verify_db import verify_database  # noqa: E402
 from core.clock import rfc3339  # noqa: E402
 from core.db import create_control_engine, session_factory, transaction, with_driver  # noqa: E402
+from core.ids import time_ordered_hex, time_ordered_id  # noqa: E402
 from core.keys import generate  # noqa: E402
 from sandbox import migrate  # noqa: E402
 
@@ -52,14 +53,14 @@ def _engine(url: str) -> Engine:
 def _event_fields(seq: int, moment: datetime) -> dict[str, Any]:
     return {
         "seq": seq,
-        "event_id": str(uuid.uuid4()),
+        "event_id": time_ordered_id(),  # as record_event makes them, so both pay the same index inserts
         "time": rfc3339(moment),
         "actor": {"kind": "operator", "id": f"op-{seq % 50}"},
         "action": "verification.run",
         "target": {"type": "subject", "id": f"9137010{seq:011d}"},
         "outcome": "success" if seq % 17 else "denied",
         "error_code": None if seq % 17 else "quota_exceeded",
-        "request_id": uuid.uuid4().hex,
+        "request_id": time_ordered_hex(),
         "details": {"template": "tax_paid_at_least", "authorization_id": str(uuid.uuid4()), "result": True},
     }
 

@@ -14,6 +14,15 @@ commit. Load: one asyncio client process, N concurrent connections, one request 
 Besides req/s and latency it prints the CPU the workers and the client spent per request (from
 /proc): this machine's speed moves from minute to minute, and CPU per request moves far less
 than req/s does, so it shows where a change went when the ratio is within the noise.
+
+A third route, ``POST /bench/minimal``, is the floor the issue describes: "a minimal gunicorn+Flask
+app doing JWT check, SQLite lookup, chained audit insert and Ed25519 signature", on the same
+server and data. It checks the token as /v1/verify does (the signature once per process, then
+remembered, so the floor pays no check the real path skips), reads the subject's tax with
+one bound sqlite3 statement on the lookup store, appends a hash-chained row to its own WAL SQLite
+file in one ``BEGIN IMMEDIATE`` transaction, and seals the answer with the bureau's key through
+PyJWT. It has no contract, consent, quota, access record, Merkle log or stored seal: what it
+reaches shows how much of the gap any verification must pay on this machine.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +121,76 @@ def serve(port: int, workers: int) -> None:
             def bare() -> Response:
                 return jsonify({"ok": True})
 
+            app.add_url_rule("/bench/minimal", "minimal", _minimal_view(app), methods=["POST"])
             return app
 
     Server().run()
+
+
+MINIMAL_LOG = "{home}/minimal-log.sqlite"
+
+
+def _make_minimal_log(settings: Settings) -> None:
+    """The minimal app's hash-chained log, made once before the workers start (no race to make it)."""
+    import sqlite3
+
+    with closing(sqlite3.connect(MINIMAL_LOG.format(home=settings.home), isolation_level=None)) as log:
+        log.execute("PRAGMA journal_mode=WAL")
+        log.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY, entry TEXT, hash BLOB)")
+
+
+def _minimal_view(app: Any) -> Any:
+    """The issue's minimal verification app as one view (see the module's docstring)."""
+    import hashlib
+    import sqlite3
+
+    import jwt
+    from flask import Response, jsonify, request
+
+    from core.keyring import active_key
+    from sandbox.api.auth import key_cache, token_memo
+
+    runtime = app.extensions["sandbox"]
+    opened: dict[str, Any] = {}  # per worker, opened at its first request (after the fork)
+
+    def minimal() -> Response:
+        if not opened:  # the log file was made before the server started (_make_minimal_log)
+            log = sqlite3.connect(
+                MINIMAL_LOG.format(home=runtime.settings.home), isolation_level=None, timeout=30
+            )
+            log.execute("PRAGMA synchronous=NORMAL")
+            with runtime.sessions() as session:
+                key = active_key(session, runtime.settings.keys_dir)
+            data = sqlite3.connect(runtime.stores.lookup.url.database, isolation_level=None)
+            opened.update(data=data, log=log, key=key)
+        # The token checked as /v1/verify checks it (its signature once per process, then remembered).
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        claims = token_memo().verify(bearer, key_cache().get(runtime))
+        body = request.get_json()
+        found = (
+            opened["data"]
+            .execute(
+                "SELECT sum(tax_paid) FROM enterprise_tax WHERE credit_code = ? AND year = ?",
+                (body["subject"], body["params"]["year"]),
+            )
+            .fetchone()
+        )
+        answer = {
+            "subject": body["subject"], "operator": claims.subject,
+            "result": (found[0] or 0) >= body["params"]["threshold"],
+        }  # fmt: skip
+        entry = json.dumps(answer, sort_keys=True)
+        log = opened["log"]
+        log.execute("BEGIN IMMEDIATE")
+        last = log.execute("SELECT hash FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+        chained = hashlib.sha256((last[0] if last else b"") + entry.encode()).digest()
+        seq = log.execute("INSERT INTO log (entry, hash) VALUES (?, ?)", (entry, chained)).lastrowid
+        log.execute("COMMIT")
+        key = opened["key"]
+        sealed = jwt.encode(answer, key.private, algorithm="EdDSA", headers={"kid": key.kid})
+        return jsonify({**answer, "seq": seq, "seal": sealed})
+
+    return minimal
 
 
 async def _one(port: int, request: bytes, latencies: list[float], statuses: dict[int, int]) -> None:
@@ -233,6 +310,7 @@ def main() -> None:
         env = {"SANDBOX_HOME": home}
         settings = load_settings(env)
         contract, client_id, secret, subjects = _setup(settings, args.enterprises)
+        _make_minimal_log(settings)
         child_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}, **env}
         server = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--port", str(args.port), "--workers", str(args.workers)],
@@ -258,10 +336,11 @@ def _run(
         }).encode(), headers)
         for subject in subjects
     ]  # fmt: skip
-    asyncio.run(_load(args.port, bare + verify, args.connections, 3.0))  # warm both paths
-    results: dict[str, list[dict[str, Any]]] = {"bare": [], "verify": []}
+    minimal = [request.replace(b"POST /v1/verify ", b"POST /bench/minimal ", 1) for request in verify]
+    asyncio.run(_load(args.port, bare + verify + minimal, args.connections, 3.0))  # warm every path
+    results: dict[str, list[dict[str, Any]]] = {"bare": [], "verify": [], "minimal": []}
     for _ in range(args.rounds):
-        for name, requests in (("bare", bare), ("verify", verify)):
+        for name, requests in (("bare", bare), ("verify", verify), ("minimal", minimal)):
             results[name].append(_measured(args.port, requests, args.connections, args.seconds, workers))
     print(
         f"{args.workers} sync workers, {args.connections} connections, "
@@ -284,8 +363,11 @@ def _run(
             f"CPU per request: workers {worker_cpu:.2f} ms, client {client_cpu:.2f} ms   statuses {codes}"
         )
     (bare_rps, bare_p99), (verify_rps, verify_p99) = summary["bare"], summary["verify"]
+    minimal_rps, minimal_p99 = summary["minimal"]
     print(f"verify / bare req/s  {verify_rps / bare_rps:6.2f}   (goal >= 0.60)")
     print(f"verify / bare p99    {verify_p99 / bare_p99:6.2f}x  (goal <= 1.50x)")
+    floor = f"req/s {minimal_rps / bare_rps:.2f}, p99 {minimal_p99 / bare_p99:.2f}x"
+    print(f"the issue's minimal app / bare: {floor}   (what a verification pays at least)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -13,6 +12,7 @@ from audit import Actor, ActorKind
 from core.config import Settings, load_settings
 from core.db import transaction
 from core.errors import BadRequest
+from core.ids import time_ordered_hex
 from sandbox.api import audit as audit_api
 from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
 from sandbox.api import jobs as jobs_api
@@ -67,7 +67,7 @@ def _request_ids(app: Flask) -> None:
     @app.before_request
     def _assign() -> None:
         given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if _REQUEST_ID.match(given) else time_ordered_hex()
         if "\x00" in request.path or any(
             "\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)
         ):
@@ -75,7 +75,7 @@ def _request_ids(app: Flask) -> None:
 
     @app.after_request
     def _stamp(response: Response) -> Response:
-        response.headers["X-Request-Id"] = g.get("request_id") or uuid.uuid4().hex
+        response.headers["X-Request-Id"] = g.get("request_id") or time_ordered_hex()
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Cache-Control", "no-store")
         return response

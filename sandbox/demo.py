@@ -549,7 +549,7 @@ def step_audit(ctx: DemoContext) -> None:
             ctx.echo(f"   … {len(events) - len(shown)} earlier events")
         for event in shown:
             actor = f"{event.actor_kind}:{(event.actor_id or '-')[:8]}"
-            target = f"{event.target_type}:{(event.target_id or '')[:12]}" if event.target_type else ""
+            target = f"{event.target_type}:{(event.target_id or '')[-12:]}" if event.target_type else ""
             outcome = event.outcome if not event.error_code else f"{event.outcome} ({event.error_code})"
             ctx.echo(
                 f"   #{event.seq:<3} {event.action:<22} {outcome:<28} {actor:<18} {target:<26} "

@@ -41,7 +41,7 @@ def step_verify(ctx: DemoContext) -> None:
             ctx.notes["sealed_result"] = answer
     sealed = ctx.notes["sealed_result"]
     ctx.echo(
-        f"     sealed: job {sealed['job_id'][:8]}…, audit event #{sealed['audit_seq']}, "
+        f"     sealed: job …{sealed['job_id'][-8:]}, audit event #{sealed['audit_seq']}, "
         f"seal {sealed['seal'][:32]}…"
     )
     ctx.echo(f"     ({stranger} never consented: refused, and the refusal is on that firm's own access list)")

@@ -6,13 +6,13 @@ import json
 import logging
 import multiprocessing.process
 import os
-import uuid
 from typing import Any
 
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 
 from core.config import Settings
+from core.ids import time_ordered_hex
 from sandbox.api.errors import http_code
 from sandbox.compute.worker import start_process as start_worker
 from sandbox.compute.worker import stop_processes as stop_workers
@@ -47,7 +47,7 @@ def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None
     copying its whole error handler. The message is gunicorn's, which may quote the client's
     bytes: cut short, JSON-escaped, never rendered as HTML.
     """
-    request_id = uuid.uuid4().hex
+    request_id = time_ordered_hex()
     # Logged where gunicorn logs the refusal, so an id a client quotes can be found.
     logging.getLogger("gunicorn.error").warning(
         "answered %s %s before the app, request id %s", status, reason, request_id

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from core.db import create_control_engine
 from sandbox import migrate, schema
@@ -32,6 +36,58 @@ def test_upgrade_twice_is_harmless(control_url: str) -> None:
     migrate.upgrade(control_url)
     engine = create_control_engine(control_url)
     try:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+
+def _accounts_at_0006(control_url: str, usernames: list[str]) -> None:
+    migrate.upgrade(control_url, "0006")
+    engine = create_control_engine(control_url)
+    try:
+        with engine.begin() as conn:
+            for n, username in enumerate(usernames):
+                conn.execute(
+                    text(
+                        "INSERT INTO accounts (id, username, role, password_hash, created_at) "
+                        "VALUES (:id, :username, 'reviewer', 'x', :now)"
+                    ),
+                    {"id": f"account-{n}", "username": username, "now": datetime(2026, 1, 1, tzinfo=UTC)},
+                )
+    finally:
+        engine.dispose()
+
+
+def test_existing_accounts_get_their_username_key(control_url: str) -> None:
+    _accounts_at_0006(control_url, ["Rev2", "admin"])
+    migrate.upgrade(control_url)
+    engine = create_control_engine(control_url)
+    try:
+        with engine.connect() as conn:
+            keys = conn.execute(text("SELECT username, username_key FROM accounts ORDER BY username")).all()
+            assert [tuple(row) for row in keys] == [("Rev2", "rev2"), ("admin", "admin")]
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO accounts (id, username, username_key, role, password_hash, created_at) "
+                    "VALUES ('x', 'REV2', 'rev2', 'reviewer', 'x', :now)"
+                ),
+                {"now": datetime(2026, 1, 1, tzinfo=UTC)},
+            )
+    finally:
+        engine.dispose()
+
+
+def test_accounts_that_differ_only_in_case_stop_the_upgrade_by_name(control_url: str) -> None:
+    _accounts_at_0006(control_url, ["Rev2", "rev2"])
+    with pytest.raises(RuntimeError, match="'Rev2' and 'rev2' differ only in case"):
+        migrate.upgrade(control_url)
+    engine = create_control_engine(control_url)
+    try:
+        assert migrate.current_revision(engine) == "0006"  # nothing half done
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE accounts SET username = 'rev2-old' WHERE username = 'rev2'"))
+        migrate.upgrade(control_url)  # once renamed, the same upgrade goes through
         assert migrate.current_revision(engine) == migrate.head_revision()
     finally:
         engine.dispose()

@@ -8,7 +8,6 @@ once with the right code instead of queued to be denied later. Workers run what 
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +19,7 @@ from authz.errors import ConsentRequired
 from core.clock import rfc3339
 from core.db import transaction
 from core.errors import NotFound
+from core.ids import time_ordered_id
 from sandbox.compute.checks import Charge, JobRequest, consent_entry, plan_job
 from sandbox.compute.models import ComputeJob, JobStatus
 from sandbox.compute.queue import TARGET
@@ -34,7 +34,7 @@ def queue_job(
     runtime: Runtime, request: JobRequest, *, operator_id: str, actor: Actor, request_id: str | None
 ) -> ComputeJob:
     """Check and queue a job; the first refusal is raised (a consent refusal is shown to the subject)."""
-    job_id = str(uuid.uuid4())
+    job_id = time_ordered_id()
     try:
         with transaction(runtime.sessions) as session:
             return _queue(session, runtime, request, job_id, operator_id, actor, request_id)

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +26,7 @@ from authz import contracts, usage
 from authz.contract_models import Authorization, epsilon_problem
 from core.clock import rfc3339
 from core.db import transaction
+from core.ids import time_ordered_id
 from sandbox.engine.aggregate_sql import run_aggregate_sql
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
 from sandbox.engine.models import AggregateAnswer, ResultKind
@@ -160,7 +160,7 @@ def _release_new(
         session,
         Release(
             kind=ResultKind.AGGREGATE,
-            job_id=str(uuid.uuid4()),
+            job_id=time_ordered_id(),
             operator_id=contract.operator_id,
             authorization_id=contract.id,
             answer=answer,

@@ -16,7 +16,6 @@ outcome ``denied``), written on its own.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +27,7 @@ from authz import consent, contracts, usage
 from authz.contract_models import VERIFY_PREFIX, ContractRules, ContractTerms
 from authz.errors import ConsentRequired
 from catalog import Template
+from core.ids import time_ordered_id
 from core.prepared import end_reads
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
 from sandbox.engine.models import ResultKind
@@ -125,7 +125,7 @@ def run_verification(
     active still (see :func:`authz.usage.spend_call`), so a revocation of either that commits
     between the two wins.
     """
-    job_id = str(uuid.uuid4())
+    job_id = time_ordered_id()
     now = runtime.clock()
     try:
         try:

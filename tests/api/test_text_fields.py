@@ -8,6 +8,8 @@ like another but for case.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -110,3 +112,44 @@ def test_accounts_that_could_never_sign_in_are_refused(runtime: Runtime) -> None
         create_account(
             session, username="REV2", role=Role.REVIEWER, password="p" * 12, subject_id=None, actor=ADMIN
         )
+
+
+def test_usernames_in_another_case_are_refused_by_the_database_too(runtime: Runtime) -> None:
+    """Two requests can both pass the service's check before either commits: the unique key decides."""
+    from sqlalchemy import insert, select
+
+    from authz.models import Account
+    from core.clock import utcnow
+
+    with transaction(runtime.sessions) as session:  # what the other request committed meanwhile
+        session.execute(
+            insert(Account).values(
+                id="raced", username="Rev3", username_key="rev3", role="reviewer", password_hash="x",
+                created_at=utcnow(),
+            )
+        )  # fmt: skip
+
+    class _MissesTheOtherRequest:
+        """A session whose first read runs before the other request committed (finds nothing)."""
+
+        def __init__(self, session: Any) -> None:
+            self._session, self._first = session, True
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            if self._first:
+                self._first = False
+                return self._session.execute(select(Account.id).where(Account.id == "none"))
+            return self._session.execute(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._session, name)
+
+    with pytest.raises(Conflict, match="taken"), transaction(runtime.sessions) as session:
+        create_account(
+            _MissesTheOtherRequest(session),  # type: ignore[arg-type]
+            username="REV3", role=Role.REVIEWER, password="p" * 12, subject_id=None, actor=ADMIN,
+        )  # fmt: skip
+    with runtime.sessions() as session:
+        assert session.execute(
+            select(Account.username).where(Account.username_key == "rev3")
+        ).scalars().all() == ["Rev3"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
@@ -121,6 +122,27 @@ def test_verify_answers_a_boolean_sealed_against_the_published_keys(
     assert rows.FIRM not in event.entry  # the subject's id stays out of the permanent log
     assert stored is not None and stored.seal == body["seal"] and stored.audit_seq == body["audit_seq"]
     assert _calls_today(client, operator, contract) == 1
+
+
+@pytest.mark.usefixtures("data")
+def test_job_event_and_request_ids_grow_with_time(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """They key indexes every verification inserts into: in order, each insert lands on the last leaf."""
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    answers = [_verify(client, operator, contract) for _ in range(5)]
+    assert all(answer.status_code == 200 for answer in answers)
+    jobs = [answer.get_json()["job_id"] for answer in answers]
+    requests = [answer.headers["X-Request-Id"] for answer in answers]
+    with runtime.sessions() as session:
+        seqs = [answer.get_json()["audit_seq"] for answer in answers]
+        found = session.execute(select(AuditEvent.seq, AuditEvent.event_id, AuditEvent.request_id)).all()
+    events = {seq: (event_id, request_id) for seq, event_id, request_id in found}
+    for ids in (jobs, requests, [events[seq][0] for seq in seqs]):
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        assert all(uuid.UUID(each).version == 7 for each in ids)
+    assert [events[seq][1] for seq in seqs] == requests
 
 
 @pytest.mark.usefixtures("data")
