@@ -116,13 +116,23 @@ def verify(
         role = Role(payload["role"])
     except ValueError as exc:
         raise Unauthenticated("token names an unknown role") from exc
-    claims = Claims(
-        subject=str(payload["sub"]),
-        role=role,
-        jti=str(payload["jti"]),
-        issued_at=datetime.fromtimestamp(payload["iat"], UTC),
-        expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-    )
+    try:
+        claims = Claims(
+            subject=str(payload["sub"]),
+            role=role,
+            jti=str(payload["jti"]),
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+        )
+        # nbf (ours equal iat): refused until then, by the injected clock like every time here.
+        not_before = payload.get("nbf")
+        if not_before is not None and (
+            not isinstance(not_before, int)
+            or datetime.fromtimestamp(not_before, UTC) - timedelta(seconds=leeway_seconds) > clock()
+        ):
+            raise Unauthenticated("access token not valid yet")
+    except (OverflowError, OSError, ValueError) as exc:  # a time no datetime can hold
+        raise Unauthenticated("invalid access token") from exc
     check_times(claims, clock=clock, leeway_seconds=leeway_seconds)
     return claims
 

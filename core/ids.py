@@ -12,7 +12,8 @@ They are still UUIDs (the API's ids keep their shape); the 48-bit millisecond pr
 the id was made, which every place these ids are shown already says (``issued_at``,
 ``occurred_at``). Ids of records made rarely (operators, contracts, consents, accounts) stay
 version 4. uuid-utils follows RFC 9562's counter method, so ids made in the same millisecond by
-one process are still ordered.
+one process are still ordered, and (from 1.0) reseeds its generator in a forked child, so
+gunicorn's workers never repeat each other's random bits.
 """
 
 from __future__ import annotations

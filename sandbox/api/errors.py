@@ -41,9 +41,18 @@ def http_code(status: int) -> str:
     return _HTTP_CODES.get(status, "error")
 
 
+# At most this many problems are listed in one error: a body with 60,000 unknown keys would
+# otherwise get an answer four times its own size. The message still counts them all.
+MAX_LISTED_PROBLEMS = 50
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
     """The API's error shape."""
     body: dict[str, Any] = {"code": code, "message": message}
+    if isinstance(details, list) and len(details) > MAX_LISTED_PROBLEMS:
+        rest = len(details) - MAX_LISTED_PROBLEMS
+        more = {"field": "(more)", "message": f"and {rest} more problem(s)"}
+        details = [*details[:MAX_LISTED_PROBLEMS], more]
     if details is not None:
         body["details"] = details
     response = jsonify({"error": body})
@@ -55,7 +64,8 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     """Pydantic's errors as ``[{field, message}]``, without echoing the rejected input."""
     out = []
     for error in exc.errors(include_input=False, include_url=False):
-        loc = ".".join(str(p) for p in error["loc"]) or "(body)"
+        # A client's key is shortened before it is echoed (as sandbox.engine.errors.label does).
+        loc = ".".join(str(p)[:64] for p in error["loc"]) or "(body)"
         message = "unknown field" if error["type"] == "extra_forbidden" else str(error["msg"])
         out.append({"field": loc, "message": message})
     return out

@@ -196,8 +196,12 @@ def _metrics(check: _Checker, raw: object) -> list[Metric]:
         metric = _metric(check, f"metrics[{index}]", item)
         if metric is None:
             continue
-        if any(m.name == metric.name and m.bins == metric.bins for m in out):
-            check.problems.append(problem(f"metrics[{index}]", f"{metric.name} is asked twice"))
+        # By name, which is the metric's column in the answer: two histograms of one field with
+        # different bins would share a column (one answer lost) and each be charged its share of ε.
+        if any(m.name == metric.name for m in out):
+            check.problems.append(
+                problem(f"metrics[{index}]", f"{metric.name} is asked twice (one per field and op)")
+            )
         out.append(metric)
     return out
 
@@ -337,6 +341,11 @@ def _scalar(kind: FieldType, raw: object) -> Any:
             return None
         if isinstance(raw, int) and abs(raw) > 2**63 - 1:
             return None
+        # One spelling per value, so the same question hashes the same (and is answered from the
+        # cache, charging nothing): 100 and 100.0 of a number field are one value, as are 0.0 and
+        # -0.0. Integers past 2**53, which a float cannot hold exactly, stay integers.
+        if kind is FieldType.NUMBER and (isinstance(raw, float) or abs(raw) <= 2**53):
+            return float(raw) + 0.0
         return raw
     if not isinstance(raw, str) or not 0 < len(raw) <= MAX_TEXT:
         return None

@@ -266,3 +266,38 @@ def test_histogram_and_quantile(runtime: Runtime, client: FlaskClient, operator:
     assert histogram["edges"] == [0.0, 2.5e8, 5e8, 7.5e8, 1e9]
     assert len(histogram["counts"]) == 4 and all(isinstance(c, int) and c >= 0 for c in histogram["counts"])
     assert 0 <= row["quantile_0.5_registered_capital"] <= 1e9
+
+
+@pytest.mark.usefixtures("data")
+def test_one_metric_per_answer_column(runtime: Runtime, client: FlaskClient, operator: Party) -> None:
+    """Two histograms of one field would share a column: one answer lost, both charged. Refused."""
+    contract = _contract(runtime, operator)
+    metrics = [
+        {"op": "histogram", "field": "registered_capital", "bins": 4},
+        {"op": "histogram", "field": "registered_capital", "bins": 8},
+    ]
+    response = _ask(client, operator, contract, metrics=metrics, filters=LIXIA, epsilon=0.2)
+    assert response.status_code == 422, response.get_json()
+    twice = "histogram_registered_capital is asked twice (one per field and op)"
+    assert response.get_json()["error"]["details"] == [{"field": "metrics[1]", "message": twice}]
+    assert _spent(runtime, contract) == 0.0
+
+
+@pytest.mark.usefixtures("data")
+def test_a_number_asked_in_another_spelling_is_the_same_question(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """100 and 100.0 (and 0, 0.0, -0.0) of a number field hash the same: answered from the cache, free."""
+    contract = _contract(runtime, operator)
+
+    def ask(value: object) -> Any:
+        filters = [*LIXIA, {"field": "registered_capital", "op": "gt", "value": value}]
+        answer = _ask(client, operator, contract, filters=filters, epsilon=0.1)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()
+
+    first = ask(100)
+    assert [ask(100.0)["job_id"], ask(1e2)["job_id"]] == [first["job_id"]] * 2
+    zero = ask(0)
+    assert {ask(0.0)["job_id"], ask(-0.0)["job_id"]} == {zero["job_id"]}
+    assert _spent(runtime, contract) == pytest.approx(0.2)  # two questions, each charged once

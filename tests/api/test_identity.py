@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
+from typing import Any
 
 import jwt
 import pytest
@@ -91,6 +92,25 @@ def test_expired_token_is_refused(client: FlaskClient, runtime: Runtime, operato
     token, _ = tokens.issue(
         _key(runtime), subject=operator.id, role=Role.OPERATOR, ttl_seconds=900, clock=lambda: past
     )
+    _refused(client, runtime, token)
+
+
+@pytest.mark.parametrize(
+    "times",
+    [{"exp": 10**30}, {"iat": -(10**20)}, {"nbf": 10**30}, {"nbf": "soon"}, "nbf in an hour"],
+    ids=["exp past any date", "iat before any date", "nbf past any date", "nbf not a number", "nbf ahead"],
+)
+def test_token_times_no_date_can_hold_or_not_yet_valid_are_refused(
+    client: FlaskClient, runtime: Runtime, operator: Party, times: Any
+) -> None:
+    """Signed with the service's own key, so only the service could make them: still 401, never 500."""
+    now = int(utcnow().timestamp())
+    if times == "nbf in an hour":
+        times = {"nbf": now + 3600}
+    claims = {"iss": tokens.ISSUER, "sub": operator.id, "role": "operator", "iat": now, "nbf": now,
+              "exp": now + 900, "jti": "t1", **times}  # fmt: skip
+    key = _key(runtime)
+    token = jwt.encode(claims, key.private, algorithm="EdDSA", headers={"kid": key.kid, "typ": "JWT"})
     _refused(client, runtime, token)
 
 

@@ -405,3 +405,16 @@ def test_a_consent_revoked_after_the_checks_refuses_the_answer(
         assert session.execute(select(SealedResult)).first() is None
         outcomes = session.execute(select(SubjectAccess.outcome)).scalars().all()
     assert outcomes == ["denied"]  # the subject sees the refused check
+
+
+def test_a_long_list_of_problems_is_cut_and_each_name_shortened(client: FlaskClient, operator: Party) -> None:
+    """500 unknown keys would each be listed (60,000 gave an answer 4x the request); a long key is cut."""
+    body = {f"unknown_{n}": 1 for n in range(500)} | {"k" * 100_000: 1}
+    response = client.post("/v1/verify", json=body, headers=operator.headers)
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    # 501 unknown keys and the 3 required fields missing: 504, of which 50 are listed.
+    assert error["message"] == "504 problem(s) in the request"
+    assert len(error["details"]) == 51
+    assert error["details"][-1] == {"field": "(more)", "message": "and 454 more problem(s)"}
+    assert len(response.get_data()) < 10_000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -30,3 +31,26 @@ def test_the_prefix_is_the_time_in_milliseconds() -> None:
     made = uuid.UUID(time_ordered_id())
     after = time.time_ns() // 1_000_000
     assert before <= made.int >> 80 <= after
+
+
+def test_processes_forked_from_one_parent_make_different_ids() -> None:
+    """Gunicorn forks its workers: each must draw its own random bits, not the parent's sequence."""
+    time_ordered_id()  # the parent's generator is in use before the fork
+    read, write = os.pipe()
+    children = []
+    for _ in range(2):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.write(write, (" ".join(time_ordered_id() for _ in range(50)) + "\n").encode())
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    os.close(write)
+    with os.fdopen(read) as lines:
+        made = [line.split() for line in lines]
+    assert len(made) == 2 and all(len(ids) == 50 for ids in made)
+    tails = [{each[-17:] for each in ids} for ids in made]  # the random part, without the time
+    assert not tails[0] & tails[1]
