@@ -229,19 +229,20 @@ def serve(
     host: str, port: int, workers: int, threads: int, access_log: bool, compute_workers: int, no_workers: bool
 ) -> None:
     """Run the API with gunicorn (the production server), and compute workers beside it."""
-    from core.db import transaction
-    from sandbox.runtime import open_runtime, sync_policy
+    import multiprocessing
+
     from sandbox.server import serve as run_server
 
     settings = load_settings()
-    with _errors():
-        # Validate and record the policy once, in the master, before any worker starts.
-        runtime = open_runtime(settings)
-        try:
-            with transaction(runtime.sessions) as session:
-                sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
-        finally:
-            runtime.close()
+    # The home is checked and the policy recorded once, before any worker starts, in a process of
+    # its own: opening the data stores here would leave DuckDB's default connection, and its
+    # threads, in the process gunicorn forks its workers from. A forked worker inherits the
+    # connection but not the threads, and crashed (SIGSEGV) joining them as it exited.
+    check = multiprocessing.get_context("spawn").Process(target=_open_and_sync_policy, args=(settings,))
+    check.start()
+    check.join()
+    if check.exitcode != 0:  # it said why on stderr
+        raise SystemExit(1)
     compute = 0 if no_workers else compute_workers
     click.echo(
         f"serving on http://{host}:{port} with {workers} worker(s) and {compute} compute worker(s)", err=True
@@ -255,6 +256,20 @@ def serve(
         access_log=access_log,
         compute_workers=compute,
     )
+
+
+def _open_and_sync_policy(settings: Settings) -> None:
+    """Open the service on its home (refusing a bad one) and record the policy if it changed."""
+    from core.db import transaction
+    from sandbox.runtime import open_runtime, sync_policy
+
+    with _errors():
+        runtime = open_runtime(settings)
+        try:
+            with transaction(runtime.sessions) as session:
+                sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
+        finally:
+            runtime.close()
 
 
 @main.command()

@@ -161,6 +161,12 @@ def test_a_worker_exiting_leaves_the_checkpointer_and_compute_workers_running(tm
         assert "can only join a child process" not in (tmp_path / "server.log").read_text()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert response.status == 200
+        server.terminate()
+        server.wait(timeout=30)
+        # Every worker left cleanly, the one killed above and the ones stopped with the server: a
+        # worker forked with DuckDB's default connection in it used to crash on its way out.
+        log = (tmp_path / "server.log").read_text()
+        assert "SIGSEGV" not in log and "was sent" not in log, log
     finally:
         server.terminate()
         server.wait(timeout=30)
