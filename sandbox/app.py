@@ -68,10 +68,14 @@ def _request_ids(app: Flask) -> None:
     def _assign() -> None:
         given = request.headers.get("X-Request-Id", "")
         g.request_id = given if _REQUEST_ID.match(given) else time_ordered_hex()
+        # PostgreSQL cannot store NUL in text (a console form field with one was a 500 there), so it is
+        # refused here for every backend alike, in the path, the query and any form field.
         if "\x00" in request.path or any(
-            "\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)
+            "\x00" in k or "\x00" in v
+            for given in (request.args, request.form)
+            for k, v in given.items(multi=True)
         ):
-            raise BadRequest("NUL characters are not allowed in the path or query")
+            raise BadRequest("NUL characters are not allowed in the path, query or form fields")
 
     @app.after_request
     def _stamp(response: Response) -> Response:

@@ -11,7 +11,7 @@ from audit import AuditAction, Target, merkle, record_event
 from audit.actions import Outcome
 from audit.queries import EventFilter, export_lines, search_events
 from authz import contracts
-from authz.permissions import Permission
+from authz.permissions import Permission, allows
 from core.clock import as_utc
 from core.db import transaction
 from core.errors import Invalid, NotFound
@@ -44,6 +44,9 @@ def _cursor() -> int | None:
     return cursor
 
 
+SEARCH_TERMS = ("actor", "action", "outcome", "since", "until")
+
+
 @page("/audit", permission=Permission.AUDIT_READ)
 def audit_events() -> str:
     """Search by actor, action, outcome and time range, a page at a time, beside the integrity panel."""
@@ -69,6 +72,9 @@ def audit_events() -> str:
         next_cursor=next_cursor,
         args={**args, "outcome": outcome, "since": request.args.get("since", ""),
               "until": request.args.get("until", "")},
+        # What the paging links carry: the search's own terms, never any other parameter given
+        # (``url_for`` would take "endpoint", "_method" or "_external" as its own arguments).
+        search={k: v for k in SEARCH_TERMS if (v := request.args.get(k, ""))},
         actions=[a.value for a in AuditAction],
         outcomes=[o.value for o in Outcome],
         checkpoint=checkpoint,
@@ -88,7 +94,11 @@ def audit_sign_checkpoint() -> Response:
 def audit_event(seq: int) -> str:
     """One event and its inclusion proof, checked here against the signed checkpoint's root."""
     rt = runtime()
-    proof = audit_log.inclusion(rt, seq, None, only_actor=None)
+    # As the API's proof endpoint: any event for those who may read the log (auditors), else only
+    # the caller's own (an operator checking an event it made); another's reads as missing.
+    who = user()
+    only_actor = None if allows(who.role, Permission.AUDIT_READ) else who.actor
+    proof = audit_log.inclusion(rt, seq, None, only_actor=only_actor)
     path = [bytes.fromhex(p) for p in proof["audit_path"]]
     leaf = merkle.hash_leaf(proof["entry"].encode())
     checkpoint = proof.get("checkpoint") or {}

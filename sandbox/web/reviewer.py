@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, g, render_template, request
@@ -63,6 +64,12 @@ def review_contract(contract_id: str) -> str:
         )
 
 
+# Numbers as a reviewer types them, in ASCII: ``int`` and ``float`` also read "1_0", other
+# scripts' digits ("٣٠") and "nan", which no limit field means.
+_WHOLE = re.compile(r"\A-?[0-9]{1,18}\Z")
+_DECIMAL = re.compile(r"\A-?[0-9]{1,18}(?:\.[0-9]{1,18})?(?:[eE][-+]?[0-9]{1,3})?\Z")
+
+
 def _limits_from_form() -> dict[str, Any]:
     """The limits the reviewer changed; text that is not a number goes to the service as given,
     which names the problem."""
@@ -71,10 +78,10 @@ def _limits_from_form() -> dict[str, Any]:
         raw = request.form.get(f"limit_{name}", "").strip()
         if not raw:
             continue
-        try:
-            out[name] = float(raw) if name.startswith("epsilon") else int(raw)
-        except ValueError:
-            out[name] = raw
+        if name.startswith("epsilon"):
+            out[name] = float(raw) if _DECIMAL.match(raw) else raw
+        else:
+            out[name] = int(raw) if _WHOLE.match(raw) else raw
     return out
 
 

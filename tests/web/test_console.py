@@ -397,3 +397,69 @@ def test_reviewer_reads_a_program_and_approves_it_with_exact_release(
     client.post("/console/logout", data={"csrf_token": token})
     sign_in_operator(client, op_a)
     assert client.get("/console/operator").status_code == 200  # the jobs table renders (empty)
+
+
+def test_an_operator_reads_its_own_audit_events_and_no_others(
+    client: FlaskClient, runtime: Runtime, op_a: Operator, op_b: Operator
+) -> None:
+    """As the API's proof endpoint: another party's event reads as missing (it had been shown whole)."""
+    sign_in_operator(client.application.test_client(), op_b)  # an event of op_b's own
+    sign_in_operator(client, op_a)
+    with runtime.sessions() as session:
+        events = session.execute(select(AuditEvent).order_by(AuditEvent.seq)).scalars().all()
+    mine = next(e for e in events if e.actor_id == op_a.id)
+    theirs = next(e for e in events if e.actor_id == op_b.id)
+    system = next(e for e in events if e.actor_kind != "operator")
+    assert client.get(f"/console/audit/events/{mine.seq}").status_code == 200
+    for other in (theirs, system):
+        response = client.get(f"/console/audit/events/{other.seq}")
+        assert response.status_code == 404
+        assert op_b.id not in response.get_data(as_text=True)
+
+
+@pytest.mark.usefixtures("people")
+def test_the_event_search_pages_with_its_own_terms_only(client: FlaskClient) -> None:
+    """Other parameters were passed to url_for in the paging links: 'endpoint' or '_method' made a 500."""
+    sign_in(client, "auditor1")
+    for query in (
+        "endpoint=x",
+        "cursor=1&_method=POST",
+        "_external=1&cursor=1",
+        "action=auth.login&_anchor=x",
+    ):
+        response = client.get(f"/console/audit?{query}")
+        assert response.status_code == 200, query
+        for link in re.findall(
+            r'href="(/console/audit\?[^"]*|https?://[^"]*)"', response.get_data(as_text=True)
+        ):
+            assert link.startswith("/") and not re.search(r"endpoint|_method|_external|_anchor", link), link
+
+
+@pytest.mark.usefixtures("people")
+def test_a_nul_in_a_form_field_is_refused_on_every_backend(client: FlaskClient) -> None:
+    """PostgreSQL cannot store NUL: a console form field with one was a 500 there."""
+    token = csrf_of(client)
+    response = client.post(
+        "/console/login", data={"username": "a\x00b", "password": "x" * 20, "csrf_token": token}
+    )
+    assert response.status_code == 400
+
+
+def test_a_limit_is_read_as_typed_in_ascii_digits(
+    client: FlaskClient, runtime: Runtime, pending_contract: str
+) -> None:
+    """int() and float() read "1_0", "٣٠" and "nan": the service gets such text as typed, and refuses it."""
+    sign_in(client, "reviewer1")
+    token = csrf_of(client, "/console/review")
+    for field, typed in (
+        ("limit_daily_quota", "1_0"),
+        ("limit_min_cell_size", "٣٠"),
+        ("limit_epsilon_total", "nan"),
+    ):
+        client.post(
+            f"/console/review/contracts/{pending_contract}/approve",
+            data={"csrf_token": token, field: typed},
+            follow_redirects=True,
+        )
+        with runtime.sessions() as session:
+            assert session.get(Authorization, pending_contract).status == "pending", (field, typed)  # type: ignore[union-attr]
