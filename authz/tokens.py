@@ -48,6 +48,7 @@ class Claims:
     jti: str
     issued_at: datetime
     expires_at: datetime
+    not_before: datetime | None = None  # nbf, when the token has one (ours: equal to iat)
 
 
 def issue(
@@ -110,7 +111,9 @@ def verify(
         raise Unauthenticated("token from another issuer") from exc
     except jwt.PyJWTError as exc:
         raise Unauthenticated("invalid access token") from exc
-    if not isinstance(payload["exp"], int) or not isinstance(payload["iat"], int):
+    not_before = payload.get("nbf")  # optional; ours equal iat
+    times = (payload["exp"], payload["iat"], 0 if not_before is None else not_before)
+    if not all(isinstance(t, int) for t in times):
         raise Unauthenticated("invalid access token")
     try:
         role = Role(payload["role"])
@@ -123,14 +126,8 @@ def verify(
             jti=str(payload["jti"]),
             issued_at=datetime.fromtimestamp(payload["iat"], UTC),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            not_before=None if not_before is None else datetime.fromtimestamp(not_before, UTC),
         )
-        # nbf (ours equal iat): refused until then, by the injected clock like every time here.
-        not_before = payload.get("nbf")
-        if not_before is not None and (
-            not isinstance(not_before, int)
-            or datetime.fromtimestamp(not_before, UTC) - timedelta(seconds=leeway_seconds) > clock()
-        ):
-            raise Unauthenticated("access token not valid yet")
     except (OverflowError, OSError, ValueError) as exc:  # a time no datetime can hold
         raise Unauthenticated("invalid access token") from exc
     check_times(claims, clock=clock, leeway_seconds=leeway_seconds)
@@ -138,13 +135,16 @@ def verify(
 
 
 def check_times(claims: Claims, *, clock: Clock = utcnow, leeway_seconds: int = 5) -> None:
-    """Refuse a token expired or issued in the future, by the injected clock (tests can hold it)."""
+    """Refuse a token expired, issued in the future or not valid yet (nbf), by the injected clock
+    (tests can hold it)."""
     now = clock()
     leeway = timedelta(seconds=leeway_seconds)
     if claims.expires_at + leeway < now:
         raise Unauthenticated("access token expired")
     if claims.issued_at - leeway > now:
         raise Unauthenticated("access token issued in the future")
+    if claims.not_before is not None and claims.not_before - leeway > now:
+        raise Unauthenticated("access token not valid yet")
 
 
 class VerifiedTokens:

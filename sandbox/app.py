@@ -72,8 +72,8 @@ def _request_ids(app: Flask) -> None:
         # refused here for every backend alike, in the path, the query and any form field.
         if "\x00" in request.path or any(
             "\x00" in k or "\x00" in v
-            for given in (request.args, request.form)
-            for k, v in given.items(multi=True)
+            for fields in (request.args, request.form)
+            for k, v in fields.items(multi=True)
         ):
             raise BadRequest("NUL characters are not allowed in the path, query or form fields")
 

@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 from audit import Actor, ActorKind, AuditAction, Outcome, Target, record_event
 from core.db import holds_writer_lock, transaction
 from core.errors import Invalid, SandboxError
+from sandbox.engine.errors import label
 
 log = logging.getLogger("sandbox.api")
 
@@ -64,8 +65,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, str]]:
     """Pydantic's errors as ``[{field, message}]``, without echoing the rejected input."""
     out = []
     for error in exc.errors(include_input=False, include_url=False):
-        # A client's key is shortened before it is echoed (as sandbox.engine.errors.label does).
-        loc = ".".join(str(p)[:64] for p in error["loc"]) or "(body)"
+        loc = ".".join(label(p) for p in error["loc"]) or "(body)"  # a client's key, shortened
         message = "unknown field" if error["type"] == "extra_forbidden" else str(error["msg"])
         out.append({"field": loc, "message": message})
     return out

@@ -16,7 +16,7 @@ from core.errors import SandboxError
 from sandbox.compute import programs
 from sandbox.compute.models import ProgramStatus
 from sandbox.services import console as console_service
-from sandbox.web.console import done, page, refused, runtime, user
+from sandbox.web.console import done, page, refused, runtime, user, whole_number
 
 STATUSES = [s.value for s in AuthorizationStatus]
 REVIEW = Permission.AUTHORIZATIONS_REVIEW
@@ -66,7 +66,6 @@ def review_contract(contract_id: str) -> str:
 
 # Numbers as a reviewer types them, in ASCII: ``int`` and ``float`` also read "1_0", other
 # scripts' digits ("٣٠") and "nan", which no limit field means.
-_WHOLE = re.compile(r"\A-?[0-9]{1,18}\Z")
 _DECIMAL = re.compile(r"\A-?[0-9]{1,18}(?:\.[0-9]{1,18})?(?:[eE][-+]?[0-9]{1,3})?\Z")
 
 
@@ -81,7 +80,8 @@ def _limits_from_form() -> dict[str, Any]:
         if name.startswith("epsilon"):
             out[name] = float(raw) if _DECIMAL.match(raw) else raw
         else:
-            out[name] = int(raw) if _WHOLE.match(raw) else raw
+            # ASCII digits as the console reads them (whole_number); a sign is the service's to judge.
+            out[name] = int(raw) if whole_number(raw.removeprefix("-"), 18) is not None else raw
     return out
 
 

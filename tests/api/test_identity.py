@@ -97,8 +97,24 @@ def test_expired_token_is_refused(client: FlaskClient, runtime: Runtime, operato
 
 @pytest.mark.parametrize(
     "times",
-    [{"exp": 10**30}, {"iat": -(10**20)}, {"nbf": 10**30}, {"nbf": "soon"}, "nbf in an hour"],
-    ids=["exp past any date", "iat before any date", "nbf past any date", "nbf not a number", "nbf ahead"],
+    [
+        {"exp": 10**30},
+        {"iat": -(10**20)},
+        {"nbf": 10**30},
+        {"nbf": "soon"},
+        {"nbf": ""},
+        {"nbf": 1.5},
+        "nbf in an hour",
+    ],
+    ids=[
+        "exp past any date",
+        "iat before any date",
+        "nbf past any date",
+        "nbf not a number",
+        "nbf empty",
+        "nbf not whole",
+        "nbf ahead",
+    ],
 )
 def test_token_times_no_date_can_hold_or_not_yet_valid_are_refused(
     client: FlaskClient, runtime: Runtime, operator: Party, times: Any
