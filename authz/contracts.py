@@ -42,6 +42,7 @@ from core.clock import Clock, rfc3339, utcnow
 from core.db import Database, connection_of, table_of
 from core.errors import Invalid, NotFound
 from core.prepared import Prepared
+from core.text import note_text
 
 # Missing and not-yours read the same, so an operator cannot learn which ids exist.
 NOT_FOUND_MESSAGE = "no such authorization"
@@ -340,13 +341,10 @@ def _require(contract: Authorization, expected: AuthorizationStatus, verb: str, 
 
 
 def _text(value: object, field: str, limit: int, *, required: bool) -> str | None:
-    if value is None and not required:
-        return None
-    text = value.strip() if isinstance(value, str) else ""
-    if (required and not text) or not isinstance(value, str) or len(text) > limit:
-        need = f"1-{limit} characters" if required else f"at most {limit} characters"
+    text, need = note_text(value, limit, required=required)
+    if need is not None:
         raise ContractInvalid(f"1 problem(s) with the {field}", details=[problem(field, need)])
-    return text or None
+    return text
 
 
 def _record(

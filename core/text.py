@@ -1,4 +1,5 @@
-"""Free text that the console shows and the audit log keeps: names, purposes, licence numbers."""
+"""Free text that the console shows and the audit log keeps: names, purposes and licence numbers
+(one line each), and the notes people write (reasons and comments, which may run to several lines)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ _REFUSED = frozenset(
 )
 
 
+def _refused(char: str) -> bool:
+    return char in _REFUSED or unicodedata.category(char) in _REFUSED_CATEGORIES
+
+
 def line_problem(value: object, most: int) -> str | None:
     """Why ``value`` is not a line of 1 to ``most`` characters (surrounding spaces aside), or ``None``.
 
@@ -23,6 +28,32 @@ def line_problem(value: object, most: int) -> str | None:
     """
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= most:
         return f"1-{most} characters"
-    if any(char in _REFUSED or unicodedata.category(char) in _REFUSED_CATEGORIES for char in value):
+    if any(_refused(char) for char in value):
         return "one line, without control characters, bidi controls or invisible spaces"
     return None
+
+
+# A note keeps its line breaks and tabs; a browser sends a textarea's line breaks as CRLF, and a
+# note is kept with LF alone, so the same words typed in the console or sent to the API are equal.
+_NOTE_ALLOWED = frozenset("\n\t")
+
+
+def note_text(value: object, most: int, *, required: bool) -> tuple[str | None, str | None]:
+    """A note (a reason, a comment) as it is kept, and why it cannot be, if it cannot.
+
+    Kept: surrounding spaces stripped, line breaks as LF; empty is ``None`` where a note is
+    optional. Refused: not text, more than ``most`` characters, and the characters
+    :func:`line_problem` refuses other than line breaks and tabs (an escape sequence would recolour
+    or rewrite an auditor's terminal; a bidi control reorders what a reviewer reads).
+    """
+    if value is None and not required:
+        return None, None
+    need = f"1-{most} characters" if required else f"at most {most} characters"
+    if not isinstance(value, str):
+        return None, need
+    text = value.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if len(text) > most or (required and not text):
+        return None, need
+    if any(_refused(char) for char in text if char not in _NOTE_ALLOWED):
+        return None, "lines of text, without other control characters, bidi controls or invisible spaces"
+    return text or None, None

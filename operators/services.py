@@ -14,7 +14,7 @@ from audit import Actor, AuditAction, Target, record_event
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, NotFound
 from core.passwords import hash_secret, verify_secret
-from core.text import line_problem
+from core.text import line_problem, note_text
 from operators.errors import OperatorSuspended
 from operators.models import Operator, OperatorCredential, OperatorStatus
 
@@ -173,11 +173,16 @@ def revoke_credentials(
     return credential
 
 
+MAX_REASON = 500
+
+
 def _reason(reason: str) -> str:
-    """The reason an admin gives for a change to an operator or its credentials, required."""
-    if not reason.strip():
-        raise Invalid("a reason is required", details=[{"field": "reason", "message": "required"}])
-    return reason.strip()[:500]
+    """The reason an admin gives for a change to an operator or its credentials, required (and
+    refused, not cut, when longer than ``MAX_REASON``)."""
+    text, need = note_text(reason, MAX_REASON, required=True)
+    if text is None:
+        raise Invalid("the reason is not acceptable", details=[{"field": "reason", "message": need}])
+    return text
 
 
 def set_status(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, Response, current_app, g, jsonify, request
@@ -45,6 +46,22 @@ def http_code(status: int) -> str:
 # At most this many problems are listed in one error: a body with 60,000 unknown keys would
 # otherwise get an answer four times its own size. The message still counts them all.
 MAX_LISTED_PROBLEMS = 50
+
+
+# Where a front end other than the API (the console) answers the routing refusals of its own
+# paths: ``app.extensions[ROUTING_PAGES]`` holds a callable that returns its page, or ``None`` for
+# a path that is not its own. Flask runs no blueprint's handler for a 404 or 405 of routing (no
+# blueprint matched), so without this a console path nobody serves answered in the API's JSON.
+ROUTING_PAGES = "sandbox.routing_pages"
+RoutingPage = Callable[[HTTPException], Response | None]
+
+
+def with_allow(response: Response, exc: HTTPException) -> Response:
+    """``response`` with the ``Allow`` header a 405 must carry (RFC 9110, section 15.5.6)."""
+    methods = getattr(exc, "valid_methods", None)
+    if exc.code == 405 and methods:
+        response.headers["Allow"] = ", ".join(sorted(methods))
+    return response
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> Response:
@@ -145,6 +162,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        page: RoutingPage | None = current_app.extensions.get(ROUTING_PAGES)
+        answered = page(exc) if page is not None else None
+        if answered is not None:
+            return answered
         status = exc.code or 500
         code = http_code(status)
         messages = {
@@ -153,7 +174,7 @@ def register(app: Flask) -> None:
             413: "request body too large",
         }
         message = messages.get(status, exc.description or exc.name)
-        return error_response(status, code, message)
+        return with_allow(error_response(status, code, message), exc)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

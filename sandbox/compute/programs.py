@@ -26,7 +26,7 @@ from authz.contract_models import Authorization
 from catalog import Catalog
 from core.clock import Clock, rfc3339, utcnow
 from core.errors import Conflict, Invalid, NotFound
-from core.text import line_problem
+from core.text import line_problem, note_text
 from sandbox.compute.compile import CompiledProgram, compile_program, source_sha256
 from sandbox.compute.errors import ProgramInvalid
 from sandbox.compute.inputs import DATASET_FIELD, program_scope
@@ -43,13 +43,10 @@ SYNTAX_ERROR = "SyntaxError: "
 
 
 def _text(value: object, field: str, limit: int, *, required: bool) -> str | None:
-    text = value.strip() if isinstance(value, str) else ""
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or len(text) > limit or (required and not text):
-        need = f"1-{limit} characters" if required else f"at most {limit} characters"
+    text, need = note_text(value, limit, required=required)
+    if need is not None:
         raise Invalid(f"the {field} is not acceptable", details=[problem(field, need)])
-    return text or None
+    return text
 
 
 def _in_prose(found: Problem) -> Problem:

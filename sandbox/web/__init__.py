@@ -12,10 +12,16 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from authz.permissions import Role
+from sandbox.api.errors import ROUTING_PAGES
 from sandbox.runtime import Runtime
 
 SECRET_FILE = "console-secret"  # noqa: S105 - a file name
 PREFIX = "/console"  # every page, and the only path the session cookie is sent to
+
+
+def is_console_path(path: str) -> bool:
+    """Whether ``path`` is the console's (under ``PREFIX``)."""
+    return path == PREFIX or path.startswith(PREFIX + "/")
 
 
 def console_secret(home: Path) -> bytes:
@@ -51,7 +57,7 @@ class ConsoleSessions(SecureCookieSessionInterface):
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+        if is_console_path(request.path):
             return super().open_session(app, request)
         return self.null_session_class()
 
@@ -89,3 +95,4 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     )
     app.session_interface = ConsoleSessions()
     app.register_blueprint(console.bp)
+    app.extensions[ROUTING_PAGES] = console.routing_page

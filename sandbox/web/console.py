@@ -21,6 +21,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -33,11 +34,11 @@ from authz.permissions import Permission, Role, allows
 from authz.tokens import Unauthenticated
 from core.errors import SandboxError
 from sandbox.api.auth import Forbidden, Principal
-from sandbox.api.errors import record_denial, record_failure
+from sandbox.api.errors import record_denial, record_failure, with_allow
 from sandbox.runtime import Runtime
 from sandbox.services import console as console_service
 from sandbox.services.console import SignedIn
-from sandbox.web import PREFIX, csrf, i18n
+from sandbox.web import PREFIX, csrf, i18n, is_console_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 SESSION_HOURS = 8
@@ -229,12 +230,22 @@ def _sandbox_error(exc: SandboxError) -> tuple[str, int]:
 
 
 @bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> tuple[str, int]:
+def _http_error(exc: HTTPException) -> Response:
     status = exc.code or 500
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(status, "bad_request")
-    return render_template(
+    page = render_template(
         "error.html", status=status, code=code, message=i18n.error_text(code, exc.description or "")
-    ), status
+    )
+    return with_allow(make_response(page, status), exc)
+
+
+def routing_page(exc: HTTPException) -> Response | None:
+    """The console's page for a refusal of routing (no such page, or not with that method) under
+    its prefix, with the console's headers; ``None`` for other paths, which the API answers.
+    Installed as the app's ``ROUTING_PAGES``: Flask runs no blueprint's handler for these."""
+    if request.blueprint is not None or not is_console_path(request.path):
+        return None
+    return _headers(_http_error(exc))
 
 
 @bp.app_context_processor

@@ -87,15 +87,21 @@ def test_unknown_path_and_wrong_method_are_json_errors(client: FlaskClient) -> N
     assert missing.status_code == 404 and _error(missing)["code"] == "not_found"
     wrong = client.delete("/healthz")
     assert wrong.status_code == 405 and _error(wrong)["code"] == "method_not_allowed"
+    assert wrong.headers["Allow"] == "GET, HEAD, OPTIONS"  # a 405 names what is allowed (RFC 9110)
+    assert client.get("/v1/verify").headers["Allow"] == "OPTIONS, POST"
+    assert "Allow" not in missing.headers
 
 
 def test_no_path_is_redirected_to_an_address_from_the_host_header(client: FlaskClient) -> None:
     """Werkzeug would answer "//" in a path, or the console without its slash, with a 308 (an HTML
     page) to an absolute address built from the Host header the client sent."""
-    for path in ("/v1//datasets", "//healthz", "/v1/datasets/", "/console//login"):
+    for path in ("/v1//datasets", "//healthz", "/v1/datasets/"):
         response = client.get(path, headers={"Host": "evil.example"})
         assert response.status_code == 404 and "Location" not in response.headers, path
         assert _error(response)["code"] == "not_found"
+    console = client.get("/console//login", headers={"Host": "evil.example"})  # the console's own page
+    assert console.status_code == 404 and "Location" not in console.headers
+    assert console.mimetype == "text/html" and "evil.example" not in console.get_data(as_text=True)
     for path in ("/console", "/console/"):
         response = client.get(path, headers={"Host": "evil.example"})
         assert response.status_code == 302 and response.headers["Location"] == "/console/login", path

@@ -1,4 +1,5 @@
-"""Names and purposes are one line of visible text; accounts hold what sign-in can use.
+"""Names and purposes are one line of visible text; reasons and comments are lines of visible
+text; accounts hold what sign-in can use.
 
 Found by a black-box sweep: a newline, a bell or a right-to-left override in an operator's name
 or a purpose was stored and shown to reviewers and kept in the audit log; an account could be
@@ -17,7 +18,9 @@ from authz.accounts import create_account
 from authz.permissions import Role
 from core.db import transaction
 from core.errors import Conflict, Invalid
-from core.text import line_problem
+from core.text import line_problem, note_text
+from operators import services as operator_services
+from operators.models import OperatorStatus
 from sandbox.runtime import Runtime
 from tests.api.conftest import ADMIN, CONTRACT_REQUEST, Party
 
@@ -153,3 +156,56 @@ def test_usernames_in_another_case_are_refused_by_the_database_too(runtime: Runt
         assert session.execute(
             select(Account.username).where(Account.username_key == "rev3")
         ).scalars().all() == ["Rev3"]
+
+
+NOT_A_NOTE = ["a\x1b[31mb", "a\u0007b", "\u202eevil", "a\u200bb", "a\u2028b", "a\x00b", "a\x7fb"]
+NOTE_PROBLEM = "lines of text, without other control characters, bidi controls or invisible spaces"
+
+
+def test_a_note_keeps_its_lines_and_refuses_other_controls() -> None:
+    assert note_text("  first line\r\nsecond\tcolumn\rthird\n ", 50, required=True) == (
+        "first line\nsecond\tcolumn\nthird",
+        None,
+    )
+    for text in NOT_A_NOTE:
+        assert note_text(text, 50, required=True) == (None, NOTE_PROBLEM), text
+    assert note_text(None, 50, required=False) == note_text("  ", 50, required=False) == (None, None)
+    assert note_text("", 50, required=True) == note_text(None, 50, required=True) == (None, "1-50 characters")
+    assert note_text("x" * 51, 50, required=False) == (None, "at most 50 characters")
+    assert note_text("\r\n".join("x" * 9 for _ in range(5)), 50, required=True)[1] is None  # CRLF counts once
+    assert note_text("👩\u200d💻 贷款", 50, required=True) == ("👩\u200d💻 贷款", None)
+
+
+def test_reasons_and_comments_of_reviewers(
+    client: FlaskClient, runtime: Runtime, operator: Party, reviewer: Party
+) -> None:
+    made = client.post("/v1/authorizations", json=CONTRACT_REQUEST, headers=operator.headers).get_json()
+    url = f"/v1/authorizations/{made['id']}"
+    for text in NOT_A_NOTE[:-2]:  # NUL and DEL: NUL is the body's own 400
+        for action, body in (("reject", {"reason": text}), ("approve", {"comment": text})):
+            response = client.post(f"{url}/{action}", json=body, headers=reviewer.headers)
+            assert response.status_code == 422, (action, text)
+            assert response.get_json()["error"]["details"][0]["message"] == NOTE_PROBLEM
+    assert client.get(url, headers=operator.headers).get_json()["status"] == "pending"  # nothing decided
+    approved = client.post(f"{url}/approve", json={"comment": "同意\r\n期限三十天"}, headers=reviewer.headers)
+    assert approved.status_code == 200
+    assert approved.get_json()["decision_comment"] == "同意\n期限三十天"
+    revoked = client.post(f"{url}/revoke", json={"reason": "a\x7fb"}, headers=reviewer.headers)
+    assert revoked.status_code == 422 and revoked.get_json()["error"]["details"][0]["field"] == "reason"
+
+
+def test_an_operators_reason_is_refused_when_too_long_not_cut(runtime: Runtime, operator: Party) -> None:
+    with pytest.raises(Invalid) as refused, transaction(runtime.sessions) as session:
+        operator_services.set_status(
+            session, operator.id, OperatorStatus.SUSPENDED, reason="x" * 501, actor=ADMIN, request_id=None
+        )
+    assert refused.value.details == [{"field": "reason", "message": "1-500 characters"}]
+    with pytest.raises(Invalid), transaction(runtime.sessions) as session:
+        operator_services.set_status(
+            session, operator.id, OperatorStatus.SUSPENDED, reason="bad\x1b[2J", actor=ADMIN, request_id=None
+        )
+    with transaction(runtime.sessions) as session:
+        kept = operator_services.set_status(
+            session, operator.id, OperatorStatus.SUSPENDED, reason="x" * 500, actor=ADMIN, request_id=None
+        )
+        assert kept.status_reason == "x" * 500

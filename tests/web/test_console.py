@@ -463,3 +463,25 @@ def test_a_limit_is_read_as_typed_in_ascii_digits(
         )
         with runtime.sessions() as session:
             assert session.get(Authorization, pending_contract).status == "pending", (field, typed)  # type: ignore[union-attr]
+
+
+def test_a_console_path_nobody_serves_answers_with_the_consoles_page(client: FlaskClient) -> None:
+    """Flask runs no blueprint's handler for a 404 or 405 of routing: these answered in the API's
+    JSON, without the console's headers, until the console took its own paths."""
+    missing = client.get("/console/no-such-page", headers={"Accept-Language": "en"})
+    wrong = client.delete("/console/login", headers={"Accept-Language": "en"})
+    for response, status, code, text in (
+        (missing, 404, "not_found", "Not found"),
+        (wrong, 405, "method_not_allowed", "Method not allowed"),
+    ):
+        body = response.get_data(as_text=True)
+        assert response.status_code == status and response.mimetype == "text/html"
+        assert f"<code>{code}</code>" in body and text in body
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+    assert wrong.headers["Allow"] == "GET, HEAD, OPTIONS, POST"
+    assert "Allow" not in missing.headers
+    # Other paths, and a path that only begins like the console's, are the API's.
+    for path in ("/v1/no-such-thing", "/consoles", "/console-x"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found", path
