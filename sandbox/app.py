@@ -61,6 +61,9 @@ def create_app(
     return app
 
 
+_FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 def _request_ids(app: Flask) -> None:
     """Every response carries ``X-Request-Id``: the client's when well-formed, else a new one."""
 
@@ -70,10 +73,13 @@ def _request_ids(app: Flask) -> None:
         g.request_id = given if _REQUEST_ID.match(given) else time_ordered_hex()
         # PostgreSQL cannot store NUL in text (a console form field with one was a 500 there), so it is
         # refused here for every backend alike, in the path, the query and any form field.
+        # Only what is there is parsed: building an empty query and form for every JSON request
+        # cost ~28 µs, 2% of a verification (Werkzeug parses a form from these two types only).
+        fields = [request.args] if request.query_string else []
+        if request.mimetype in _FORM_TYPES:
+            fields.append(request.form)
         if "\x00" in request.path or any(
-            "\x00" in k or "\x00" in v
-            for fields in (request.args, request.form)
-            for k, v in fields.items(multi=True)
+            "\x00" in k or "\x00" in v for found in fields for k, v in found.items(multi=True)
         ):
             raise BadRequest("NUL characters are not allowed in the path, query or form fields")
 
