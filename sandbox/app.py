@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from audit import Actor, ActorKind
 from core.config import Settings, load_settings
@@ -75,7 +76,16 @@ def _request_ids(app: Flask) -> None:
         # refused here for every backend alike, in the path, the query and any form field.
         # Only what is there is parsed: building an empty query and form for every JSON request
         # cost ~28 µs, 2% of a verification (Werkzeug parses a form from these two types only).
-        fields = [request.args] if request.query_string else []
+        # A body over the limit is refused here, before routing or authentication, whatever its type.
+        limit = request.max_content_length
+        if limit is not None and request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge()
+        fields = []
+        if request.query_string:
+            try:
+                fields.append(request.args)
+            except UnicodeDecodeError:  # a raw non-UTF-8 byte in the query (a 500 until now)
+                raise BadRequest("the query string is not UTF-8") from None
         if request.mimetype in _FORM_TYPES:
             fields.append(request.form)
         if "\x00" in request.path or any(

@@ -48,12 +48,18 @@ def http_code(status: int) -> str:
 MAX_LISTED_PROBLEMS = 50
 
 
-# Where a front end other than the API (the console) answers the routing refusals of its own
-# paths: ``app.extensions[ROUTING_PAGES]`` holds a callable that returns its page, or ``None`` for
-# a path that is not its own. Flask runs no blueprint's handler for a 404 or 405 of routing (no
-# blueprint matched), so without this a console path nobody serves answered in the API's JSON.
+# Where a front end other than the API (the console) answers the refusals of its own paths that
+# no page of it handled: ``app.extensions[ROUTING_PAGES]`` holds a callable that returns its page,
+# or ``None`` for a path that is not its own. Flask runs no blueprint's handler for a 404 or 405 of
+# routing (no blueprint matched) nor for a refusal raised before it (the app's own checks), so
+# without this a console path nobody serves answered in the API's JSON.
 ROUTING_PAGES = "sandbox.routing_pages"
-RoutingPage = Callable[[HTTPException], Response | None]
+RoutingPage = Callable[[HTTPException | SandboxError], Response | None]
+
+
+def _routing_page(exc: HTTPException | SandboxError) -> Response | None:
+    page: RoutingPage | None = current_app.extensions.get(ROUTING_PAGES)
+    return page(exc) if page is not None else None
 
 
 def with_allow(response: Response, exc: HTTPException) -> Response:
@@ -145,6 +151,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(SandboxError)
     def _sandbox_error(exc: SandboxError) -> Response:
+        if (page := _routing_page(exc)) is not None:
+            return page
         if exc.status >= 500:
             log.error("request %s failed: %s", g.get("request_id"), exc.message)
             record_failure(exc.code)
@@ -162,10 +170,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
-        page: RoutingPage | None = current_app.extensions.get(ROUTING_PAGES)
-        answered = page(exc) if page is not None else None
-        if answered is not None:
-            return answered
+        if (page := _routing_page(exc)) is not None:
+            return page
         status = exc.code or 500
         code = http_code(status)
         messages = {

@@ -91,7 +91,12 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     )
     # Globals, not a context processor: imported macros see globals only.
     app.jinja_env.globals.update(
-        bar=charts.bar, chart=charts.series_chart, t=i18n.t, csrf_token=csrf.token, Role=Role
+        bar=charts.bar,
+        chart=charts.series_chart,
+        t=i18n.t,
+        csrf_token=csrf.token,
+        Role=Role,
+        here=console.here,
     )
     app.session_interface = ConsoleSessions()
     app.register_blueprint(console.bp)

@@ -25,7 +25,7 @@ def index() -> Response:
 def login() -> Response | str | tuple[str, int]:
     """Staff and subjects: username and password."""
     target = request.args.get("next")
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD as GET (a HEAD is no sign-in attempt)
         return render_template("login.html", next=target)
     try:
         who = console_service.sign_in_person(

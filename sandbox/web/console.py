@@ -92,7 +92,7 @@ def page(
             if not isinstance(permission, _Public):
                 user = signed_in()
                 if user is None:
-                    return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+                    return redirect(url_for("web.login", next=here()))
                 if not allows(user.role, permission):
                     raise Forbidden(f"role {user.role.value} may not {permission.value}")
             return view(*args, **kwargs)
@@ -239,12 +239,23 @@ def _http_error(exc: HTTPException) -> Response:
     return with_allow(make_response(page, status), exc)
 
 
-def routing_page(exc: HTTPException) -> Response | None:
-    """The console's page for a refusal of routing (no such page, or not with that method) under
-    its prefix, with the console's headers; ``None`` for other paths, which the API answers.
-    Installed as the app's ``ROUTING_PAGES``: Flask runs no blueprint's handler for these."""
+def here() -> str:
+    """This page's path and query, for a link back to it; without a query that is not UTF-8 (the
+    request is refused for it, and its error page must still render)."""
+    try:
+        return request.full_path.rstrip("?")
+    except UnicodeDecodeError:
+        return request.path
+
+
+def routing_page(exc: HTTPException | SandboxError) -> Response | None:
+    """The console's page, with its headers, for a refusal under its prefix that no page handled
+    (no such page, not with that method, or refused before routing); ``None`` for other paths,
+    which the API answers. Installed as the app's ``ROUTING_PAGES``."""
     if request.blueprint is not None or not is_console_path(request.path):
         return None
+    if isinstance(exc, SandboxError):
+        return _headers(make_response(*_sandbox_error(exc)))
     return _headers(_http_error(exc))
 
 

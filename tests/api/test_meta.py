@@ -178,6 +178,24 @@ def test_oversized_body_is_413(echo_app: Flask) -> None:
     assert _error(response)["code"] == "too_large"
 
 
+def test_an_oversized_body_is_413_before_routing_or_authentication(client: FlaskClient) -> None:
+    """Whatever the body's type, the path or the token: refused before anything reads it."""
+    big = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    for method, path in (("POST", "/v1/verify"), ("GET", "/healthz"), ("POST", "/nope")):
+        for content_type in ("application/json", "text/plain", "application/x-www-form-urlencoded"):
+            response = client.open(path, method=method, data=big, content_type=content_type)
+            assert response.status_code == 413, (path, content_type)
+            assert _error(response)["code"] == "too_large"
+
+
+def test_a_query_that_is_not_utf8_is_400(client: FlaskClient) -> None:
+    for path in ("/healthz", "/v1/datasets", "/nope"):
+        response = client.get(path, environ_overrides={"QUERY_STRING": "a=\xff"})  # a raw byte, not %ff
+        assert response.status_code == 400 and _error(response)["code"] == "bad_request", path
+        assert _error(response)["message"] == "the query string is not UTF-8"
+    assert client.get("/healthz?a=%ff").status_code == 200  # escaped: decoded with a replacement
+
+
 def test_oversized_streamed_body_is_413_not_cut_short(echo_app: Flask) -> None:
     """Chunked, with no Content-Length: Werkzeug reads up to the limit and stops. A valid body
     followed by padding past the limit must be refused, not parsed from its first megabyte."""

@@ -485,3 +485,17 @@ def test_a_console_path_nobody_serves_answers_with_the_consoles_page(client: Fla
     for path in ("/v1/no-such-thing", "/consoles", "/console-x"):
         response = client.get(path)
         assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found", path
+
+
+def test_a_console_query_that_is_not_utf8_is_the_consoles_400(client: FlaskClient) -> None:
+    """Its error page links back to the page it was on: that link had been a 500 of its own."""
+    for path in ("/console/login", "/console/no-such-page"):
+        response = client.get(path, environ_overrides={"QUERY_STRING": "next=\xff"})
+        assert response.status_code == 400 and response.mimetype == "text/html", path
+        assert "<code>bad_request</code>" in response.get_data(as_text=True)
+
+
+def test_head_of_the_sign_in_page_is_no_sign_in_attempt(client: FlaskClient, runtime: Runtime) -> None:
+    head = client.head("/console/login")
+    assert head.status_code == 200 and head.get_data() == b""
+    assert _events(runtime, "request.denied") == []
