@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
-from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, Table, create_engine, event, exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -235,9 +235,20 @@ def _configure_sqlite(engine: Engine, database: str | None) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         raw = connection.connection.driver_connection
-        if isinstance(raw, _LockingConnection) and raw.writer_lock is not None:
-            raw.writer_lock.acquire()  # a BEGIN that fails is rolled back by SQLAlchemy: released
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        lock = raw.writer_lock if isinstance(raw, _LockingConnection) else None
+        if lock is not None:
+            lock.acquire()
+        # On the driver's connection, not through exec_driver_sql: SQLAlchemy's execution
+        # machinery around one fixed statement cost ~20 µs of every write transaction. Its errors
+        # are still raised as SQLAlchemy's, and a BEGIN that fails gives the lock back.
+        try:
+            raw.execute("BEGIN IMMEDIATE").close()
+        except sqlite3.Error as error:
+            if lock is not None:
+                lock.release()
+            raise exc.DBAPIError.instance(
+                "BEGIN IMMEDIATE", (), error, sqlite3.Error, dialect=connection.dialect
+            ) from error
 
 
 def with_driver(url: str) -> str:

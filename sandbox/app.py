@@ -52,7 +52,13 @@ def create_app(
     auth.init_app(app)
     _request_ids(app)
     for blueprint in (
-        meta.bp, identity.bp, operators.bp, catalog.bp, authorizations.bp, consents.bp, audit_api.bp
+        meta.bp,
+        identity.bp,
+        operators.bp,
+        catalog.bp,
+        authorizations.bp,
+        consents.bp,
+        audit_api.bp,
     ):
         app.register_blueprint(blueprint)
     app.register_blueprint(jobs_api.bp)

@@ -70,8 +70,12 @@ def audit_events() -> str:
         "auditor/events.html",
         events=events,
         next_cursor=next_cursor,
-        args={**args, "outcome": outcome, "since": request.args.get("since", ""),
-              "until": request.args.get("until", "")},
+        args={
+            **args,
+            "outcome": outcome,
+            "since": request.args.get("since", ""),
+            "until": request.args.get("until", ""),
+        },
         # What the paging links carry: the search's own terms, never any other parameter given
         # (``url_for`` would take "endpoint", "_method" or "_external" as its own arguments).
         search={k: v for k in SEARCH_TERMS if (v := request.args.get(k, ""))},

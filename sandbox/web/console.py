@@ -254,6 +254,10 @@ def routing_page(exc: HTTPException | SandboxError) -> Response | None:
     which the API answers. Installed as the app's ``ROUTING_PAGES``."""
     if request.blueprint is not None or not is_console_path(request.path):
         return None
+    status = exc.status if isinstance(exc, SandboxError) else (exc.code or 500)
+    if status < 500:
+        # The header shows who is signed in, as every page's does (no page ran signed_in here).
+        signed_in()
     if isinstance(exc, SandboxError):
         return _headers(make_response(*_sandbox_error(exc)))
     return _headers(_http_error(exc))

@@ -499,3 +499,13 @@ def test_head_of_the_sign_in_page_is_no_sign_in_attempt(client: FlaskClient, run
     head = client.head("/console/login")
     assert head.status_code == 200 and head.get_data() == b""
     assert _events(runtime, "request.denied") == []
+
+
+def test_a_console_path_nobody_serves_shows_who_is_signed_in(client: FlaskClient) -> None:
+    """Its header was a signed-out one (no sign-out button), as if the session had ended."""
+    sign_in(client, "reviewer1")
+    for response in (client.get("/console/no-such-page"), client.delete("/console/review")):
+        body = response.get_data(as_text=True)
+        assert response.status_code in (404, 405)
+        assert "reviewer1" in body and 'action="/console/logout"' in body
+    assert client.get("/console/review").status_code == 200  # the session goes on
