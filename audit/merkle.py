@@ -71,6 +71,29 @@ class RootBuilder:
         for leaf in leaves:
             self.append(leaf)
 
+    @classmethod
+    def resumed(cls, size: int, stack: Sequence[bytes]) -> RootBuilder:
+        """A builder at ``size`` leaves, from their compact range (as :meth:`stack` gives it);
+        ``ValueError`` unless it holds one subtree per bit of ``size``."""
+        if size < 0 or len(stack) != size.bit_count():
+            raise ValueError(f"a compact range of {size} leaves holds {size.bit_count()} subtrees")
+        builder = cls()
+        builder.size, builder._stack = size, list(stack)
+        return builder
+
+    def append_subtree(self, node: bytes, height: int) -> None:
+        """Add the root of the next ``2**height`` leaves at once; ``ValueError`` unless the
+        subtree is aligned (the size so far a multiple of its own), as every tree node is."""
+        if height < 0 or self.size % (1 << height):
+            raise ValueError(f"a subtree of {1 << max(height, 0)} leaves cannot start at leaf {self.size}")
+        size = self.size >> height
+        stack = self._stack
+        while size & 1:
+            node = hashlib.sha256(b"\x01" + stack.pop() + node).digest()
+            size >>= 1
+        stack.append(node)
+        self.size += 1 << height
+
     def root(self) -> bytes:
         """The root of the leaves added so far."""
         return fold(self._stack)
@@ -94,6 +117,19 @@ def fold(stack: Sequence[bytes]) -> bytes:
     for left in reversed(stack[:-1]):
         node = hash_children(left, node)
     return node
+
+
+def aligned_subtrees(start: int, end: int) -> list[tuple[int, int]]:
+    """``[start, end)`` as the fewest aligned complete subtrees, left to right, each as
+    ``(first leaf, height)``: the subtrees a proof of a range gives for the leaves around it."""
+    found = []
+    while start < end:
+        height = (end - start).bit_length() - 1
+        if start:
+            height = min(height, (start & -start).bit_length() - 1)  # no taller than start's alignment
+        found.append((start, height))
+        start += 1 << height
+    return found
 
 
 class SubtreeCache:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.actions import ActorKind
@@ -92,10 +92,12 @@ def get_event(session: Session, seq: int) -> AuditEvent | None:
     return session.get(AuditEvent, seq) if 0 <= seq <= MAX_SEQ else None
 
 
-def export_lines(sessions: sessionmaker[Session], terms: EventFilter) -> Iterator[str]:
-    """NDJSON lines ``{"seq", "leaf_hash", "entry"}`` in log order, read in batches of short
-    transactions so a long export never holds the database."""
-    after = -1
+def export_lines(
+    sessions: sessionmaker[Session], terms: EventFilter, *, start: int = 0, end: int | None = None
+) -> Iterator[str]:
+    """NDJSON lines ``{"seq", "leaf_hash", "entry"}`` in log order, from seq ``start`` to before
+    ``end``, read in batches of short transactions so a long export never holds the database."""
+    after = start - 1
     while True:
         with sessions() as session:
             stmt = (
@@ -104,9 +106,26 @@ def export_lines(sessions: sessionmaker[Session], terms: EventFilter) -> Iterato
                 .order_by(AuditEvent.seq)
                 .limit(EXPORT_BATCH)
             )
+            if end is not None:
+                stmt = stmt.where(AuditEvent.seq < end)
             rows = session.execute(stmt).all()
         if not rows:
             return
         for seq, leaf, entry in rows:
             yield json.dumps({"seq": seq, "leaf_hash": leaf, "entry": entry}, ensure_ascii=False) + "\n"
         after = rows[-1][0]
+
+
+def window_seqs(
+    session: Session, since: datetime | None, until: datetime | None, size: int
+) -> tuple[int, int]:
+    """The seqs ``[start, end)`` that hold every event of the time window, and whatever lies
+    between them (a clock set back can leave an event of another time there), among the first
+    ``size``: a contiguous range, so a proof can place it in the tree."""
+    timed = EventFilter(since=since, until=until)
+    first, last = session.execute(
+        timed.apply(select(func.min(AuditEvent.seq), func.max(AuditEvent.seq))).where(AuditEvent.seq < size)
+    ).one()
+    if first is None:
+        return size, size  # nothing in the window: an empty range at the end
+    return int(first), int(last) + 1

@@ -65,3 +65,14 @@ class LogTree:
         """Proof that the first ``first`` events are a prefix of the first ``second``."""
         with self._using(session) as cache:
             return merkle.consistency_proof(cache, first, second)
+
+    def range_proof(
+        self, session: Session, start: int, end: int, size: int
+    ) -> tuple[list[bytes], list[bytes]]:
+        """What places events ``[start, end)`` in the tree of ``size`` without the others: the
+        roots of the aligned subtrees of ``[0, start)`` and of ``[end, size)``, left to right."""
+        with self._using(session) as cache:
+            return (
+                [cache.hash(s, s + (1 << h)) for s, h in merkle.aligned_subtrees(0, start)],
+                [cache.hash(s, s + (1 << h)) for s, h in merkle.aligned_subtrees(end, size)],
+            )

@@ -12,6 +12,7 @@ consistent, but nothing signed vouches for them yet.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, NamedTuple
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.merkle import EMPTY_ROOT, RootBuilder, fold
+from audit.merkle import EMPTY_ROOT, RootBuilder, aligned_subtrees, fold
 from audit.notes import Checkpoint, NoteError, verify_note
 
 
@@ -40,6 +41,7 @@ class Reason(StrEnum):
     FORK = "fork"
     TRUNCATED = "truncated"
     UNVERIFIED_TAIL = "unverified_tail"
+    NOT_CHECKED = "not_checked"
     NO_CHECKPOINT = "no_checkpoint"
 
 
@@ -96,6 +98,8 @@ class Report:
     """The verdict: intact when there are no problems."""
 
     events: int = 0
+    window: bool = False  # an export of a time window, from ``first_seq``
+    first_seq: int = 0
     checkpoints_verified: int = 0
     verified_size: int = 0
     root_hash: str = ""
@@ -120,6 +124,8 @@ class Report:
         return {
             "intact": self.intact,
             "events": self.events,
+            "window": self.window,
+            "first_seq": self.first_seq,
             "checkpoints_verified": self.checkpoints_verified,
             "verified_size": self.verified_size,
             "root_hash": self.root_hash,
@@ -352,11 +358,68 @@ def _check_end(report: Report, sizes: list[int]) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Window:
+    """A time window's proof, the first line of its export: the roots of the subtrees left
+    (``[0, start)``) and right (``[end, tree_size)``) of its events in the tree a signed checkpoint
+    names, and that checkpoint's note."""
+
+    start: int
+    end: int
+    tree_size: int
+    left: list[bytes]
+    right: list[bytes]
+    checkpoint: str
+
+    @classmethod
+    def parse(cls, value: Any) -> Window:
+        """From the export's first line; ``ValueError`` if it is not one."""
+        try:
+            window = value["window"]
+            found = cls(
+                start=_count(window["start"]),
+                end=_count(window["end"]),
+                tree_size=_count(window["tree_size"]),
+                left=[bytes.fromhex(h) for h in window["left"]],
+                right=[bytes.fromhex(h) for h in window["right"]],
+                checkpoint=str(window["checkpoint"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError("the export's first line is not a window's proof") from exc
+        if not found.start <= found.end:
+            raise ValueError("the window's proof ends before it starts")
+        return found
+
+
+def _count(value: Any) -> int:
+    if type(value) is not int or value < 0:
+        raise ValueError("not a count")
+    return value
+
+
+def read_export(lines: Iterable[str]) -> tuple[Window | None, Iterator[LogRecord]]:
+    """An NDJSON export (``GET /v1/audit/export``): a window's proof if it opens with one, and
+    its records; ``ValueError`` on a line that is neither, as the records are read."""
+    numbered = ((n, line) for n, line in enumerate(lines, start=1) if line.strip())
+    first = next(numbered, None)
+    if first is None:
+        return None, iter(())
+    try:
+        value = json.loads(first[1])
+    except ValueError as exc:
+        raise ValueError("export line 1 is not JSON") from exc
+    if isinstance(value, dict) and "window" in value:
+        return Window.parse(value), _records(numbered)
+    return None, _records(itertools.chain([first], numbered))
+
+
 def records_from_export(lines: Iterable[str]) -> Iterator[LogRecord]:
-    """Records from an NDJSON export (``GET /v1/audit/export``); ``ValueError`` on a bad line."""
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    """Records from an NDJSON export of the whole log; ``ValueError`` on a bad line."""
+    return _records((n, line) for n, line in enumerate(lines, start=1) if line.strip())
+
+
+def _records(lines: Iterable[tuple[int, str]]) -> Iterator[LogRecord]:
+    for number, line in lines:
         try:
             value = json.loads(line)
             yield LogRecord(
@@ -364,3 +427,88 @@ def records_from_export(lines: Iterable[str]) -> Iterator[LogRecord]:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"export line {number} is not an audit record") from exc
+
+
+def verify_window(
+    window: Window,
+    records: Iterable[LogRecord],
+    checkpoints: Iterable[SourcedCheckpoint],
+    keys: list[Ed25519PublicKey],
+) -> Report:
+    """Verify a window's records (seqs ``window.start`` on, dense) and place them in the tree of
+    its checkpoint: the subtrees around them and their leaves must fold into the signed root.
+
+    A window proves the one size its proof names; other checkpoints given are checked for
+    signature and forks only, and a warning says so.
+    """
+    report = Report(window=True, first_seq=window.start)
+    roots = trusted_roots([*checkpoints, SourcedCheckpoint("export", window.checkpoint)], keys, report)
+    signed = _signed_size(window.checkpoint, keys)
+    if signed is not None and signed != window.tree_size:
+        report.problems.append(
+            Finding(
+                Reason.CHECKPOINT_MISMATCH,
+                f"the window's proof is for size {window.tree_size}, its checkpoint signs size {signed}",
+            )
+        )
+    try:
+        builder = RootBuilder.resumed(window.start, window.left)
+        heights = [h for _, h in aligned_subtrees(min(window.end, window.tree_size), window.tree_size)]
+        if len(heights) != len(window.right):
+            raise ValueError("the subtrees right of the window are not those of its size")
+    except ValueError as exc:
+        report.problems.append(Finding(Reason.ROOT_MISMATCH, f"the window's proof is malformed: {exc}"))
+        heights = []
+    expected = window.start
+    for record in records:
+        problem = _check_record(record, expected)
+        if problem is not None:
+            report.problems.append(problem)
+            break
+        if expected < window.tree_size:
+            builder.append(bytes.fromhex(record.leaf_hash))
+        expected += 1
+    report.events = expected - window.start
+    if report.problems:
+        return report
+    if expected != window.end:
+        report.problems.append(
+            Finding(Reason.SEQUENCE_GAP, f"the window ends at seq {expected}, not {window.end}", seq=expected)
+        )
+        return report
+    for node, height in zip(window.right, heights, strict=True):
+        builder.append_subtree(node, height)
+    root = builder.root()
+    report.root_hash = root.hex()
+    want = roots.get(window.tree_size)
+    if want is None:
+        return report  # its checkpoint's signature failed: a problem already
+    if not _check_root(report, root, window.tree_size, want, window.start):
+        return report
+    report.verified_size = window.tree_size
+    if window.end > window.tree_size:
+        report.warnings.append(
+            Finding(
+                Reason.UNVERIFIED_TAIL,
+                f"{window.end - window.tree_size} events after the checkpoint are consistent, not yet signed",
+                seq=window.tree_size,
+            )
+        )
+    others = sorted(size for size in roots if size != window.tree_size)
+    if others:
+        report.warnings.append(
+            Finding(
+                Reason.NOT_CHECKED,
+                f"a window proves size {window.tree_size} only; checkpoints of sizes "
+                f"{', '.join(map(str, others[:5]))}{'…' if len(others) > 5 else ''} were checked for "
+                "their signatures, not against the log",
+            )
+        )
+    return report
+
+
+def _signed_size(note: str, keys: list[Ed25519PublicKey]) -> int | None:
+    try:
+        return verify_note(note, keys).tree_size
+    except NoteError:
+        return None

@@ -10,7 +10,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.sources import SourceError, checkpoints_from_file, load_public_keys, trusted_checkpoint
-from audit.verify import Report, SourcedCheckpoint, records_from_export, verify_log
+from audit.verify import Report, SourcedCheckpoint, read_export, verify_log, verify_window
 from audit.verify_db import verify_database
 from core.config import load_settings
 from core.db import display_url
@@ -97,7 +97,10 @@ def verify(
 def _verify_export(path: Path, checkpoints: list[SourcedCheckpoint], keys: list[Any]) -> Report:
     try:
         with path.open(encoding="utf-8") as lines:
-            return verify_log(records_from_export(lines), checkpoints, keys)
+            window, records = read_export(lines)
+            if window is not None:
+                return verify_window(window, records, checkpoints, keys)
+            return verify_log(records, checkpoints, keys)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SourceError(f"cannot read export {path}: {exc}") from exc
 
@@ -117,9 +120,13 @@ def _print(report: Report, as_json: bool) -> None:
         return
     first = report.first_failure
     if first is None:
+        events = f"{report.events} events"
+        if report.window:
+            events += f" of a window, from seq {report.first_seq}"
+        checked = report.checkpoints_verified
         click.echo(
-            f"intact: {report.events} events, {report.checkpoints_verified} checkpoints verified, "
-            f"signed up to size {report.verified_size}, root {report.root_hash}"
+            f"intact: {events}, {checked} checkpoint{'' if checked == 1 else 's'} verified, "
+            f"signed up to size {report.verified_size}; root of the tree checked: {report.root_hash}"
         )
     else:
         click.secho(

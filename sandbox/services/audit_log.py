@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from audit import Actor
+from audit import Actor, AuditAction, Target, record_event
 from audit.checkpoints import checkpoint_view, create_checkpoint, latest_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent, AuditHead
-from audit.queries import get_event
+from audit.queries import EventFilter, export_lines, get_event, window_seqs
+from core.db import transaction
 from core.errors import Invalid, NotFound
 from sandbox.runtime import Runtime
 
@@ -59,7 +64,10 @@ def inclusion(
         tree_size = int(view["tree_size"])
     else:
         if not seq < tree_size <= _tree_size(runtime):
-            raise Invalid("tree_size must be above the event's seq and at most the log's size")
+            raise Invalid(
+                "tree_size must be above the event's seq and at most the log's size",
+                details=[{"field": "tree_size", "message": f"between {seq + 1} and {_tree_size(runtime)}"}],
+            )
         view = None
     with runtime.sessions() as session:
         path = runtime.audit_tree.inclusion(session, seq, tree_size)
@@ -86,7 +94,11 @@ def consistency(runtime: Runtime, first: int, second: int) -> dict[str, Any]:
     """RFC 9162 consistency proof from ``first`` to ``second`` events."""
     size = _tree_size(runtime)
     if not first <= second <= size:
-        raise Invalid(f"need first <= second <= {size} (the log's size)")
+        field = "first" if first > second else "second"
+        raise Invalid(
+            f"need first <= second <= {size} (the log's size)",
+            details=[{"field": field, "message": f"first <= second <= {size}"}],
+        )
     with runtime.sessions() as session:
         proof = runtime.audit_tree.consistency(session, first, second)
         first_root = runtime.audit_tree.root(session, first)
@@ -98,3 +110,52 @@ def consistency(runtime: Runtime, first: int, second: int) -> dict[str, Any]:
         "second_root": second_root.hex(),
         "proof": [p.hex() for p in proof],
     }
+
+
+def export(
+    runtime: Runtime,
+    *,
+    actor: Actor,
+    request_id: str | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Iterator[str]:
+    """The log as NDJSON, recorded as an event before any line is read.
+
+    Without a time window, every event from seq 0: the verifier rebuilds the whole tree. With
+    one, the contiguous seqs that hold the window's events, after a first line ``{"window":
+    {start, end, tree_size, left, right, checkpoint}}``: the roots of the subtrees left and right
+    of them in the tree of a signed checkpoint (signed now if none covers the window yet) and
+    that checkpoint's note, so the window alone proves its events are the log's, at their places.
+    """
+    with transaction(runtime.sessions) as session:
+        record_event(
+            session,
+            action=AuditAction.AUDIT_EXPORT,
+            actor=actor,
+            target=Target("audit_log"),
+            request_id=request_id,
+            details={"since": str(since) if since else None, "until": str(until) if until else None},
+            clock=runtime.clock,
+        )
+    if since is None and until is None:
+        return export_lines(runtime.sessions, EventFilter())
+    with runtime.sessions() as session:
+        size = _tree_size(runtime)
+        start, end = window_seqs(session, since, until, size)
+        covering = latest_checkpoint(session)
+        view = checkpoint_view(covering) if covering is not None and covering.tree_size >= end else None
+    if view is None:
+        view = sign_now(runtime)
+    with runtime.sessions() as session:
+        left, right = runtime.audit_tree.range_proof(session, start, end, int(view["tree_size"]))
+    window = {
+        "start": start,
+        "end": end,
+        "tree_size": view["tree_size"],
+        "left": [h.hex() for h in left],
+        "right": [h.hex() for h in right],
+        "checkpoint": view["note"],
+    }
+    header = json.dumps({"window": window}) + "\n"
+    return itertools.chain([header], export_lines(runtime.sessions, EventFilter(), start=start, end=end))

@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 
 from flask import Response, g, render_template, request, stream_with_context
 
-from audit import AuditAction, Target, merkle, record_event
+from audit import AuditAction, merkle
 from audit.actions import Outcome
-from audit.queries import EventFilter, export_lines, search_events
+from audit.queries import EventFilter, search_events
 from authz import contracts
 from authz.permissions import Permission, allows
 from core.clock import as_utc
-from core.db import transaction
 from core.errors import Invalid, NotFound
 from sandbox.services import audit_log, integrity, usage_report
 from sandbox.services import console as console_service
@@ -116,20 +115,10 @@ def audit_event(seq: int) -> str:
 @page("/audit/export", permission=Permission.AUDIT_READ)
 def audit_export() -> Response:
     """The log (or a time window of it) as NDJSON; the export is itself an audited event."""
-    rt = runtime()
-    since, until = _when("since"), _when("until")
-    with transaction(rt.sessions) as session:
-        record_event(
-            session,
-            action=AuditAction.AUDIT_EXPORT,
-            actor=user().actor,
-            target=Target("audit_log"),
-            request_id=g.request_id,
-            details={"since": str(since) if since else None, "until": str(until) if until else None},
-            clock=rt.clock,
-        )
-    body = stream_with_context(export_lines(rt.sessions, EventFilter(since=since, until=until)))
-    response = Response(body, mimetype="application/x-ndjson")
+    lines = audit_log.export(
+        runtime(), actor=user().actor, request_id=g.request_id, since=_when("since"), until=_when("until")
+    )
+    response = Response(stream_with_context(lines), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = 'attachment; filename="audit-export.ndjson"'
     return response
 

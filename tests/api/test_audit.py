@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -10,7 +11,15 @@ from flask.testing import FlaskClient
 from audit import merkle
 from audit.notes import verify_note
 from audit.sources import keys_from_jwks
-from audit.verify import SourcedCheckpoint, records_from_export, verify_log
+from audit.verify import (
+    Report,
+    SourcedCheckpoint,
+    Window,
+    read_export,
+    records_from_export,
+    verify_log,
+    verify_window,
+)
 from sandbox.runtime import Runtime
 from tests.api.conftest import CONTRACT_REQUEST, Party
 
@@ -209,3 +218,100 @@ def test_only_auditors_search_and_export(client: FlaskClient, operator: Party, a
         assert client.get(path, headers=operator.headers).status_code == 403
         assert client.get(path, headers=admin.headers).status_code == 403
     assert client.get("/v1/audit/events").status_code == 401
+
+
+def _window_export(client: FlaskClient, auditor: Party, **query: str) -> tuple[Window, list[str]]:
+    response = client.get("/v1/audit/export", query_string=query, headers=auditor.headers)
+    assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
+    lines = response.get_data(as_text=True).splitlines()
+    window, records = read_export(lines)
+    assert window is not None
+    assert [int(json.loads(line)["seq"]) for line in lines[1:]] == list(range(window.start, window.end))
+    list(records)  # every line after the proof is a record
+    return window, lines
+
+
+def _verify_lines(client: FlaskClient, lines: list[str]) -> Report:
+    window, records = read_export(lines)
+    assert window is not None
+    return verify_window(window, records, [], _jwks_keys(client))
+
+
+def test_a_time_window_exports_only_its_events_and_verifies_on_its_own(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    """A window had been a bare slice of the log, which the verifier, rebuilding the tree from
+    seq 0, called tampered (``sequence_gap``): only the whole log could be checked offline."""
+    for _ in range(5):
+        _request_contract(client, operator)
+    client.post("/v1/audit/checkpoints", headers=auditor.headers)
+    for _ in range(3):
+        _request_contract(client, operator)  # after the last checkpoint: one is signed for the window
+    events = client.get(
+        "/v1/audit/events", query_string={"action": "authorization.request"}, headers=auditor.headers
+    ).get_json()["events"]
+    since, until = events[2]["time"], events[6]["time"]
+    window, lines = _window_export(client, auditor, since=since, until=until)
+    assert (window.start, window.end) == (events[2]["seq"], events[6]["seq"])
+    report = _verify_lines(client, lines)
+    assert report.intact, report.as_dict()
+    assert report.window and report.first_seq == window.start and report.events == window.end - window.start
+    assert report.verified_size == window.tree_size >= window.end
+    latest = client.get("/v1/audit/checkpoint", headers=auditor.headers).get_json()
+    assert verify_note(window.checkpoint, _jwks_keys(client)).tree_size == window.tree_size
+    assert latest["tree_size"] >= window.tree_size
+    # From a time to now, and from the start to a time, prove themselves too.
+    for query in ({"since": since}, {"until": until}):
+        window, lines = _window_export(client, auditor, **query)
+        report = _verify_lines(client, lines)
+        assert report.intact and report.verified_size == window.tree_size, (query, report.as_dict())
+    assert window.start == 0
+    # A window in which nothing happened is an empty range, still placed in a signed tree.
+    window, lines = _window_export(client, auditor, since="2999-01-01T00:00:00Z")
+    assert window.start == window.end and len(lines) == 1
+    assert _verify_lines(client, lines).intact
+
+
+def test_a_window_export_changed_anywhere_fails_verification(
+    client: FlaskClient, auditor: Party, operator: Party
+) -> None:
+    for _ in range(6):
+        _request_contract(client, operator)
+    events = client.get(
+        "/v1/audit/events", query_string={"action": "authorization.request"}, headers=auditor.headers
+    ).get_json()["events"]
+    _, lines = _window_export(client, auditor, since=events[1]["time"], until=events[5]["time"])
+    header, first, *rest = lines
+
+    def reason(changed: list[str]) -> str:
+        report = _verify_lines(client, changed)
+        assert not report.intact
+        return report.first_failure.reason.value  # type: ignore[union-attr]
+
+    # An entry edited and rehashed: its leaf is its own, but the tree is no longer the signed one.
+    record = json.loads(first)
+    entry = record["entry"].replace('"outcome":"success"', '"outcome":"denied"')
+    assert entry != record["entry"]
+    forged = {**record, "entry": entry, "leaf_hash": hashlib.sha256(b"\x00" + entry.encode()).hexdigest()}
+    assert reason([header, json.dumps(forged), *rest]) == "root_mismatch"
+    assert reason([header, json.dumps({**record, "entry": entry}), *rest]) == "leaf_hash_mismatch"
+    assert reason([header, *rest]) == "sequence_gap"  # the first event left out
+    assert reason([header, first, *rest[:-1]]) == "sequence_gap"  # the last one left out
+    proof = json.loads(header)
+    left = proof["window"]["left"]
+    proof["window"]["left"] = ["00" * 32, *left[1:]]
+    assert reason([json.dumps(proof), first, *rest]) == "root_mismatch"  # a subtree beside it swapped
+    # A proof that does not fit its range (a subtree taken away), or a range its events do not fill.
+    short = json.loads(header)
+    short["window"]["right"] = short["window"]["right"][:-1]
+    report = _verify_lines(client, [json.dumps(short), first, *rest])
+    assert [p.reason.value for p in report.problems] == ["root_mismatch"]
+    assert "malformed" in report.problems[0].message
+    moved = json.loads(header)
+    moved["window"]["start"] += 1
+    fits = (moved["window"]["start"]).bit_count() == len(moved["window"]["left"])
+    assert reason([json.dumps(moved), first, *rest]) == ("sequence_gap" if fits else "root_mismatch")
+    note = proof["window"]["checkpoint"]
+    unsigned = json.loads(header)
+    unsigned["window"]["checkpoint"] = note.replace(note.rsplit(" ", 1)[-1], "AAAA")
+    assert reason([json.dumps(unsigned), first, *rest]) == "bad_checkpoint_signature"

@@ -181,3 +181,29 @@ def test_cached_subtrees_give_the_same_root_as_a_fresh_computation() -> None:
     reads.clear()
     assert tree.hash(0, 4096) == merkle.root_of(leaves[:4096])
     assert reads == []  # a complete subtree is never read twice
+
+
+def test_a_range_placed_in_the_tree_by_the_subtrees_around_it() -> None:
+    """Any [start, end) of any tree: the aligned subtrees left and right of it, with its own
+    leaves, fold into the tree's root (what a window export's proof holds)."""
+    for n in range(0, 40):
+        leaves = [hashlib.sha256(bytes([i])).digest() for i in range(n)]
+        tree = merkle.SubtreeCache(merkle.leaves_from_list(leaves), min_cached=1, fetch_below=1)
+        for start in range(n + 1):
+            for end in range(start, n + 1):
+                left = [tree.hash(s, s + (1 << h)) for s, h in merkle.aligned_subtrees(0, start)]
+                builder = merkle.RootBuilder.resumed(start, left)
+                builder.extend(leaves[start:end])
+                for s, h in merkle.aligned_subtrees(end, n):
+                    builder.append_subtree(tree.hash(s, s + (1 << h)), h)
+                assert builder.size == n and builder.root() == merkle.root_of(leaves)
+    assert merkle.aligned_subtrees(5, 13) == [(5, 0), (6, 1), (8, 2), (12, 0)]
+    assert merkle.aligned_subtrees(0, 6) == [(0, 2), (4, 1)]
+
+
+def test_a_subtree_that_is_no_tree_node_is_refused() -> None:
+    with pytest.raises(ValueError, match="compact range of 5 leaves"):
+        merkle.RootBuilder.resumed(5, [b"x"])  # 5 leaves are two subtrees (4 and 1)
+    builder = merkle.RootBuilder.resumed(2, [b"x" * 32])
+    with pytest.raises(ValueError, match="cannot start at leaf 2"):
+        builder.append_subtree(b"y" * 32, 2)  # 4 leaves cannot start at leaf 2

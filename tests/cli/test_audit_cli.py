@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -9,10 +10,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
+from audit.models import AuditEvent
+from audit.services import SYSTEM
 from core import keyring
 from core.config import Settings
 from sandbox.cli import main
 from sandbox.runtime import open_runtime
+from sandbox.services import audit_log
 from tests.audit.conftest import add_events, attacker
 from tests.cli.test_cli import _env
 
@@ -117,6 +121,33 @@ def test_verify_an_export_with_a_trusted_checkpoint(
     )
     assert cut.exit_code == 1
     assert json.loads(cut.stdout)["reason"] == "truncated"
+
+
+def test_verify_the_export_of_a_time_window(
+    cli: CliRunner, jwks: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """A window of the log proves itself (``--export`` alone): exit 0; one event changed: exit 1."""
+    export = tmp_path / "window.ndjson"
+    runtime = open_runtime(settings, read_only_data=False)
+    try:
+        add_events(runtime, 12)
+        with runtime.sessions() as session:
+            since = session.get(AuditEvent, 6).occurred_at  # type: ignore[union-attr]
+        lines = list(audit_log.export(runtime, actor=SYSTEM, request_id=None, since=since))
+    finally:
+        runtime.close()
+    export.write_text("".join(lines), encoding="utf-8")
+    ok = cli.invoke(main, ["audit", "verify", "--export", str(export), "--key", str(jwks)])
+    assert ok.exit_code == 0, ok.output
+    assert "of a window, from seq 6" in ok.output
+    header, first, *rest = lines
+    record = json.loads(first)
+    entry = record["entry"].replace('"n":', '"n":1')
+    forged = {**record, "entry": entry, "leaf_hash": hashlib.sha256(b"\x00" + entry.encode()).hexdigest()}
+    export.write_text("".join([header, json.dumps(forged) + "\n", *rest]), encoding="utf-8")
+    bad = cli.invoke(main, ["audit", "verify", "--export", str(export), "--key", str(jwks), "--json"])
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["reason"] == "root_mismatch"
 
 
 @pytest.mark.parametrize(
