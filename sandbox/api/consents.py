@@ -61,7 +61,10 @@ class AccessList(BaseModel):
 def _subject_id() -> str:
     subject_id = principal().subject_id
     if not subject_id:
-        raise Invalid("this account names no subject")
+        raise Invalid(
+            "this account names no subject",
+            details=[{"field": "account", "message": "a subject account made without --subject-id"}],
+        )
     return subject_id
 
 

@@ -187,10 +187,12 @@ def test_inclusion_at_an_explicit_size_and_consistency_between_two_checkpoints(
         "/v1/audit/proofs/consistency", query_string={"first": n, "second": m}, headers=auditor.headers
     )
     assert bad.status_code == 422
+    assert [d["field"] for d in bad.get_json()["error"]["details"]] == ["first"]
     too_big = client.get(
         "/v1/audit/proofs/inclusion", query_string={"seq": 0, "tree_size": n + 1000}, headers=auditor.headers
     )
     assert too_big.status_code == 422
+    assert [d["field"] for d in too_big.get_json()["error"]["details"]] == ["tree_size"]
 
 
 def test_export_streams_ndjson_that_verifies_offline(
