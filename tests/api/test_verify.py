@@ -418,4 +418,3 @@ def test_a_long_list_of_problems_is_cut_and_each_name_shortened(client: FlaskCli
     assert len(error["details"]) == 51
     assert error["details"][-1] == {"field": "(more)", "message": "and 454 more problem(s)"}
     assert len(response.get_data()) < 10_000
-
