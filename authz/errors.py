@@ -47,10 +47,15 @@ class AuthorizationInactive(AuthzError):
 
 
 class QuotaExceeded(AuthzError):
-    """The authorization's calls for today have reached its daily quota."""
+    """The authorization's calls for today have reached its daily quota; ``retry_after`` is the
+    number of seconds until the quota renews (the API's ``Retry-After``)."""
 
     code = "quota_exceeded"
     status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class BudgetExhausted(AuthzError):

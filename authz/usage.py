@@ -11,7 +11,8 @@ midnight (16:00 UTC), not at 08:00 in the middle of the working day.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone, tzinfo
+import math
+from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, TypedDict, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -56,6 +57,14 @@ class Usage(TypedDict):
 def bureau_day(now: datetime) -> date:
     """The bureau's calendar day at ``now`` (Asia/Shanghai)."""
     return now.astimezone(BUREAU_ZONE).date()
+
+
+def quota_exceeded(daily_quota: int, now: datetime) -> QuotaExceeded:
+    """The refusal of a call past ``daily_quota``, telling when the quota renews (the bureau's
+    next midnight), in whole seconds rounded up."""
+    renews = datetime.combine(bureau_day(now) + timedelta(days=1), time.min, tzinfo=BUREAU_ZONE)
+    wait = max(1, math.ceil((renews - now).total_seconds()))
+    return QuotaExceeded(f"the daily quota of {daily_quota} calls is used up", retry_after=wait)
 
 
 _USAGE = table_of(AuthorizationUsage)
@@ -120,7 +129,7 @@ def spend_call(session: Database, contract_id: str, *, now: datetime, daily_quot
     if calls is None:
         if not conn.execute(select(_STILL_ACTIVE), binds).scalar():
             raise AuthorizationInactive("the authorization is no longer active")
-        raise QuotaExceeded(f"the daily quota of {daily_quota} calls is used up")
+        raise quota_exceeded(daily_quota, now)
     return int(calls)
 
 

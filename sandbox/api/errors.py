@@ -158,7 +158,11 @@ def register(app: Flask) -> None:
             record_failure(exc.code)
             return error_response(exc.status, exc.code, "the service is misconfigured; see its log")
         record_denial(exc.code)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        response = error_response(exc.status, exc.code, exc.message, exc.details)
+        retry_after = getattr(exc, "retry_after", None)  # a limit that renews (RFC 9110, 10.2.3)
+        if retry_after is not None:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:

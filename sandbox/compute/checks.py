@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from authz import consent, contracts, usage
 from authz.contract_models import EPSILON_SLACK, Authorization, epsilon_problem
-from authz.errors import BudgetExhausted, QuotaExceeded
+from authz.errors import BudgetExhausted
 from catalog import Catalog
 from core.errors import Invalid, NotFound
 from operators.models import Operator
@@ -194,7 +194,7 @@ def _charge(
             usage.spend_epsilon(session, contract.id, epsilon)
     elif charge is Charge.LOOK:
         if usage.usage(session, contract, now)["calls_today"] >= contract.daily_quota:
-            raise QuotaExceeded(f"the daily quota of {contract.daily_quota} calls is used up")
+            raise usage.quota_exceeded(contract.daily_quota, now)
         if epsilon is not None and contract.epsilon_spent + epsilon > contract.epsilon_total + EPSILON_SLACK:
             raise BudgetExhausted(
                 f"spending ε={epsilon} would exceed the budget of ε={contract.epsilon_total}"

@@ -178,7 +178,9 @@ def test_oversized_body_is_413(echo_app: Flask) -> None:
     assert _error(response)["code"] == "too_large"
 
 
-def test_an_oversized_body_is_413_before_routing_or_authentication(client: FlaskClient) -> None:
+def test_an_oversized_body_is_413_before_routing_or_authentication(
+    client: FlaskClient, runtime: Runtime
+) -> None:
     """Whatever the body's type, the path or the token: refused before anything reads it."""
     big = b"{" + b" " * (1024 * 1024 + 10) + b"}"
     for method, path in (("POST", "/v1/verify"), ("GET", "/healthz"), ("POST", "/nope")):
@@ -186,6 +188,15 @@ def test_an_oversized_body_is_413_before_routing_or_authentication(client: Flask
             response = client.open(path, method=method, data=big, content_type=content_type)
             assert response.status_code == 413, (path, content_type)
             assert _error(response)["code"] == "too_large"
+    # Each refusal is an audit event, as a streamed body's is (a declared length had left none).
+    with runtime.sessions() as session:
+        denied = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "request.denied", AuditEvent.error_code == "too_large"
+            )
+        ).all()
+    assert len(denied) == 9
+    assert {e.details["path"] for e in denied} == {"/v1/verify", "/healthz", "/nope"}
 
 
 def test_a_query_that_is_not_utf8_is_400(client: FlaskClient) -> None:

@@ -319,7 +319,9 @@ def test_daily_quota_is_spent_then_refused(runtime: Runtime, client: FlaskClient
     _consent(runtime, operator)
     statuses = [_verify(client, operator, contract).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
-    assert _verify(client, operator, contract).get_json()["error"]["code"] == "quota_exceeded"
+    refused = _verify(client, operator, contract)
+    assert refused.get_json()["error"]["code"] == "quota_exceeded"
+    assert 0 < int(refused.headers["Retry-After"]) <= 24 * 3600  # until the bureau's midnight
     assert _calls_today(client, operator, contract) == 2
 
 

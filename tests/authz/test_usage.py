@@ -56,6 +56,20 @@ def test_calls_count_up_to_the_quota_then_are_refused(runtime: Runtime) -> None:
     assert _usage(runtime, contract.id)["calls_today"] == 3
 
 
+def test_a_full_quota_says_when_it_renews_at_the_bureaus_midnight() -> None:
+    """Asia/Shanghai midnight is 16:00 UTC: whole seconds to it, rounded up, never 0."""
+    at = datetime(2026, 12, 5, 15, 59, 59, 200_000, tzinfo=UTC)
+    assert usage.quota_exceeded(3, at).retry_after == 1
+    assert (
+        usage.quota_exceeded(3, at.replace(hour=16, minute=0, second=0, microsecond=0)).retry_after
+        == 24 * 3600
+    )
+    assert (
+        usage.quota_exceeded(3, at.replace(hour=4, minute=0, second=0, microsecond=0)).retry_after
+        == 12 * 3600
+    )
+
+
 def test_a_call_is_not_counted_once_the_contract_stopped_being_active(runtime: Runtime) -> None:
     """The spend re-requires an active contract, so a check made in an earlier transaction (a
     verification reads outside its write) cannot outlive a revocation or the end of validity."""
