@@ -28,7 +28,8 @@ CLI_ACTOR = Actor(ActorKind.SYSTEM, "cli")
 
 def _fail(exc: SandboxError) -> None:
     click.secho(f"error: {exc.message}", fg="red", err=True)
-    details = exc.details if isinstance(exc.details, list) else []
+    # A message of several lines lists its problems itself (the policy catalog's): not twice.
+    details = exc.details if isinstance(exc.details, list) and "\n" not in exc.message else []
     for item in details[:200]:
         if isinstance(item, dict):
             where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "message" and v is not None)

@@ -128,6 +128,7 @@ def test_bad_policy_stops_init_naming_file_and_key(tmp_path: Path) -> None:
     result = runner.invoke(main, ["init"])
     assert result.exit_code == 1
     assert "policies/datasets/x.yaml: owner: unknown key" in result.output
+    assert result.output.count("unknown key") == 1  # the message lists it: not its details again
 
 
 def test_usage_error_exits_2(cli: CliRunner) -> None:
