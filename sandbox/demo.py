@@ -549,7 +549,9 @@ def step_audit(ctx: DemoContext) -> None:
             ctx.echo(f"   … {len(events) - len(shown)} earlier events")
         for event in shown:
             actor = f"{event.actor_kind}:{(event.actor_id or '-')[:8]}"
-            target = f"{event.target_type}:{(event.target_id or '')[-12:]}" if event.target_type else ""
+            target_id, room = event.target_id or "", max(12, 25 - len(event.target_type or ""))
+            shortened = target_id if len(target_id) <= room else "…" + target_id[-(room - 1) :]
+            target = f"{event.target_type}:{shortened}" if event.target_type else ""
             outcome = event.outcome if not event.error_code else f"{event.outcome} ({event.error_code})"
             ctx.echo(
                 f"   #{event.seq:<3} {event.action:<22} {outcome:<28} {actor:<18} {target:<26} "

@@ -134,6 +134,10 @@ def step_aggregate(ctx: DemoContext) -> None:
             f"     {row['district']:<6} count {row['count']:>6}   mean tax ¥{row['mean_tax_paid']:>14,.2f}"
         )
     ctx.echo(
+        "     (a mean's noise grows with the field's bounds in policy over the group's count: a small"
+        " district's mean can land at its lower bound, ¥0)"
+    )
+    ctx.echo(
         f"     {answer['suppressed_groups']} district(s) suppressed (under {answer['min_cell_size']}); "
         f"ε spent {answer['epsilon_spent']}, left {answer['epsilon_remaining']}; "
         f"sealed, audit #{answer['audit_seq']}"
