@@ -163,7 +163,19 @@ def spend_epsilon(session: Session, contract_id: str, epsilon: float) -> float:
     session.refresh(contract, ["epsilon_spent"])
     if cast(CursorResult[Any], result).rowcount != 1:
         raise BudgetExhausted(f"spending ε={epsilon} would exceed the budget of ε={contract.epsilon_total}")
-    return max(contract.epsilon_total - contract.epsilon_spent, 0.0)
+    return epsilon_left(contract)
+
+
+def epsilon_figure(value: float) -> float:
+    """ε as it is shown: float sums drift by ulps (0.1 spent ten times is 0.9999999999999999, and
+    what is left of 2.0 after 1.872 is 0.1280000000000001), so figures are rounded to 12
+    decimals, far finer than any ε a query may spend (see ``EPSILON_MIN``)."""
+    return round(value, 12)
+
+
+def epsilon_left(contract: Authorization) -> float:
+    """What remains of ``contract``'s ε budget, as shown."""
+    return epsilon_figure(max(contract.epsilon_total - contract.epsilon_spent, 0.0))
 
 
 def usage(session: Session, contract: Authorization, now: datetime) -> Usage:
@@ -171,8 +183,8 @@ def usage(session: Session, contract: Authorization, now: datetime) -> Usage:
     return Usage(
         calls_today=_calls_on(session, contract.id, bureau_day(now)),
         daily_quota=contract.daily_quota,
-        epsilon_spent=contract.epsilon_spent,
-        epsilon_remaining=max(contract.epsilon_total - contract.epsilon_spent, 0.0),
+        epsilon_spent=epsilon_figure(contract.epsilon_spent),
+        epsilon_remaining=epsilon_left(contract),
         epsilon_total=contract.epsilon_total,
     )
 

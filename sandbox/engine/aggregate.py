@@ -218,5 +218,5 @@ def _serve_cached(
         },
         clock=runtime.clock,
     )
-    remaining = max(contract.epsilon_total - contract.epsilon_spent, 0.0)
+    remaining = usage.epsilon_left(contract)
     return {**cached.answer, "epsilon_remaining": remaining, "charged": 0.0, "cached": True}

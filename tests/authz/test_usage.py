@@ -146,6 +146,17 @@ def test_epsilon_is_spent_up_to_the_budget_then_refused(runtime: Runtime) -> Non
     )  # spent exactly, despite float sums
 
 
+def test_epsilon_figures_read_as_the_decimals_spent(runtime: Runtime) -> None:
+    """Float sums drift by ulps: what was left of 2.0 after 1.872 read 0.1280000000000001."""
+    contract = _contract(runtime, epsilon_total=2.0, epsilon_per_query=0.5)
+    for epsilon in (0.5, 0.5, 0.5, 0.372):
+        left = _spend_epsilon(runtime, contract.id, epsilon)
+    assert 2.0 - (0.5 + 0.5 + 0.5 + 0.372) != 0.128  # the drift the figures hide
+    assert left == 0.128
+    assert _usage(runtime, contract.id)["epsilon_spent"] == 1.872
+    assert _usage(runtime, contract.id)["epsilon_remaining"] == 0.128
+
+
 def test_usage_reports_calls_and_budget(runtime: Runtime) -> None:
     contract = _contract(runtime, daily_quota=5, epsilon_total=2.0, epsilon_per_query=0.5)
     _spend_call(runtime, contract.id)
