@@ -142,6 +142,32 @@ def _time(value: Any) -> str | None:
     return rfc3339(value) if value is not None else None
 
 
+# How a run that failed is told in words, by its code: from the class, line and problem the job
+# records (none of them the program's own text), so the error reads like the API's other errors.
+_ENDINGS = {
+    "program_failed": "the program failed",
+    "program_timed_out": "the program ran past its time limit",
+    "program_killed": "the program was stopped at a resource limit",
+    "worker_lost": "the worker running the job was lost",
+}
+
+
+def error_view(error: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A job's error with a ``message``, as every error of the API has (a denial has one already;
+    a failed run is told from its class, line and problem)."""
+    if error is None or "message" in error:
+        return error
+    words = _ENDINGS.get(str(error.get("code")), "the job failed")
+    where = [str(error["class"])] if error.get("class") else []
+    if error.get("line") is not None:
+        where.append(f"line {error['line']}")
+    if where:
+        words += f" ({', '.join(where)})"
+    if error.get("problem"):
+        words += f": {error['problem']}"
+    return {**error, "message": words}
+
+
 def job_view(session: Session, job: ComputeJob, *, staff: bool) -> dict[str, Any]:
     """The job as the API shows it; staff also see its record (every run and its isolation)."""
     sealed = session.get(SealedResult, job.id) if job.status == JobStatus.SUCCEEDED.value else None
@@ -165,7 +191,7 @@ def job_view(session: Session, job: ComputeJob, *, staff: bool) -> dict[str, Any
         "started_at": _time(job.started_at),
         "finished_at": _time(job.finished_at),
         "result": job.result if job.status == JobStatus.SUCCEEDED.value else None,
-        "error": job.error,
+        "error": error_view(job.error),
         "network_isolation": record.get("network_isolation"),
         "issued_at": _time(sealed.issued_at) if sealed else None,
         "audit_seq": sealed.audit_seq if sealed else None,

@@ -167,7 +167,13 @@ def test_a_failed_job_reports_the_error_class_and_line_never_its_message_or_prin
     response = client.get(f"/v1/jobs/{job_id}", headers=operator.headers)
     body = response.get_json()
     assert body["status"] == "failed" and body["result"] is None and body["seal"] is None
-    assert body["error"] == {"code": "program_failed", "class": "ValueError", "line": 4, "problem": None}
+    assert body["error"] == {
+        "code": "program_failed",
+        "message": "the program failed (ValueError, line 4)",  # as every API error has one
+        "class": "ValueError",
+        "line": 4,
+        "problem": None,
+    }
     text = response.get_data(as_text=True)
     assert "secret" not in text and "1000.0" not in text
     assert _events(runtime, job_id)[-1] == ("job.finish", "failed", "program_failed")

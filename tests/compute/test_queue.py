@@ -12,6 +12,7 @@ from audit import AuditEvent
 from authz.contract_models import Authorization
 from core.db import create_control_engine, session_factory, transaction
 from sandbox.compute.execute import execute, start
+from sandbox.compute.jobs import error_view
 from sandbox.compute.models import ComputeJob, JobStatus
 from sandbox.compute.queue import MAX_ATTEMPTS, Claim, claim_next, reap_expired, touch
 from sandbox.runtime import Runtime
@@ -137,3 +138,17 @@ def test_a_worker_that_lost_its_lease_cannot_finish_and_the_requeued_job_is_char
     assert job.epsilon_spent == 1.0 and job.record is not None and job.record["worker"] == "healthy"
     starts = [a for a in _actions(runtime, job_id) if a[0] == "job.start"]
     assert starts == [("job.start", "success"), ("job.start", "success")]
+
+
+def test_every_job_error_reads_like_the_apis_errors() -> None:
+    """A failed run is told in words from what the job records (its class, line, problem);
+    a denial keeps its own message; no error, none."""
+    assert error_view(None) is None
+    denied = {"code": "budget_exhausted", "message": "spending ε=1 would exceed the budget"}
+    assert error_view(denied) == denied
+    lost = {"code": "worker_lost", "class": "WorkerLost", "line": None, "problem": None}
+    assert error_view(lost) == {**lost, "message": "the worker running the job was lost (WorkerLost)"}
+    late = {"code": "program_timed_out", "class": "TimeoutError", "line": None, "problem": None}
+    assert error_view(late)["message"] == "the program ran past its time limit (TimeoutError)"  # type: ignore[index]
+    shape = {"code": "program_failed", "class": "ResultRefused", "line": None, "problem": "too_many_keys"}
+    assert error_view(shape)["message"] == "the program failed (ResultRefused): too_many_keys"  # type: ignore[index]
