@@ -69,8 +69,9 @@ def checkpoint_view(row: AuditCheckpoint) -> dict[str, Any]:
     }
 
 
-def sign_in(session: Session, tree: LogTree, signer: CheckpointSigner) -> AuditCheckpoint:
-    """Sign the log's current size in the caller's transaction (the head stays locked meanwhile)."""
+def sign_in(session: Session, tree: LogTree, signer: CheckpointSigner) -> tuple[AuditCheckpoint, bool]:
+    """Sign the log's current size in the caller's transaction (the head stays locked meanwhile);
+    the checkpoint, and whether it is new (the one of that size if it was signed before)."""
     if session.get_bind().dialect.name == "postgresql":
         # Warm the subtree cache before taking the lock, so writers wait for a few hashes, not for
         # a first read of millions of leaves. (SQLite's transaction holds its write lock already.)
@@ -79,7 +80,7 @@ def sign_in(session: Session, tree: LogTree, signer: CheckpointSigner) -> AuditC
     size = lock_head(session).tree_size
     existing = session.get(AuditCheckpoint, size)
     if existing is not None:
-        return existing
+        return existing, False
     key = active_key(session, signer.keys_dir)
     moment = signer.clock()
     root = tree.root(session, size)
@@ -93,18 +94,20 @@ def sign_in(session: Session, tree: LogTree, signer: CheckpointSigner) -> AuditC
     )
     session.add(row)
     session.flush()
-    return row
+    return row, True
 
 
 def create_checkpoint(
     sessions: sessionmaker[Session], tree: LogTree, signer: CheckpointSigner
-) -> dict[str, Any]:
-    """Sign one now (or return the one of the current size) and copy it to the file."""
+) -> tuple[dict[str, Any], bool]:
+    """Sign one now, and copy it to the file; or, if nothing was added since, the one of the
+    current size (not copied again). The checkpoint, and whether it is new."""
     with transaction(sessions) as session:
-        view = checkpoint_view(sign_in(session, tree, signer))
-    if signer.log_file is not None:
+        row, created = sign_in(session, tree, signer)
+        view = checkpoint_view(row)
+    if created and signer.log_file is not None:
         append_to_file(signer.log_file, view)
-    return view
+    return view, created
 
 
 def checkpoint_due(session: Session, *, every_events: int, every_seconds: int, now: datetime) -> bool:

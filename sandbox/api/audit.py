@@ -192,8 +192,10 @@ def checkpoints() -> Response:
     summary="Sign a checkpoint of the log as it is now",
 )
 def sign_checkpoint() -> tuple[Response, int]:
-    """201 with the checkpoint of the current size (the existing one if nothing was added)."""
-    return jsonify(audit_log.sign_now(_runtime())), 201
+    """201 with the checkpoint of the current size; 200 with it when it had been signed already
+    (nothing was added since)."""
+    view, created = audit_log.sign_if_new(_runtime())
+    return jsonify(view), 201 if created else 200
 
 
 @route(

@@ -54,6 +54,7 @@ def _token_response(token: str, ttl: int) -> Response:
     methods=("POST",),
     permission=PUBLIC,
     body=ClientCredentials,
+    body_types=("application/x-www-form-urlencoded", "application/json"),
     response=TokenResponse,
     summary="An operator's access token from its client credentials",
 )

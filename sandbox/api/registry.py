@@ -44,6 +44,7 @@ class Endpoint:
     query: type[BaseModel] | None = None
     content_type: str = "application/json"
     extra_responses: dict[int, str] = field(default_factory=dict)
+    body_types: tuple[str, ...] = ("application/json",)  # the media types the body may come in
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -61,6 +62,7 @@ def route(
     status: int = 200,
     query: type[BaseModel] | None = None,
     content_type: str = "application/json",
+    body_types: tuple[str, ...] = ("application/json",),
 ) -> Callable[[F], F]:
     """Register a view on ``blueprint`` and declare it. ``permission`` is required: deny by default."""
     if permission is None:
@@ -83,6 +85,7 @@ def route(
                 status=status,
                 query=query,
                 content_type=content_type,
+                body_types=body_types,
             )
         )
         guarded = view if isinstance(permission, _Public) else guard(permission)(view)  # type: ignore[arg-type]
@@ -157,7 +160,7 @@ def _operation(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     if ep.body is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": refs[(ep.body, "validation")]}},
+            "content": {media: {"schema": refs[(ep.body, "validation")]} for media in ep.body_types},
         }
     if ep.query is not None:
         op["parameters"] = [

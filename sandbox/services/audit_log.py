@@ -39,6 +39,11 @@ def checkpoints(runtime: Runtime, *, after: int | None, limit: int) -> list[dict
 
 def sign_now(runtime: Runtime) -> dict[str, Any]:
     """A checkpoint of the current size, signed now unless one exists."""
+    return sign_if_new(runtime)[0]
+
+
+def sign_if_new(runtime: Runtime) -> tuple[dict[str, Any], bool]:
+    """:func:`sign_now`, and whether the checkpoint is new."""
     return create_checkpoint(runtime.sessions, runtime.audit_tree, runtime.checkpoint_signer)
 
 

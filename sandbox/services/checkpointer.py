@@ -42,7 +42,7 @@ def run(settings: Settings, stop: threading.Event, *, poll_seconds: float = 1.0)
                         now=utcnow(),
                     )
                 if due:
-                    made = create_checkpoint(sessions, tree, signer)
+                    made, _ = create_checkpoint(sessions, tree, signer)
                     log.info("signed checkpoint of size %s", made["tree_size"])
             except (SQLAlchemyError, SandboxError, LogCorrupted, OSError) as exc:
                 # Keep going: a locked or briefly unreachable database is not a reason to stop signing.

@@ -108,6 +108,10 @@ def test_checkpoint_is_a_signed_note_that_verifies_with_the_published_key(
     assert checkpoint.origin == runtime.settings.audit_origin
     copied = runtime.settings.checkpoints_file.read_text(encoding="utf-8").splitlines()
     assert json.loads(copied[-1])["note"] == latest["note"]
+    # Nothing added since: the same checkpoint, 200 not 201, and not copied to the file again.
+    again = client.post("/v1/audit/checkpoints", headers=auditor.headers)
+    assert again.status_code == 200 and again.get_json() == latest
+    assert runtime.settings.checkpoints_file.read_text(encoding="utf-8").splitlines() == copied
 
 
 def test_no_checkpoint_yet_is_404(client: FlaskClient, auditor: Party) -> None:

@@ -293,6 +293,10 @@ def test_openapi_lists_every_declared_endpoint(client: FlaskClient) -> None:
         for method in endpoint.methods:
             assert method.lower() in document["paths"][path]
     assert "ErrorBody" in document["components"]["schemas"]
+    # The token endpoint takes a form, as OAuth clients send it, or JSON: both declared.
+    token = document["paths"]["/v1/oauth/token"]["post"]["requestBody"]["content"]
+    assert set(token) == {"application/x-www-form-urlencoded", "application/json"}
+    assert set(document["paths"]["/v1/verify"]["post"]["requestBody"]["content"]) == {"application/json"}
 
 
 def test_jwks_publishes_the_active_key(client: FlaskClient, runtime: Runtime) -> None:

@@ -37,7 +37,7 @@ def add_events(runtime: Runtime, count: int, *, tag: str = "e", actor: Actor = W
 
 def checkpoint(runtime: Runtime) -> dict[str, object]:
     """Sign the log as it is."""
-    return create_checkpoint(runtime.sessions, runtime.audit_tree, runtime.checkpoint_signer)
+    return create_checkpoint(runtime.sessions, runtime.audit_tree, runtime.checkpoint_signer)[0]
 
 
 def public_keys(runtime: Runtime) -> list[Ed25519PublicKey]:
