@@ -101,7 +101,9 @@ def create_checkpoint(
     sessions: sessionmaker[Session], tree: LogTree, signer: CheckpointSigner
 ) -> tuple[dict[str, Any], bool]:
     """Sign one now, and copy it to the file; or, if nothing was added since, the one of the
-    current size (not copied again). The checkpoint, and whether it is new."""
+    current size (not copied again: a copy that failed after the commit is not made up for here,
+    and the database and the checkpoints signed later still vouch for the log). The checkpoint,
+    and whether it is new."""
     with transaction(sessions) as session:
         row, created = sign_in(session, tree, signer)
         view = checkpoint_view(row)

@@ -119,13 +119,20 @@ def export_lines(
 def window_seqs(
     session: Session, since: datetime | None, until: datetime | None, size: int
 ) -> tuple[int, int]:
-    """The seqs ``[start, end)`` that hold every event of the time window, and whatever lies
-    between them (a clock set back can leave an event of another time there), among the first
-    ``size``: a contiguous range, so a proof can place it in the tree."""
+    """The seqs ``[start, end)`` that hold every event of the time window among the first
+    ``size``, and whatever lies between them (a clock set back can leave an event of another
+    time there): a contiguous range, so a proof can place it in the tree. A window with no event
+    is the empty range where its events would be: before the first event at or after ``since``."""
     timed = EventFilter(since=since, until=until)
     first, last = session.execute(
         timed.apply(select(func.min(AuditEvent.seq), func.max(AuditEvent.seq))).where(AuditEvent.seq < size)
     ).one()
-    if first is None:
-        return size, size  # nothing in the window: an empty range at the end
-    return int(first), int(last) + 1
+    if first is not None:
+        return int(first), int(last) + 1
+    if since is None:
+        return 0, 0
+    after = session.execute(
+        select(func.min(AuditEvent.seq)).where(AuditEvent.occurred_at >= since, AuditEvent.seq < size)
+    ).scalar()
+    place = size if after is None else int(after)
+    return place, place

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit.merkle import EMPTY_ROOT, RootBuilder, aligned_subtrees, fold
 from audit.notes import Checkpoint, NoteError, verify_note
+from core.clock import rfc3339
 
 
 class Reason(StrEnum):
@@ -42,6 +43,7 @@ class Reason(StrEnum):
     TRUNCATED = "truncated"
     UNVERIFIED_TAIL = "unverified_tail"
     NOT_CHECKED = "not_checked"
+    WINDOW_INCOMPLETE = "window_incomplete"
     NO_CHECKPOINT = "no_checkpoint"
 
 
@@ -100,6 +102,8 @@ class Report:
     events: int = 0
     window: bool = False  # an export of a time window, from ``first_seq``
     first_seq: int = 0
+    since: str | None = None  # the window's time range, as its proof gives it
+    until: str | None = None
     checkpoints_verified: int = 0
     verified_size: int = 0
     root_hash: str = ""
@@ -126,6 +130,8 @@ class Report:
             "events": self.events,
             "window": self.window,
             "first_seq": self.first_seq,
+            "since": self.since,
+            "until": self.until,
             "checkpoints_verified": self.checkpoints_verified,
             "verified_size": self.verified_size,
             "root_hash": self.root_hash,
@@ -360,10 +366,17 @@ def _check_end(report: Report, sizes: list[int]) -> None:
 
 @dataclass(frozen=True)
 class Window:
-    """A time window's proof, the first line of its export: the roots of the subtrees left
-    (``[0, start)``) and right (``[end, tree_size)``) of its events in the tree a signed checkpoint
-    names, and that checkpoint's note."""
+    """A time window's proof, the first line of its export.
 
+    ``[start, end)`` are the seqs exported: every event of ``since <= time < until`` among the
+    first ``tree_size``, and one event more on each side that is outside the range (a fence; none
+    at the log's start or at ``tree_size``), so that an edge event left out shows. ``left`` and
+    ``right`` are the roots of the subtrees of ``[0, start)`` and ``[end, tree_size)`` in the tree
+    the checkpoint (a signed note) names.
+    """
+
+    since: datetime | None
+    until: datetime | None
     start: int
     end: int
     tree_size: int
@@ -377,18 +390,39 @@ class Window:
         try:
             window = value["window"]
             found = cls(
+                since=_time(window["since"]),
+                until=_time(window["until"]),
                 start=_count(window["start"]),
                 end=_count(window["end"]),
                 tree_size=_count(window["tree_size"]),
-                left=[bytes.fromhex(h) for h in window["left"]],
-                right=[bytes.fromhex(h) for h in window["right"]],
+                left=[_hash(h) for h in window["left"]],
+                right=[_hash(h) for h in window["right"]],
                 checkpoint=str(window["checkpoint"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError("the export's first line is not a window's proof") from exc
-        if not found.start <= found.end:
-            raise ValueError("the window's proof ends before it starts")
         return found
+
+    def outside(self, time: datetime) -> bool:
+        """Whether an event of ``time`` lies outside the window's time range."""
+        before = self.since is not None and time < self.since
+        return before or (self.until is not None and time >= self.until)
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    found = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if found.tzinfo is None:
+        raise ValueError("a time without its zone")
+    return found
+
+
+def _hash(value: Any) -> bytes:
+    found = bytes.fromhex(value)
+    if len(found) != 32:
+        raise ValueError("not a SHA-256 hash")
+    return found
 
 
 def _count(value: Any) -> int:
@@ -413,11 +447,6 @@ def read_export(lines: Iterable[str]) -> tuple[Window | None, Iterator[LogRecord
     return None, _records(itertools.chain([first], numbered))
 
 
-def records_from_export(lines: Iterable[str]) -> Iterator[LogRecord]:
-    """Records from an NDJSON export of the whole log; ``ValueError`` on a bad line."""
-    return _records((n, line) for n, line in enumerate(lines, start=1) if line.strip())
-
-
 def _records(lines: Iterable[tuple[int, str]]) -> Iterator[LogRecord]:
     for number, line in lines:
         try:
@@ -435,13 +464,21 @@ def verify_window(
     checkpoints: Iterable[SourcedCheckpoint],
     keys: list[Ed25519PublicKey],
 ) -> Report:
-    """Verify a window's records (seqs ``window.start`` on, dense) and place them in the tree of
-    its checkpoint: the subtrees around them and their leaves must fold into the signed root.
+    """Verify a window's records (seqs ``window.start`` to ``window.end``, dense) and place them
+    in the tree of its checkpoint: the subtrees around them and their leaves must fold into the
+    signed root. Then its edges: each exported event next to a part of the log left out must be
+    outside the time range (a fence), so no event of the range was cut off the window's ends.
 
-    A window proves the one size its proof names; other checkpoints given are checked for
-    signature and forks only, and a warning says so.
+    That proves the window complete when the log's times increase with its seqs, as they do while
+    the clock is not set back. A window proves the one size its proof names; other checkpoints
+    given are checked for signature and forks only, and a warning says so.
     """
-    report = Report(window=True, first_seq=window.start)
+    report = Report(
+        window=True,
+        first_seq=window.start,
+        since=rfc3339(window.since) if window.since else None,
+        until=rfc3339(window.until) if window.until else None,
+    )
     roots = trusted_roots([*checkpoints, SourcedCheckpoint("export", window.checkpoint)], keys, report)
     signed = _signed_size(window.checkpoint, keys)
     if signed is not None and signed != window.tree_size:
@@ -452,21 +489,23 @@ def verify_window(
             )
         )
     try:
+        if not window.start <= window.end <= window.tree_size:
+            raise ValueError(f"seqs {window.start} to {window.end} are not in a tree of {window.tree_size}")
         builder = RootBuilder.resumed(window.start, window.left)
-        heights = [h for _, h in aligned_subtrees(min(window.end, window.tree_size), window.tree_size)]
+        heights = [h for _, h in aligned_subtrees(window.end, window.tree_size)]
         if len(heights) != len(window.right):
             raise ValueError("the subtrees right of the window are not those of its size")
     except ValueError as exc:
         report.problems.append(Finding(Reason.ROOT_MISMATCH, f"the window's proof is malformed: {exc}"))
-        heights = []
-    expected = window.start
+        return report
+    expected, times = window.start, []
     for record in records:
         problem = _check_record(record, expected)
         if problem is not None:
             report.problems.append(problem)
             break
-        if expected < window.tree_size:
-            builder.append(bytes.fromhex(record.leaf_hash))
+        builder.append(bytes.fromhex(record.leaf_hash))
+        times.append(_entry_time(record))
         expected += 1
     report.events = expected - window.start
     if report.problems:
@@ -486,14 +525,7 @@ def verify_window(
     if not _check_root(report, root, window.tree_size, want, window.start):
         return report
     report.verified_size = window.tree_size
-    if window.end > window.tree_size:
-        report.warnings.append(
-            Finding(
-                Reason.UNVERIFIED_TAIL,
-                f"{window.end - window.tree_size} events after the checkpoint are consistent, not yet signed",
-                seq=window.tree_size,
-            )
-        )
+    _check_fences(window, times, report)
     others = sorted(size for size in roots if size != window.tree_size)
     if others:
         report.warnings.append(
@@ -505,6 +537,32 @@ def verify_window(
             )
         )
     return report
+
+
+def _entry_time(record: LogRecord) -> datetime | None:
+    try:
+        return datetime.fromisoformat(orjson.loads(record.entry)["time"].replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _check_fences(window: Window, times: list[datetime | None], report: Report) -> None:
+    """Each end of the window that is not an end of the tree is an event outside its range."""
+    edges = []
+    if window.start > 0:
+        edges.append((window.start, times[0] if times else None, "first"))
+    if window.end < window.tree_size:
+        edges.append((window.end - 1, times[-1] if times else None, "last"))
+    for seq, time, which in edges:
+        if time is None or not window.outside(time):
+            report.problems.append(
+                Finding(
+                    Reason.WINDOW_INCOMPLETE,
+                    f"the window's {which} event is inside its time range: events of the range "
+                    "beyond it may have been left out",
+                    seq=seq,
+                )
+            )
 
 
 def _signed_size(note: str, keys: list[Ed25519PublicKey]) -> int | None:

@@ -122,7 +122,8 @@ def _print(report: Report, as_json: bool) -> None:
     if first is None:
         events = f"{report.events} events"
         if report.window:
-            events += f" of a window, from seq {report.first_seq}"
+            span = f"{report.since or 'the start'} to {report.until or 'the end'}"
+            events += f" of a window, from seq {report.first_seq} (all of {span}, and a fence on each side)"
         checked = report.checkpoints_verified
         click.echo(
             f"intact: {events}, {checked} checkpoint{'' if checked == 1 else 's'} verified, "

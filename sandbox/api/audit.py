@@ -189,6 +189,7 @@ def checkpoints() -> Response:
     permission=Permission.AUDIT_CHECKPOINT_CREATE,
     response=CheckpointOut,
     status=201,
+    extra_responses={200: "nothing was added since the last checkpoint: that one"},
     summary="Sign a checkpoint of the log as it is now",
 )
 def sign_checkpoint() -> tuple[Response, int]:

@@ -43,6 +43,7 @@ class Endpoint:
     status: int = 200
     query: type[BaseModel] | None = None
     content_type: str = "application/json"
+    # Other successes with the same body, by status, with what each means (``{200: "already signed"}``).
     extra_responses: dict[int, str] = field(default_factory=dict)
     body_types: tuple[str, ...] = ("application/json",)  # the media types the body may come in
 
@@ -63,6 +64,7 @@ def route(
     query: type[BaseModel] | None = None,
     content_type: str = "application/json",
     body_types: tuple[str, ...] = ("application/json",),
+    extra_responses: dict[int, str] | None = None,
 ) -> Callable[[F], F]:
     """Register a view on ``blueprint`` and declare it. ``permission`` is required: deny by default."""
     if permission is None:
@@ -86,6 +88,7 @@ def route(
                 query=query,
                 content_type=content_type,
                 body_types=body_types,
+                extra_responses=dict(extra_responses or {}),
             )
         )
         guarded = view if isinstance(permission, _Public) else guard(permission)(view)  # type: ignore[arg-type]
@@ -155,6 +158,8 @@ def _operation(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
             "default": {"description": "error", "content": {"application/json": {"schema": error_ref}}},
         },
     }
+    for status, description in ep.extra_responses.items():
+        op["responses"][str(status)] = {**op["responses"][str(ep.status)], "description": description}
     if not isinstance(ep.permission, _Public):
         op["security"] = [{"bearer": []}]
     if ep.body is not None:

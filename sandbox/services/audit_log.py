@@ -14,6 +14,7 @@ from audit import Actor, AuditAction, Target, record_event
 from audit.checkpoints import checkpoint_view, create_checkpoint, latest_checkpoint
 from audit.models import AuditCheckpoint, AuditEvent, AuditHead
 from audit.queries import EventFilter, export_lines, get_event, window_seqs
+from core.clock import rfc3339
 from core.db import transaction
 from core.errors import Invalid, NotFound
 from sandbox.runtime import Runtime
@@ -128,10 +129,12 @@ def export(
     """The log as NDJSON, recorded as an event before any line is read.
 
     Without a time window, every event from seq 0: the verifier rebuilds the whole tree. With
-    one, the contiguous seqs that hold the window's events, after a first line ``{"window":
-    {start, end, tree_size, left, right, checkpoint}}``: the roots of the subtrees left and right
-    of them in the tree of a signed checkpoint (signed now if none covers the window yet) and
-    that checkpoint's note, so the window alone proves its events are the log's, at their places.
+    one, the contiguous seqs that hold the window's events and one event more on each side (a
+    fence, outside the range), after a first line ``{"window": {since, until, start, end,
+    tree_size, left, right, checkpoint}}``: the roots of the subtrees left and right of them in
+    the tree of a checkpoint of every event so far, and its signed note. So the window alone
+    proves its events are the log's, at their places, and none of its range was cut off its ends
+    (see :func:`audit.verify.verify_window`).
     """
     with transaction(runtime.sessions) as session:
         record_event(
@@ -145,19 +148,18 @@ def export(
         )
     if since is None and until is None:
         return export_lines(runtime.sessions, EventFilter())
+    view = sign_now(runtime)  # a checkpoint of every event so far (this export's own included)
+    size = int(view["tree_size"])
     with runtime.sessions() as session:
-        size = _tree_size(runtime)
         start, end = window_seqs(session, since, until, size)
-        covering = latest_checkpoint(session)
-        view = checkpoint_view(covering) if covering is not None and covering.tree_size >= end else None
-    if view is None:
-        view = sign_now(runtime)
-    with runtime.sessions() as session:
-        left, right = runtime.audit_tree.range_proof(session, start, end, int(view["tree_size"]))
+        start, end = max(start - 1, 0), min(end + 1, size)  # with the fence on each side
+        left, right = runtime.audit_tree.range_proof(session, start, end, size)
     window = {
+        "since": rfc3339(since) if since else None,
+        "until": rfc3339(until) if until else None,
         "start": start,
         "end": end,
-        "tree_size": view["tree_size"],
+        "tree_size": size,
         "left": [h.hex() for h in left],
         "right": [h.hex() for h in right],
         "checkpoint": view["note"],

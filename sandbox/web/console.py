@@ -28,6 +28,7 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from authz.permissions import Permission, Role, allows
@@ -256,8 +257,12 @@ def routing_page(exc: HTTPException | SandboxError) -> Response | None:
         return None
     status = exc.status if isinstance(exc, SandboxError) else (exc.code or 500)
     if status < 500:
-        # The header shows who is signed in, as every page's does (no page ran signed_in here).
-        signed_in()
+        # The header shows who is signed in, as every page's does (no page ran signed_in here);
+        # if the database cannot tell, the page is still this one, signed out.
+        try:
+            signed_in()
+        except SQLAlchemyError:
+            current_app.logger.warning("request %s: session not re-checked", g.get("request_id"))
     if isinstance(exc, SandboxError):
         return _headers(make_response(*_sandbox_error(exc)))
     return _headers(_http_error(exc))

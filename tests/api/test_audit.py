@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask.testing import FlaskClient
@@ -16,10 +17,10 @@ from audit.verify import (
     SourcedCheckpoint,
     Window,
     read_export,
-    records_from_export,
     verify_log,
     verify_window,
 )
+from core.clock import rfc3339
 from sandbox.runtime import Runtime
 from tests.api.conftest import CONTRACT_REQUEST, Party
 
@@ -209,9 +210,9 @@ def test_export_streams_ndjson_that_verifies_offline(
     assert response.status_code == 200
     assert response.mimetype == "application/x-ndjson"
     lines = response.get_data(as_text=True).splitlines()
-    report = verify_log(
-        records_from_export(lines), [SourcedCheckpoint("trusted", latest["note"])], _jwks_keys(client)
-    )
+    window, records = read_export(lines)
+    assert window is None  # the whole log: no window's proof
+    report = verify_log(records, [SourcedCheckpoint("trusted", latest["note"])], _jwks_keys(client))
     assert report.intact, report.as_dict()
     assert report.verified_size == latest["tree_size"]
     # The export itself was logged, after the checkpoint: the one event not yet vouched for.
@@ -258,7 +259,9 @@ def test_a_time_window_exports_only_its_events_and_verifies_on_its_own(
     ).get_json()["events"]
     since, until = events[2]["time"], events[6]["time"]
     window, lines = _window_export(client, auditor, since=since, until=until)
-    assert (window.start, window.end) == (events[2]["seq"], events[6]["seq"])
+    # Its events, and one more on each side (a fence, outside the range): the last one before
+    # `since` and the first one at `until`.
+    assert (window.start, window.end) == (events[2]["seq"] - 1, events[6]["seq"] + 1)
     report = _verify_lines(client, lines)
     assert report.intact, report.as_dict()
     assert report.window and report.first_seq == window.start and report.events == window.end - window.start
@@ -274,8 +277,55 @@ def test_a_time_window_exports_only_its_events_and_verifies_on_its_own(
     assert window.start == 0
     # A window in which nothing happened is an empty range, still placed in a signed tree.
     window, lines = _window_export(client, auditor, since="2999-01-01T00:00:00Z")
-    assert window.start == window.end and len(lines) == 1
+    assert window.end == window.tree_size and window.end - window.start == 1 and len(lines) == 2  # a fence
     assert _verify_lines(client, lines).intact
+    # So is one between two events: its fences are the events on either side of the gap.
+    after = datetime.fromisoformat(events[3]["time"].replace("Z", "+00:00"))
+    gap = {
+        "since": rfc3339(after + timedelta(microseconds=1)),
+        "until": rfc3339(after + timedelta(microseconds=2)),
+    }
+    window, lines = _window_export(client, auditor, **gap)
+    assert (window.start, window.end) == (events[3]["seq"], events[3]["seq"] + 2)
+    assert _verify_lines(client, lines).intact
+
+
+def test_a_window_cut_short_or_reaching_past_its_tree_fails_verification(
+    client: FlaskClient, auditor: Party, operator: Party, runtime: Runtime
+) -> None:
+    """Found in review: a proof rebuilt for a narrower range (with the whole log at hand) verified,
+    so events at a window's ends could be dropped; and a window past its tree's size took events
+    that were in no tree at all, and a proof one subtree short crashed the verifier."""
+    for _ in range(6):
+        _request_contract(client, operator)
+    events = client.get(
+        "/v1/audit/events", query_string={"action": "authorization.request"}, headers=auditor.headers
+    ).get_json()["events"]
+    honest, lines = _window_export(client, auditor, since=events[1]["time"], until=events[5]["time"])
+    assert _verify_lines(client, lines).intact
+    header, *records = lines
+    proof = json.loads(header)
+    # Both fences dropped, and a proof made for what is left: the subtrees are right, the ends not.
+    start, end = honest.start + 1, honest.end - 1
+    with runtime.sessions() as session:
+        left, right = runtime.audit_tree.range_proof(session, start, end, honest.tree_size)
+    narrower = {**proof["window"], "start": start, "end": end, "left": [h.hex() for h in left],
+                "right": [h.hex() for h in right]}  # fmt: skip
+    report = _verify_lines(client, [json.dumps({"window": narrower}), *records[1:-1]])
+    assert [p.reason.value for p in report.problems] == ["window_incomplete", "window_incomplete"]
+    assert [p.seq for p in report.problems] == [start, end - 1]
+    # Events placed past the tree's size: nothing of theirs is in the signed root.
+    checkpoint = verify_note(honest.checkpoint, _jwks_keys(client))
+    beyond = {**proof["window"], "start": honest.tree_size, "end": honest.tree_size + 1,
+              "left": [checkpoint.root_hash.hex()], "right": []}  # fmt: skip
+    forged = json.dumps({"seq": honest.tree_size, "leaf_hash": "00" * 32, "entry": "{}"})
+    report = _verify_lines(client, [json.dumps({"window": beyond}), forged])
+    assert [p.reason.value for p in report.problems] == ["root_mismatch"]
+    assert "malformed" in report.problems[0].message
+    # A proof one subtree short on the left: refused, not a crash.
+    short = {**proof["window"], "left": proof["window"]["left"][:-1]}
+    report = _verify_lines(client, [json.dumps({"window": short}), *records])
+    assert [p.reason.value for p in report.problems] == ["root_mismatch"]
 
 
 def test_a_window_export_changed_anywhere_fails_verification(

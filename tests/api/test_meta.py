@@ -297,6 +297,7 @@ def test_openapi_lists_every_declared_endpoint(client: FlaskClient) -> None:
     token = document["paths"]["/v1/oauth/token"]["post"]["requestBody"]["content"]
     assert set(token) == {"application/x-www-form-urlencoded", "application/json"}
     assert set(document["paths"]["/v1/verify"]["post"]["requestBody"]["content"]) == {"application/json"}
+    assert {"200", "201"} <= set(document["paths"]["/v1/audit/checkpoints"]["post"]["responses"])
 
 
 def test_jwks_publishes_the_active_key(client: FlaskClient, runtime: Runtime) -> None:
