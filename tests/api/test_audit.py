@@ -238,6 +238,16 @@ def _window_export(client: FlaskClient, auditor: Party, **query: str) -> tuple[W
     return window, lines
 
 
+def _window_of_six_requests(client: FlaskClient, auditor: Party, operator: Party) -> tuple[Window, list[str]]:
+    """Six contract requests, and the export of the time from the second to the sixth."""
+    for _ in range(6):
+        _request_contract(client, operator)
+    events = client.get(
+        "/v1/audit/events", query_string={"action": "authorization.request"}, headers=auditor.headers
+    ).get_json()["events"]
+    return _window_export(client, auditor, since=events[1]["time"], until=events[5]["time"])
+
+
 def _verify_lines(client: FlaskClient, lines: list[str]) -> Report:
     window, records = read_export(lines)
     assert window is not None
@@ -296,12 +306,7 @@ def test_a_window_cut_short_or_reaching_past_its_tree_fails_verification(
     """Found in review: a proof rebuilt for a narrower range (with the whole log at hand) verified,
     so events at a window's ends could be dropped; and a window past its tree's size took events
     that were in no tree at all, and a proof one subtree short crashed the verifier."""
-    for _ in range(6):
-        _request_contract(client, operator)
-    events = client.get(
-        "/v1/audit/events", query_string={"action": "authorization.request"}, headers=auditor.headers
-    ).get_json()["events"]
-    honest, lines = _window_export(client, auditor, since=events[1]["time"], until=events[5]["time"])
+    honest, lines = _window_of_six_requests(client, auditor, operator)
     assert _verify_lines(client, lines).intact
     header, *records = lines
     proof = json.loads(header)
@@ -331,12 +336,7 @@ def test_a_window_cut_short_or_reaching_past_its_tree_fails_verification(
 def test_a_window_export_changed_anywhere_fails_verification(
     client: FlaskClient, auditor: Party, operator: Party
 ) -> None:
-    for _ in range(6):
-        _request_contract(client, operator)
-    events = client.get(
-        "/v1/audit/events", query_string={"action": "authorization.request"}, headers=auditor.headers
-    ).get_json()["events"]
-    _, lines = _window_export(client, auditor, since=events[1]["time"], until=events[5]["time"])
+    _, lines = _window_of_six_requests(client, auditor, operator)
     header, first, *rest = lines
 
     def reason(changed: list[str]) -> str:
