@@ -7,6 +7,7 @@ return ``(key path, message)`` pairs so the loader can name the file and the key
 
 from __future__ import annotations
 
+import math
 from datetime import date
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -125,7 +126,10 @@ class Field(_Strict):
             if not self.type.numeric:
                 out.append(("bounds", "bounds are only for integer and number fields"))
             lo, hi = self.bounds
-            if not lo < hi:
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                # An infinite bound clamps nothing, and noise calibrated to it is infinite.
+                out.append(("bounds", f"bounds must be finite numbers, not {lo} and {hi}"))
+            elif not lo < hi:
                 out.append(("bounds", f"lower bound {lo} must be below upper bound {hi}"))
         if Use.GROUP_BY in self.uses:
             if not self.key_set:

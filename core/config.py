@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 
 import policies as _default_policies
+from core.errors import ConfigurationError
 
 
 def _default_policy_dir() -> Path:
@@ -74,6 +75,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
     home = Path(env.get("SANDBOX_HOME") or ".sandbox").expanduser().resolve()
+    if any(c in str(home) for c in "?#%"):
+        # They would be read as a URL's query, fragment or escapes: the embedded databases would
+        # be made elsewhere (a home "a?1" wrote to "a", beside every other "a?…").
+        raise ConfigurationError(f"SANDBOX_HOME may not contain '?', '#' or '%': {home}")
     database_url = env.get("SANDBOX_DATABASE_URL") or sqlite_url(home / "control.sqlite")
     explicit_data = env.get("SANDBOX_DATA_URL")
     data_url = explicit_data or duckdb_url(home / "data.duckdb")
@@ -89,10 +94,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_url=data_url,
         data_lookup_url=data_lookup_url,
         policy_dir=policy_dir,
-        token_ttl_seconds=int(ttl) if ttl else 900,
+        token_ttl_seconds=_whole(ttl, "SANDBOX_TOKEN_TTL_SECONDS", 900),
         audit_origin=env.get("SANDBOX_AUDIT_ORIGIN") or "public-data-sandbox.local/audit",
-        checkpoint_every_events=int(every_events) if every_events else 1000,
-        checkpoint_every_seconds=int(every_seconds) if every_seconds else 60,
+        checkpoint_every_events=_whole(every_events, "SANDBOX_CHECKPOINT_EVERY_EVENTS", 1000),
+        checkpoint_every_seconds=_whole(every_seconds, "SANDBOX_CHECKPOINT_EVERY_SECONDS", 60),
         console_secure_cookie=env.get("SANDBOX_CONSOLE_SECURE_COOKIE", "1").strip().lower()
         not in ("0", "false", "no", "off"),
     )
+
+
+def _whole(value: str | None, name: str, default: int) -> int:
+    """A setting that is a whole number from 1, as ASCII digits; ``default`` when unset."""
+    if not value:
+        return default
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise ConfigurationError(f"{name} must be a whole number from 1, not {value!r}")
+    return int(text)

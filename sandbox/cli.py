@@ -60,7 +60,17 @@ def _errors() -> Iterator[None]:
         raise SystemExit(1) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Every command runs inside :func:`_errors`: a refusal raised where a command has no handler
+    of its own (settings read from the environment, a signing key missing) is still one line and
+    exit 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        with _errors():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="public-data-sandbox")
 def main() -> None:
     """Public Data Sandbox: government data, usable but invisible."""
@@ -167,7 +177,7 @@ def data() -> None:
 @data.command("synth")
 @click.option("--enterprises", type=click.IntRange(0, 50_000_000), default=10_000, show_default=True)
 @click.option("--persons", type=click.IntRange(0, 50_000_000), default=10_000, show_default=True)
-@click.option("--seed", type=int, default=20240101, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=20240101, show_default=True)
 def data_synth(enterprises: int, persons: int, seed: int) -> None:
     """Replace every dataset with deterministic synthetic government data."""
     import time

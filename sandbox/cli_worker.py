@@ -6,6 +6,7 @@ Exit codes: 0 stopped (SIGTERM/SIGINT) or, with ``--once``, the queue drained; 1
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 
@@ -13,6 +14,14 @@ import click
 
 from core.config import load_settings
 from core.errors import SandboxError
+
+
+def _finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
+    """click's FloatRange lets NaN through (every comparison with it is false): a worker polling
+    every NaN seconds spun at full CPU."""
+    if not math.isfinite(value):
+        raise click.BadParameter("a number of seconds from 0.05 to 60")
+    return value
 
 
 @click.command("worker")
@@ -23,7 +32,14 @@ from core.errors import SandboxError
     show_default=True,
     help="Program runs (child processes) at once for one job's partitions.",
 )
-@click.option("--poll", "poll_seconds", type=click.FloatRange(0.05, 60), default=1.0, show_default=True)
+@click.option(
+    "--poll",
+    "poll_seconds",
+    type=click.FloatRange(0.05, 60),
+    default=1.0,
+    show_default=True,
+    callback=_finite,
+)
 @click.option("--once", is_flag=True, help="Run what is queued now, then exit.")
 def worker(concurrency: int, poll_seconds: float, once: bool) -> None:
     """Run queued compute jobs from the control database, until stopped."""

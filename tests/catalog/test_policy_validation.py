@@ -126,6 +126,13 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         "below upper",
     ),
     (
+        "an infinite bound (YAML's .inf): it clamps nothing, and its noise is infinite",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "tax_paid").update(bounds=[0, float("inf")]),
+        "fields[6].bounds",
+        "finite",
+    ),
+    (
         "template naming a missing field",
         "templates.yaml",
         lambda d: d["templates"][0]["reduce"].update(field="tax_amount"),

@@ -133,6 +133,29 @@ def test_bad_policy_stops_init_naming_file_and_key(tmp_path: Path) -> None:
 
 def test_usage_error_exits_2(cli: CliRunner) -> None:
     assert cli.invoke(main, ["data", "synth", "--enterprises", "-5"]).exit_code == 2
+    # Found by a sweep: a negative seed was numpy's traceback; a NaN poll made a worker spin.
+    assert cli.invoke(main, ["data", "synth", "--seed", "-1"]).exit_code == 2
+    assert cli.invoke(main, ["worker", "--poll", "nan", "--once"]).exit_code == 2
+
+
+def test_bad_settings_are_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """Settings are read before a command's own handler: a bad number was int()'s traceback, and a
+    home with '?' in its path made its databases elsewhere ("a?1" wrote to "a")."""
+    for env, wanted in (
+        (
+            {"SANDBOX_HOME": str(tmp_path / "h"), "SANDBOX_TOKEN_TTL_SECONDS": "abc"},
+            "SANDBOX_TOKEN_TTL_SECONDS",
+        ),
+        ({"SANDBOX_HOME": str(tmp_path / "h"), "SANDBOX_CHECKPOINT_EVERY_EVENTS": "0"}, "whole number"),
+        ({"SANDBOX_HOME": str(tmp_path / "a?1")}, "may not contain"),
+    ):
+        result = CliRunner(env={**env, "SANDBOX_DATABASE_URL": "", "SANDBOX_DATA_URL": ""}).invoke(
+            main, ["init"]
+        )
+        assert result.exit_code == 1, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        assert wanted in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "a").exists()
 
 
 def test_users_add_reads_the_password_from_stdin(cli: CliRunner, settings: Settings) -> None:
