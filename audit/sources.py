@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 
 from audit.checkpoints import read_checkpoint_file
 from audit.models import MAX_SEQ, AuditCheckpoint
+from audit.notes import NoteError, parse_note
 from audit.verify import COLUMNS, LogRecord, SourcedCheckpoint
 
 # Fixed column names only; the bounds are bound parameters.
@@ -97,11 +98,15 @@ def trusted_checkpoint(path: Path) -> SourcedCheckpoint:
     if text.lstrip().startswith("{"):
         try:
             value = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise SourceError(f"{path} is neither a signed note nor checkpoint JSON") from exc
         if not isinstance(value, dict) or not isinstance(value.get("note"), str):
             raise SourceError(f"{path} holds JSON without a 'note'")
-        return SourcedCheckpoint("trusted", value["note"])
+        text = value["note"]
+    try:
+        parse_note(text)  # its form only: a signature that fails is a finding, not a usage error
+    except NoteError as exc:
+        raise SourceError(f"{path} is not a signed checkpoint: {exc}") from exc
     return SourcedCheckpoint("trusted", text)
 
 
@@ -125,7 +130,7 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
 def _jwks_keys(data: bytes, path: Path) -> list[Ed25519PublicKey]:
     try:
         found = keys_from_jwks(json.loads(data))
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error) as exc:
         raise SourceError(f"{path} is not a JWKS of Ed25519 keys") from exc
     if not found:
         raise SourceError(f"{path} holds no Ed25519 key")

@@ -440,7 +440,7 @@ def read_export(lines: Iterable[str]) -> tuple[Window | None, Iterator[LogRecord
         return None, iter(())
     try:
         value = json.loads(first[1])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise ValueError("export line 1 is not JSON") from exc
     if isinstance(value, dict) and "window" in value:
         return Window.parse(value), _records(numbered)
@@ -454,7 +454,7 @@ def _records(lines: Iterable[tuple[int, str]]) -> Iterator[LogRecord]:
             yield LogRecord(
                 seq=int(value["seq"]), entry=str(value["entry"]), leaf_hash=str(value["leaf_hash"])
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             raise ValueError(f"export line {number} is not an audit record") from exc
 
 

@@ -158,12 +158,24 @@ def test_verify_the_export_of_a_time_window(
         ["--key", "{jwks}", "--db", "sqlite:///x.sqlite", "--export", "e.ndjson"],
         ["--key", "{jwks}", "--export", "/nonexistent/export.ndjson"],
         ["--key", "{jwks}", "--trusted-checkpoint", "{garbage}"],
+        # Found by a sweep: these were tracebacks, or "TAMPERED" for a file that is no checkpoint.
+        ["--key", "{jwks}", "--trusted-checkpoint", "{empty}"],
+        ["--key", "{odd_jwks}"],
+        ["--key", "{jwks}", "--export", "{huge_seq}"],
+        ["--key", "{jwks}", "--export", "{nested}"],
     ],
 )
 def test_usage_errors_exit_2(cli: CliRunner, jwks: Path, tmp_path: Path, args: list[str]) -> None:
-    garbage = tmp_path / "garbage.json"
-    garbage.write_text("{not json", encoding="utf-8")
-    filled = [a.format(jwks=jwks, garbage=garbage) for a in args]
+    files = {
+        "garbage": "{not json",
+        "empty": "",
+        "odd_jwks": '{"keys": [1]}',
+        "huge_seq": '{"seq": 1e999, "entry": "{}", "leaf_hash": "00"}\n',
+        "nested": "[" * 100_000 + "\n",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+    filled = [a.format(jwks=jwks, **{name: tmp_path / name for name in files}) for a in args]
     result = cli.invoke(main, ["audit", "verify", *filled])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

@@ -72,5 +72,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     answer.write_text("x.y.z")
     code, output = _run(str(answer))  # no --jwks and no home to read keys from
     assert code == 2 and "--jwks" in output
-    code, output = _run(str(answer), "--jwks", str(answer))  # not a key set: the seal cannot verify
-    assert code == 1
+    # A --jwks that is not a key set (or cannot be read or fetched) says nothing of the seal: a
+    # usage error, as a key file that is no key is for `audit verify` (it had been "seal INVALID").
+    code, output = _run(str(answer), "--jwks", str(answer))
+    assert code == 2 and "no key set" in output
+    code, output = _run(str(answer), "--jwks", "http://127.0.0.1:1/jwks.json")
+    assert code == 2 and "no key set" in output
