@@ -112,11 +112,17 @@ def users_add(role: str, username: str, subject_id: str | None, password_stdin: 
     from core.db import transaction
     from sandbox.runtime import open_runtime
 
-    password = (
-        sys.stdin.readline().rstrip("\n")
-        if password_stdin
-        else click.prompt("password", hide_input=True, confirmation_prompt=True)
-    )
+    if password_stdin and sys.stdin is None:
+        raise click.UsageError("--password-stdin, but standard input is closed")
+    try:
+        password = (
+            sys.stdin.readline().rstrip("\r\n")  # a line ended CRLF (a Windows editor) ends there too
+            if password_stdin
+            else click.prompt("password", hide_input=True, confirmation_prompt=True)
+        )
+        password.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates, or fail above
+    except UnicodeError:
+        raise click.UsageError("the password is not UTF-8 text") from None
     with _errors():
         runtime = open_runtime(load_settings())
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,6 +159,20 @@ def test_bad_settings_are_one_line_not_a_traceback(tmp_path: Path) -> None:
         assert result.exception is None or isinstance(result.exception, SystemExit)
         assert wanted in result.output and "Traceback" not in result.output
     assert not (tmp_path / "a").exists()
+
+
+def test_a_password_that_is_not_utf8_is_a_usage_error(cli: CliRunner, settings: Settings) -> None:
+    """Found by a sweep: bytes that are not UTF-8 on stdin were a traceback from the hasher."""
+    command = [sys.executable, "-c", "from sandbox.cli import main; main()"]
+    args = ["users", "add", "--role", "admin", "--username", "bytes", "--password-stdin"]
+    env = {**os.environ, **_env(settings)}
+    done = subprocess.run([*command, *args], input=b"long enough \xff\xfe password\n", env=env,
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert b"not UTF-8" in done.stderr and b"Traceback" not in done.stderr
+    closed = subprocess.run([*command, *args], stdin=subprocess.DEVNULL, env=env, capture_output=True,
+                            timeout=60, check=False)  # fmt: skip
+    assert closed.returncode in (1, 2) and b"Traceback" not in closed.stderr
 
 
 def test_users_add_reads_the_password_from_stdin(cli: CliRunner, settings: Settings) -> None:
