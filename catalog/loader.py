@@ -71,6 +71,8 @@ class _Reader:
             self.add(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")
         except UnicodeDecodeError:
             self.add(path, "(file)", "not UTF-8 text")
+        except RecursionError:  # tens of thousands of nested brackets
+            self.add(path, "(yaml)", "nested too deeply")
         return None
 
     def parse(self, path: Path, model: type[M], raw: Any) -> M | None:

@@ -22,6 +22,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from core.errors import ConfigurationError
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -264,8 +266,27 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+@contextmanager
+def usable_url(url: str) -> Iterator[None]:
+    """Refusals of a database URL that names no usable database (malformed, an unknown
+    dialect, a driver that is not installed), as a :class:`ConfigurationError`, not a traceback."""
+    try:
+        yield
+    except (exc.ArgumentError, ValueError, ImportError) as error:
+        try:
+            shown = display_url(url)
+        except (exc.ArgumentError, ValueError):
+            shown = "(unreadable)"
+        raise ConfigurationError(f"cannot use the database URL {shown}: {error}") from None
+
+
 def create_control_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the control database at ``url`` (SQLite or PostgreSQL)."""
+    with usable_url(url):
+        return _control_engine(url, **kwargs)
+
+
+def _control_engine(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         # Pooled: closing the last connection to a WAL database checkpoints it (2 ms here), and

@@ -54,7 +54,7 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeEngine
 
 from catalog import Catalog, Dataset, FieldType
-from core.db import with_driver
+from core.db import usable_url, with_driver
 
 _SQL_TYPES: dict[FieldType, type[TypeEngine[Any]]] = {
     FieldType.STRING: Text,
@@ -80,6 +80,11 @@ def arrow_schema(dataset: Dataset) -> pa.Schema:
 
 def create_data_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for a data store. DuckDB files can be opened read-only by many processes."""
+    with usable_url(url):
+        return _data_engine(url, read_only=read_only)
+
+
+def _data_engine(url: str, *, read_only: bool) -> Engine:
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "duckdb":

@@ -221,6 +221,14 @@ def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
         load_catalog(copy)
 
 
+def test_yaml_nested_too_deeply_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
+    copy = tmp_path / "policies"
+    shutil.copytree(POLICIES, copy)
+    (copy / "disclosure.yaml").write_text("[" * 100_000 + "\n", encoding="utf-8")
+    with pytest.raises(PolicyError, match=r"policies/disclosure.yaml: \(yaml\): nested too deeply"):
+        load_catalog(copy)
+
+
 def test_empty_policy_is_an_error_not_allow_all(tmp_path: Path) -> None:
     (tmp_path / "policies" / "datasets").mkdir(parents=True)
     with pytest.raises(PolicyError, match="empty policy is an error"):

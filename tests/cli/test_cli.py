@@ -151,8 +151,11 @@ def test_bad_settings_are_one_line_not_a_traceback(tmp_path: Path) -> None:
         ),
         ({"SANDBOX_HOME": str(tmp_path / "h"), "SANDBOX_CHECKPOINT_EVERY_EVENTS": "0"}, "whole number"),
         ({"SANDBOX_HOME": str(tmp_path / "a?1")}, "may not contain"),
+        # And database URLs that name nothing usable: a malformed port, an unknown dialect.
+        ({"SANDBOX_HOME": str(tmp_path / "h"), "SANDBOX_DATABASE_URL": "postgresql://[::1"}, "database URL"),
+        ({"SANDBOX_HOME": str(tmp_path / "h"), "SANDBOX_DATA_URL": "nope://"}, "database URL"),
     ):
-        result = CliRunner(env={**env, "SANDBOX_DATABASE_URL": "", "SANDBOX_DATA_URL": ""}).invoke(
+        result = CliRunner(env={"SANDBOX_DATABASE_URL": "", "SANDBOX_DATA_URL": "", **env}).invoke(
             main, ["init"]
         )
         assert result.exit_code == 1, result.output
