@@ -82,8 +82,7 @@ def init() -> None:
     from sandbox.runtime import init_home
 
     settings = load_settings()
-    with _errors():
-        report = init_home(settings, actor=CLI_ACTOR)
+    report = init_home(settings, actor=CLI_ACTOR)
     click.echo(f"home        {settings.home}")
     click.echo(f"control db  {display_url(settings.database_url)}")
     click.echo(f"data        scans: {display_url(settings.data_url)}")
@@ -123,22 +122,21 @@ def users_add(role: str, username: str, subject_id: str | None, password_stdin: 
         password.encode("utf-8")  # bytes that are not UTF-8 arrive as surrogates, or fail above
     except UnicodeError:
         raise click.UsageError("the password is not UTF-8 text") from None
-    with _errors():
-        runtime = open_runtime(load_settings())
-        try:
-            with transaction(runtime.sessions) as session:
-                account = create_account(
-                    session,
-                    username=username,
-                    role=Role(role),
-                    password=password,
-                    subject_id=subject_id,
-                    actor=CLI_ACTOR,
-                    clock=runtime.clock,
-                )
-                account_id = account.id
-        finally:
-            runtime.close()
+    runtime = open_runtime(load_settings())
+    try:
+        with transaction(runtime.sessions) as session:
+            account = create_account(
+                session,
+                username=username,
+                role=Role(role),
+                password=password,
+                subject_id=subject_id,
+                actor=CLI_ACTOR,
+                clock=runtime.clock,
+            )
+            account_id = account.id
+    finally:
+        runtime.close()
     click.echo(f"created {role} {username} ({account_id})")
 
 
@@ -156,22 +154,21 @@ def keys_rotate() -> None:
     from sandbox.runtime import open_runtime
 
     settings = load_settings()
-    with _errors():
-        runtime = open_runtime(settings)
-        try:
-            with transaction(runtime.sessions) as session:
-                record, previous = keyring.rotate(session, settings.keys_dir, clock=runtime.clock)
-                record_event(
-                    session,
-                    action=AuditAction.KEY_ROTATE,
-                    actor=CLI_ACTOR,
-                    target=Target("signing_key", record.kid),
-                    details={"previous": previous},
-                    clock=runtime.clock,
-                )
-                kid = record.kid
-        finally:
-            runtime.close()
+    runtime = open_runtime(settings)
+    try:
+        with transaction(runtime.sessions) as session:
+            record, previous = keyring.rotate(session, settings.keys_dir, clock=runtime.clock)
+            record_event(
+                session,
+                action=AuditAction.KEY_ROTATE,
+                actor=CLI_ACTOR,
+                target=Target("signing_key", record.kid),
+                details={"previous": previous},
+                clock=runtime.clock,
+            )
+            kid = record.kid
+    finally:
+        runtime.close()
     click.echo(f"active signing key {kid}; previous {previous} still published")
 
 
@@ -191,16 +188,15 @@ def data_synth(enterprises: int, persons: int, seed: int) -> None:
     from sandbox.runtime import open_runtime
     from sandbox.services.data import synthesize_recorded
 
-    with _errors():
-        runtime = open_runtime(load_settings(), read_only_data=False)
-        try:
-            started = time.perf_counter()
-            rows = synthesize_recorded(
-                runtime, enterprises=enterprises, persons=persons, seed=seed, actor=CLI_ACTOR
-            )
-            seconds = time.perf_counter() - started
-        finally:
-            runtime.close()
+    runtime = open_runtime(load_settings(), read_only_data=False)
+    try:
+        started = time.perf_counter()
+        rows = synthesize_recorded(
+            runtime, enterprises=enterprises, persons=persons, seed=seed, actor=CLI_ACTOR
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        runtime.close()
     for name, count in sorted(rows.items()):
         click.echo(f"{name:<24}{count:>12,} rows")
     total = sum(rows.values())
@@ -217,12 +213,11 @@ def data_load(dataset: str, file: Path) -> None:
     from sandbox.runtime import open_runtime
     from sandbox.services.data import load_recorded
 
-    with _errors():
-        runtime = open_runtime(load_settings(), read_only_data=False)
-        try:
-            result = load_recorded(runtime, dataset, file, actor=CLI_ACTOR)
-        finally:
-            runtime.close()
+    runtime = open_runtime(load_settings(), read_only_data=False)
+    try:
+        result = load_recorded(runtime, dataset, file, actor=CLI_ACTOR)
+    finally:
+        runtime.close()
     click.echo(
         f"loaded {result.rows:,} rows into {result.dataset} from {file.name} (sha256 {result.sha256[:16]}…)"
     )
@@ -280,13 +275,12 @@ def _open_and_sync_policy(settings: Settings) -> None:
     from core.db import transaction
     from sandbox.runtime import open_runtime, sync_policy
 
-    with _errors():
-        runtime = open_runtime(settings)
-        try:
-            with transaction(runtime.sessions) as session:
-                sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
-        finally:
-            runtime.close()
+    runtime = open_runtime(settings)
+    try:
+        with transaction(runtime.sessions) as session:
+            sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
+    finally:
+        runtime.close()
 
 
 @main.command()
@@ -303,8 +297,7 @@ def demo(home: Path, enterprises: int, persons: int) -> None:
     """Walk the product end to end on a fresh demo home, against a real local server."""
     from sandbox.demo import run_demo
 
-    with _errors():
-        ok = run_demo(home, enterprises=enterprises, persons=persons, echo=click.echo)
+    ok = run_demo(home, enterprises=enterprises, persons=persons, echo=click.echo)
     sys.exit(0 if ok else 1)
 
 

@@ -69,10 +69,11 @@ def inclusion(
         view = checkpoint_view(covering) if covering and covering.tree_size > seq else sign_now(runtime)
         tree_size = int(view["tree_size"])
     else:
-        if not seq < tree_size <= _tree_size(runtime):
+        size = _tree_size(runtime)
+        if not seq < tree_size <= size:
             raise Invalid(
                 "tree_size must be above the event's seq and at most the log's size",
-                details=[{"field": "tree_size", "message": f"between {seq + 1} and {_tree_size(runtime)}"}],
+                details=[{"field": "tree_size", "message": f"between {seq + 1} and {size}"}],
             )
         view = None
     with runtime.sessions() as session:
