@@ -5,7 +5,10 @@ Exit codes: 0 success, 1 refused or failed (with a message on stderr), 2 usage.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,6 +61,35 @@ def _errors() -> Iterator[None]:
     except OSError as exc:
         click.secho(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), fg="red", err=True)
         raise SystemExit(1) from None
+
+
+@contextmanager
+def _sigterm_stops_loads() -> Iterator[threading.Event]:
+    """An event that SIGTERM (``kill``, a service manager's stop, ``timeout``) sets.
+
+    Python's default for SIGTERM ends the process on the spot, and a data load then left its
+    staging tables behind (hundreds of MB for a large synth). Given this event, a load stops at
+    its next batch and drops them, as for Ctrl-C; the exit status is then the shell's 143. A
+    second SIGTERM ends the process at once (the next load drops what that one leaves).
+    """
+    import signal
+
+    from sandbox.data.stores import LoadStopped  # here: pyarrow is slow to import for every command
+
+    stop = threading.Event()
+
+    def on_sigterm(_signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield stop
+    except LoadStopped as stopped:
+        click.secho(f"error: stopped by SIGTERM: {stopped.message}", fg="red", err=True)
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Commands(click.Group):
@@ -191,9 +223,10 @@ def data_synth(enterprises: int, persons: int, seed: int) -> None:
     runtime = open_runtime(load_settings(), read_only_data=False)
     try:
         started = time.perf_counter()
-        rows = synthesize_recorded(
-            runtime, enterprises=enterprises, persons=persons, seed=seed, actor=CLI_ACTOR
-        )
+        with _sigterm_stops_loads() as stop:
+            rows = synthesize_recorded(
+                runtime, enterprises=enterprises, persons=persons, seed=seed, actor=CLI_ACTOR, stop=stop
+            )
         seconds = time.perf_counter() - started
     finally:
         runtime.close()
@@ -215,7 +248,8 @@ def data_load(dataset: str, file: Path) -> None:
 
     runtime = open_runtime(load_settings(), read_only_data=False)
     try:
-        result = load_recorded(runtime, dataset, file, actor=CLI_ACTOR)
+        with _sigterm_stops_loads() as stop:
+            result = load_recorded(runtime, dataset, file, actor=CLI_ACTOR, stop=stop)
     finally:
         runtime.close()
     click.echo(
@@ -223,8 +257,30 @@ def data_load(dataset: str, file: Path) -> None:
     )
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+def listen_host(_ctx: click.Context | None, _param: click.Parameter | None, value: str) -> str:
+    """``--host`` as gunicorn binds it and a URL shows it: an IPv6 address in brackets.
+
+    An empty host bound every interface while the banner said ``http://:8000``: an address that
+    listens everywhere is refused unless it says so (``0.0.0.0`` or ``::``).
+    """
+    host = value.strip()
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(inner)
+    except ValueError:
+        if _HOSTNAME.match(host) and not host.rsplit(".", 1)[-1].isdigit():  # "1.2.3" is no name
+            return host
+        hint = "; to listen on every interface say so: 0.0.0.0 (or :: for IPv6)" if not host else ""
+        raise click.BadParameter(f"{value!r} is neither an IP address nor a host name{hint}") from None
+    return f"[{address.compressed}]" if address.version == 6 else address.compressed
+
+
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, callback=listen_host)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True)

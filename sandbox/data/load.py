@@ -13,6 +13,7 @@ import csv
 import hashlib
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 
 from catalog import Catalog, Classification, Dataset, Field, FieldType
 from core.errors import Invalid
-from sandbox.data.stores import ARROW_TYPES, DataStores, StagedLoad, arrow_schema
+from sandbox.data.stores import ARROW_TYPES, DataStores, LoadStopped, StagedLoad, arrow_schema
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _INT64 = (-(2**63), 2**63 - 1)
@@ -48,6 +49,11 @@ class LoadProblem:
     message: str
 
 
+def file_label(path: Path) -> str:
+    """How messages and records name a file: its name, or for ``.`` or ``/``, what it points at."""
+    return path.name or path.resolve().name or str(path)
+
+
 class LoadRefused(Invalid):
     """The file was not loaded; ``problems`` lists every reason (``details`` as dicts)."""
 
@@ -57,7 +63,7 @@ class LoadRefused(Invalid):
     def __init__(self, path: Path, problems: Sequence[LoadProblem], *, total: int | None = None) -> None:
         self.problems = list(problems)
         count = total if total is not None else len(self.problems)
-        message = f"{path.name} was refused: {count} problem{'' if count == 1 else 's'}"
+        message = f"{file_label(path)} was refused: {count} problem{'' if count == 1 else 's'}"
         if count == 1:
             message += f": {self.problems[0].message}"
         super().__init__(message, details=[asdict(p) for p in self.problems])
@@ -111,11 +117,13 @@ def load_file(
     *,
     max_problems: int = 100,
     batch_size: int = 50_000,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     """Replace ``dataset_name``'s table with the rows of ``path``, or refuse the file with every problem.
 
     Raises :class:`LoadRefused` for an unknown dataset, an unreadable file or format, or any
-    column or value that does not fit the policy; nothing is written then.
+    column or value that does not fit the policy; nothing is written then. Setting ``stop``
+    ends it at its next batch, checking or writing, with :class:`LoadStopped`, the table unchanged.
     """
     if max_problems < 1 or batch_size < 1:
         raise ValueError("max_problems and batch_size must be at least 1")
@@ -132,10 +140,11 @@ def load_file(
     digest = _sha256(path)
     problems = _Problems(max_problems)
     for _ in read(path, dataset, problems, batch_size):
-        pass
+        if stop is not None and stop.is_set():
+            raise LoadStopped("the load was stopped before it finished; the data is unchanged")
     if problems:
         raise problems.refusal(path)
-    with StagedLoad(stores, [dataset]) as staged:
+    with StagedLoad(stores, [dataset], stop=stop) as staged:
         for batch in read(path, dataset, problems, batch_size):
             staged.write(dataset.name, batch)
         if problems or _sha256(path) != digest:

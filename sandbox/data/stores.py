@@ -14,12 +14,19 @@ production), both roles share that one engine and each table is written once.
 Writes go through :class:`StagedLoad`: rows land in fresh staging tables, and only when every
 dataset is fully written in every engine are the staging tables swapped in, one transaction per
 engine; if any step fails, what was swapped is swapped back and nothing the reader sees changes.
+One load at a time writes a store (a second is refused with :class:`LoadInProgress`), and a load
+first drops the staging tables of any earlier load that died without cleaning up (SIGKILL, power
+loss): holding the store's load lock, no such table can belong to a live load.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import re
 import secrets
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -45,6 +52,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy import (
     table as table_clause,
@@ -55,6 +63,7 @@ from sqlalchemy.types import TypeEngine
 
 from catalog import Catalog, Dataset, FieldType
 from core.db import usable_url, with_driver
+from core.errors import Conflict, SandboxError
 
 _SQL_TYPES: dict[FieldType, type[TypeEngine[Any]]] = {
     FieldType.STRING: Text,
@@ -229,6 +238,62 @@ def write_batch(conn: Connection, table: Table, batch: pa.RecordBatch | pa.Table
     conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)])
 
 
+class LoadInProgress(Conflict):
+    """Another load is writing the same data store; nothing was changed."""
+
+    code = "load_in_progress"
+
+
+class LoadStopped(SandboxError):
+    """The load was asked to stop (its ``stop`` event was set) before its swap; nothing changed."""
+
+    code = "load_stopped"
+    status = 503
+
+
+# What StagedLoad names its tables: f"{live}__load_{token}" while staged, f"{live}__prev_{token}"
+# between the swap and the drop of the old rows.
+_LEFTOVER = re.compile(r"^.+__(?:load|prev)_[0-9a-f]{8}$")
+
+
+def _lock_store(engine: Engine, conn: Connection) -> Callable[[], None]:
+    """Take the store's load lock, or raise :class:`LoadInProgress`; returns its release.
+
+    A file database is locked with ``flock`` on a file beside it (released by the kernel if the
+    process dies, so a killed load never leaves it held); a server database with a session-level
+    advisory lock on ``conn``, keyed by the schema, held until ``conn`` closes. An in-memory
+    database is private to its process and needs none. Hand-written: no library covers both.
+    """
+    busy = f"another load is writing the data store {engine.url.render_as_string(hide_password=True)}"
+    if engine.dialect.name == "postgresql":
+        with conn.begin():
+            got = conn.execute(
+                text("SELECT pg_try_advisory_lock(hashtext('sandbox-data-load:' || current_schema()))")
+            ).scalar_one()
+        if not got:
+            raise LoadInProgress(busy + "; try again when it has finished")
+        return lambda: None  # closing the connection releases it
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return lambda: None
+    fd = os.open(f"{database}.load-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise LoadInProgress(busy + "; try again when it has finished") from None
+    return lambda: os.close(fd)
+
+
+def drop_leftovers(conn: Connection) -> list[str]:
+    """Drop the staging tables an earlier load left behind; the caller holds the load lock."""
+    with conn.begin():
+        leftovers = sorted(n for n in inspect(conn).get_table_names() if _LEFTOVER.match(n))
+        for name in leftovers:
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+    return leftovers
+
+
 @dataclass
 class _Staging:
     dataset: Dataset
@@ -241,7 +306,10 @@ class StagedLoad:
     """Replace whole datasets in every store, all or nothing.
 
     Use as a context manager: ``write()`` batches inside it; a clean exit swaps every staged
-    table in, an exception drops them and leaves the live tables untouched. Each store keeps one
+    table in, an exception drops them and leaves the live tables untouched. Setting ``stop``
+    (from a signal handler, say) ends the load at its next batch, or before its swap, as an
+    exception would: :class:`LoadStopped`. An exception raised from the handler itself would land
+    anywhere, inside a driver call or a lock's bookkeeping, so the load checks instead. Each store keeps one
     connection for the whole load and is written by its own thread (both drivers release the
     GIL while they work); the lookup store's key index is built once, after the rows are in,
     which is much faster than maintaining a B-tree through millions of inserts.
@@ -249,16 +317,22 @@ class StagedLoad:
 
     stores: DataStores
     datasets: Sequence[Dataset]
+    stop: threading.Event | None = None
     _token: str = field(default_factory=lambda: secrets.token_hex(4))
     _staging: dict[str, _Staging] = field(default_factory=dict)
     _conns: dict[int, Connection] = field(default_factory=dict)
     _writers: dict[int, ThreadPoolExecutor] = field(default_factory=dict)
     _pending: list[Future[None]] = field(default_factory=list)
+    _unlocks: list[Callable[[], None]] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    """Staging tables of earlier, dead loads that this load dropped before it began."""
 
     def __enter__(self) -> StagedLoad:
         try:
             for engine in self.stores.engines:
-                self._conns[id(engine)] = engine.connect()
+                conn = self._conns[id(engine)] = engine.connect()
+                self._unlocks.append(_lock_store(engine, conn))
+                self.dropped += drop_leftovers(conn)
             for dataset in self.datasets:
                 staged = _Staging(dataset=dataset, tables={})
                 for engine in self.stores.engines:
@@ -285,6 +359,7 @@ class StagedLoad:
         """Append a batch of rows to the staged copy of ``dataset_name`` in every store."""
         staged = self._staging[dataset_name]
         assert self._writers, "write() outside the with-block"
+        self.check_stop()
         # Bound the batches in flight (memory), and surface a writer's failure promptly.
         while len(self._pending) >= 4 * len(self._writers):
             self._pending.pop(0).result()
@@ -294,6 +369,11 @@ class StagedLoad:
                 writer.submit(self._write_one, self._conns[id(engine)], staged.tables[id(engine)], batch)
             )
         staged.rows += batch.num_rows
+
+    def check_stop(self) -> None:
+        """Raise :class:`LoadStopped` if the load was asked to stop."""
+        if self.stop is not None and self.stop.is_set():
+            raise LoadStopped("the load was stopped before it finished; the data is unchanged")
 
     @staticmethod
     def _write_one(conn: Connection, table: Table, batch: pa.RecordBatch | pa.Table) -> None:
@@ -310,6 +390,8 @@ class StagedLoad:
     ) -> None:
         try:
             failure = self._drain()
+            if exc_type is None and failure is None and self.stop is not None and self.stop.is_set():
+                failure = LoadStopped("the load was stopped before it finished; the data is unchanged")
             if exc_type is not None or failure is not None:
                 self._drop_staging()
                 if failure is not None and exc_type is None:
@@ -333,6 +415,9 @@ class StagedLoad:
             writer.shutdown(wait=True)
         for conn in self._conns.values():
             conn.close()
+        for unlock in self._unlocks:
+            unlock()
+        self._unlocks.clear()
 
     def _swap_all(self) -> None:
         swapped: list[Engine] = []

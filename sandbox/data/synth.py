@@ -13,6 +13,7 @@ is filled from the schema by :mod:`sandbox.data.mock`, so a changed policy never
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -247,9 +248,14 @@ def synthesize(
     seed: int,
     batch_size: int = 100_000,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
-    """Replace every dataset with synthetic rows; returns rows written per dataset."""
-    with StagedLoad(stores, list(catalog.datasets.values())) as load:
+    """Replace every dataset with synthetic rows; returns rows written per dataset.
+
+    Setting ``stop`` ends it at its next batch with :class:`~sandbox.data.stores.LoadStopped`,
+    every dataset unchanged.
+    """
+    with StagedLoad(stores, list(catalog.datasets.values()), stop=stop) as load:
         for chunk, start in enumerate(range(0, enterprises, batch_size)):
             rng = np.random.default_rng([seed, 1, chunk])
             firms, traits = _enterprises(rng, start, min(batch_size, enterprises - start))

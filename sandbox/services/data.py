@@ -7,12 +7,13 @@ nothing), then its record and event are committed; a refused file is recorded as
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from audit import Actor, AuditAction, Outcome, Target, record_event
 from core.db import transaction
-from sandbox.data.load import LoadRefused, LoadResult, load_file
+from sandbox.data.load import LoadRefused, LoadResult, file_label, load_file
 from sandbox.data.synth import synthesize
 from sandbox.models import DataLoad
 from sandbox.runtime import Runtime
@@ -26,8 +27,12 @@ def synthesize_recorded(
     seed: int,
     actor: Actor,
     progress: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> dict[str, int]:
-    """Replace every dataset with deterministic synthetic rows; returns rows per dataset."""
+    """Replace every dataset with deterministic synthetic rows; returns rows per dataset.
+
+    Setting ``stop`` ends it at its next batch with :class:`LoadStopped`: no data changed, no event.
+    """
     rows = synthesize(
         runtime.stores,
         runtime.catalog,
@@ -35,6 +40,7 @@ def synthesize_recorded(
         persons=persons,
         seed=seed,
         progress=progress,
+        stop=stop,
     )
     with transaction(runtime.sessions) as session:
         session.add(
@@ -64,10 +70,15 @@ def synthesize_recorded(
     return rows
 
 
-def load_recorded(runtime: Runtime, dataset: str, path: Path, *, actor: Actor) -> LoadResult:
-    """Load ``path`` into ``dataset`` (replacing it) or refuse it; either way, an audit event."""
+def load_recorded(
+    runtime: Runtime, dataset: str, path: Path, *, actor: Actor, stop: threading.Event | None = None
+) -> LoadResult:
+    """Load ``path`` into ``dataset`` (replacing it) or refuse it; either way, an audit event.
+
+    Setting ``stop`` ends it at its next batch with :class:`LoadStopped`: no data changed, no event.
+    """
     try:
-        result = load_file(runtime.stores, runtime.catalog, dataset, path)
+        result = load_file(runtime.stores, runtime.catalog, dataset, path, stop=stop)
     except LoadRefused as refused:
         with transaction(runtime.sessions) as session:
             record_event(
@@ -77,7 +88,7 @@ def load_recorded(runtime: Runtime, dataset: str, path: Path, *, actor: Actor) -
                 outcome=Outcome.DENIED,
                 error_code=refused.code,
                 target=Target("dataset", dataset),
-                details={"file": path.name, "problems": len(refused.problems)},
+                details={"file": file_label(path), "problems": len(refused.problems)},
                 clock=runtime.clock,
             )
         raise
@@ -86,7 +97,7 @@ def load_recorded(runtime: Runtime, dataset: str, path: Path, *, actor: Actor) -
             DataLoad(
                 kind="file",
                 datasets={dataset: result.rows},
-                source=path.name,
+                source=file_label(path),
                 sha256=result.sha256,
                 rows=result.rows,
                 finished_at=runtime.clock(),
@@ -98,7 +109,7 @@ def load_recorded(runtime: Runtime, dataset: str, path: Path, *, actor: Actor) -
             actor=actor,
             target=Target("dataset", dataset),
             details={
-                "file": path.name,
+                "file": file_label(path),
                 "sha256": result.sha256,
                 "rows": result.rows,
                 "format": result.format,

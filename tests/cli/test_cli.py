@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,69 @@ def test_keys_rotate_keeps_the_old_key_published(cli: CliRunner, settings: Setti
         runtime.close()
     assert len(kids) == 2 and active is not None and active.kid in result.output
     assert ("key.rotate", "success") in _events(settings)
+
+
+def test_a_synth_stopped_by_sigterm_leaves_no_staging_tables(tmp_path: Path) -> None:
+    """Found by a sweep: SIGTERM (``kill``, a service manager, ``timeout``) ended a synth on the
+    spot and left its staging tables in both stores (342 MB), which nothing removed later."""
+    import signal
+    import sqlite3
+    import time
+
+    from core.config import load_settings
+    from tests.conftest import POLICIES
+
+    env = {
+        "SANDBOX_HOME": str(tmp_path / "home"),
+        "SANDBOX_DATABASE_URL": "",
+        "SANDBOX_DATA_URL": "",
+        "SANDBOX_DATA_LOOKUP_URL": "",
+        "SANDBOX_POLICIES": str(POLICIES),
+    }
+    assert CliRunner(env=env).invoke(main, ["init"]).exit_code == 0
+    settings = load_settings(env)
+    lookup = Path(str(settings.data_lookup_url).removeprefix("sqlite:///"))
+    command = [sys.executable, "-c", "from sandbox.cli import main; main()", "data", "synth"]
+    synth = subprocess.Popen([*command, "--enterprises", "5000000", "--persons", "10"],
+                             env={**os.environ, **env}, stderr=subprocess.PIPE)  # fmt: skip
+
+    def staging() -> list[str]:
+        with closing(sqlite3.connect(lookup, timeout=30)) as db:
+            return [n for (n,) in db.execute("SELECT name FROM sqlite_master") if "__load_" in n]
+
+    try:
+        deadline = time.monotonic() + 60
+        while not staging() and synth.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert staging() and synth.poll() is None, "the synth never staged a table"
+        synth.send_signal(signal.SIGTERM)
+        _, stderr = synth.communicate(timeout=60)
+    finally:
+        synth.kill()
+    assert synth.returncode == 143, stderr
+    assert b"stopped by SIGTERM" in stderr and b"Traceback" not in stderr
+    runtime = open_runtime(settings)
+    try:
+        from sqlalchemy import inspect
+
+        for engine in runtime.stores.engines:
+            names = inspect(engine).get_table_names()
+            assert not [n for n in names if "__" in n], names
+        assert ("data.synthesize", "success") not in _events(settings)
+    finally:
+        runtime.close()
+
+
+def test_serve_host_is_an_address_or_a_name_and_ipv6_is_bracketed(cli: CliRunner) -> None:
+    """Found by a sweep: ``--host ""`` bound every interface while the banner read
+    ``http://:8000``, and ``--host ::1`` was handed to gunicorn without its brackets."""
+    from sandbox.cli import listen_host
+
+    assert listen_host(None, None, "::1") == "[::1]" == listen_host(None, None, "[::1]")
+    assert listen_host(None, None, "0.0.0.0") == "0.0.0.0"
+    assert listen_host(None, None, "bureau.example.cn") == "bureau.example.cn"
+    for bad in ("", " ", "1.2.3", "a b", "-x", "a..b"):
+        result = cli.invoke(main, ["serve", "--host", bad, "--no-workers"])
+        assert result.exit_code == 2, (bad, result.output)
+        assert "neither an IP address nor a host name" in result.output
+    assert "0.0.0.0" in cli.invoke(main, ["serve", "--host", ""]).output  # says how to mean everywhere

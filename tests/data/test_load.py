@@ -392,3 +392,31 @@ def test_file_changed_during_load_refused_and_old_rows_kept(
     assert _table_rows(stores, intake_catalog.dataset("permits")) == before
     for engine in stores.engines:
         assert not [name for name in inspect(engine).get_table_names() if "__" in name]
+
+
+def test_a_load_asked_to_stop_while_checking_writes_nothing(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    """The CLI's SIGTERM sets ``stop``; a file still being checked is not loaded at all."""
+    import threading
+
+    from sandbox.data.stores import LoadStopped
+
+    before = _load_good_permits(stores, intake_catalog, tmp_path)
+    stop = threading.Event()
+    stop.set()
+    path = _csv(tmp_path / "second.csv", PERMIT_HEADER, [_permit("91370102MA3C00099X")])
+    with pytest.raises(LoadStopped, match="data is unchanged"):
+        load_file(stores, intake_catalog, "permits", path, stop=stop)
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == before
+
+
+def test_a_refused_path_is_named_even_when_it_is_dot_or_root(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by a sweep: ``sandbox data load permits .`` said " was refused", naming nothing."""
+    monkeypatch.chdir(tmp_path)
+    for path, shown in ((Path("."), tmp_path.name), (Path("/"), "/")):
+        with pytest.raises(LoadRefused) as refused:
+            load_file(stores, intake_catalog, "permits", path)
+        assert refused.value.message.startswith(f"{shown} was refused"), refused.value.message

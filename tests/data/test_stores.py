@@ -6,9 +6,18 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
+from sqlalchemy import inspect
 
 from catalog import Catalog
-from sandbox.data.stores import DataStores, StagedLoad, arrow_schema, ensure_tables, row_counts
+from sandbox.data.stores import (
+    DataStores,
+    LoadInProgress,
+    LoadStopped,
+    StagedLoad,
+    arrow_schema,
+    ensure_tables,
+    row_counts,
+)
 
 
 def _enterprise_rows(catalog: Catalog, n: int) -> pa.Table:
@@ -26,6 +35,12 @@ def _enterprise_rows(catalog: Catalog, n: int) -> pa.Table:
         },
         schema=arrow_schema(dataset),
     )
+
+
+def _assert_no_staging(stores: DataStores) -> None:
+    for engine in stores.engines:
+        names = inspect(engine).get_table_names()
+        assert not [n for n in names if "__" in n], names
 
 
 def test_staged_load_replaces_table_in_every_store(catalog: Catalog, data_stores: DataStores) -> None:
@@ -57,8 +72,76 @@ def test_failed_staged_load_leaves_live_table_and_no_staging(
     with pytest.raises(RuntimeError, match="disk on fire"):
         failing_load()
     assert row_counts(data_stores, catalog)["enterprises"] == 2
-    from sqlalchemy import inspect
+    _assert_no_staging(data_stores)
 
+
+def test_a_second_load_into_the_same_store_is_refused_while_the_first_runs(
+    catalog: Catalog, data_stores: DataStores
+) -> None:
+    """Two loads at once would each stage and swap, and each would take the other's leftovers
+    for a dead load's: one at a time per store, and the second is told why."""
+    ensure_tables(data_stores, catalog)
+    dataset = catalog.dataset("enterprises")
+    with StagedLoad(data_stores, [dataset]) as first:
+        first.write("enterprises", _enterprise_rows(catalog, 3))
+        with (
+            pytest.raises(LoadInProgress, match="another load is writing") as refused,
+            StagedLoad(data_stores, [dataset]),
+        ):
+            pytest.fail("a second load began")  # pragma: no cover
+        assert refused.value.status == 409 and refused.value.code == "load_in_progress"
+    assert row_counts(data_stores, catalog)["enterprises"] == 3  # the first one landed, untouched
+    with StagedLoad(data_stores, [dataset]) as after:  # and the lock was released with it
+        after.write("enterprises", _enterprise_rows(catalog, 4))
+    assert row_counts(data_stores, catalog)["enterprises"] == 4
+
+
+def test_a_load_drops_the_staging_tables_a_dead_load_left_behind(
+    catalog: Catalog, data_stores: DataStores
+) -> None:
+    """A load killed outright (SIGKILL, power loss) cannot clean up: the next one does, since
+    under the store's load lock no staging table can belong to a live load."""
+    ensure_tables(data_stores, catalog)
+    dataset = catalog.dataset("enterprises")
+    with StagedLoad(data_stores, [dataset]) as load:
+        load.write("enterprises", _enterprise_rows(catalog, 2))
+    dead = ["enterprises__load_deadbeef", "tax_records__prev_0123abcd"]
     for engine in data_stores.engines:
-        names = inspect(engine).get_table_names()
-        assert not [n for n in names if "__" in n], names
+        with engine.begin() as conn:
+            for name in dead:
+                conn.exec_driver_sql(f'CREATE TABLE "{name}" (x INTEGER)')
+            conn.exec_driver_sql('CREATE TABLE "enterprises__load_notatoken" (x INTEGER)')
+    with StagedLoad(data_stores, [dataset]) as load:
+        load.write("enterprises", _enterprise_rows(catalog, 6))
+    assert sorted(load.dropped) == sorted(dead * len(data_stores.engines))
+    for engine in data_stores.engines:
+        names = set(inspect(engine).get_table_names())
+        assert not names & set(dead), names
+        assert "enterprises__load_notatoken" in names  # not a name StagedLoad gives: not touched
+    assert row_counts(data_stores, catalog)["enterprises"] == 6
+
+
+def test_a_stop_asked_for_ends_the_load_before_its_swap(catalog: Catalog, data_stores: DataStores) -> None:
+    """The CLI sets ``stop`` on SIGTERM: at the next batch, or before the swap, the load ends as an
+    exception would end it, every live table unchanged and no staging table left."""
+    import threading
+
+    ensure_tables(data_stores, catalog)
+    dataset = catalog.dataset("enterprises")
+    with StagedLoad(data_stores, [dataset]) as load:
+        load.write("enterprises", _enterprise_rows(catalog, 2))
+    for at_next_batch in (True, False):
+        stop = threading.Event()
+
+        def stopped_load(stop: threading.Event = stop, at_next_batch: bool = at_next_batch) -> None:
+            with StagedLoad(data_stores, [dataset], stop=stop) as load:
+                load.write("enterprises", _enterprise_rows(catalog, 9))
+                stop.set()
+                if at_next_batch:
+                    load.write("enterprises", _enterprise_rows(catalog, 9))
+                    pytest.fail("a batch was written after the stop")  # pragma: no cover
+
+        with pytest.raises(LoadStopped, match="data is unchanged"):
+            stopped_load()
+        assert row_counts(data_stores, catalog)["enterprises"] == 2
+        _assert_no_staging(data_stores)
