@@ -24,9 +24,17 @@ from audit.tree import LogTree
 from core.clock import Clock, rfc3339, utcnow
 from core.config import Settings
 from core.db import transaction
+from core.errors import SandboxError
 from core.keyring import active_key
 
 log = logging.getLogger("sandbox.audit")
+
+
+class CheckpointCopyFailed(SandboxError):
+    """The checkpoint is signed and stored, but its copy to the checkpoint file could not be made."""
+
+    code = "checkpoint_copy_failed"
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -101,15 +109,43 @@ def create_checkpoint(
     sessions: sessionmaker[Session], tree: LogTree, signer: CheckpointSigner
 ) -> tuple[dict[str, Any], bool]:
     """Sign one now, and copy it to the file; or, if nothing was added since, the one of the
-    current size (not copied again: a copy that failed after the commit is not made up for here,
-    and the database and the checkpoints signed later still vouch for the log). The checkpoint,
-    and whether it is new."""
+    current size, copied again only if the file does not end with it (its copy failed after the
+    commit: a full disk, a folder it could not write). The checkpoint, and whether it is new."""
     with transaction(sessions) as session:
         row, created = sign_in(session, tree, signer)
         view = checkpoint_view(row)
-    if created and signer.log_file is not None:
-        append_to_file(signer.log_file, view)
+    if signer.log_file is not None and (created or _file_ends_before(signer.log_file, row.tree_size)):
+        try:
+            append_to_file(signer.log_file, view)
+        except OSError as exc:
+            log.error("checkpoint %s signed, not copied to %s: %s", row.tree_size, signer.log_file, exc)
+            raise CheckpointCopyFailed(
+                f"the checkpoint of size {row.tree_size} is signed, but its copy to the checkpoint file "
+                f"failed ({exc.strerror or exc.__class__.__name__}); asking again copies it"
+            ) from exc
     return view, created
+
+
+def _file_ends_before(path: Path, tree_size: int) -> bool:
+    """Whether the file's last checkpoint is of a smaller size than ``tree_size`` (or it has none).
+
+    Reads the file's last few KiB only: it grows by a line per checkpoint, for the log's life."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL_BYTES))
+            tail = file.read()
+    except FileNotFoundError:
+        return True
+    lines = [line for line in tail.splitlines() if line.strip()]
+    try:
+        last = json.loads(lines[-1]) if lines else {}
+        size = int(last["tree_size"]) if isinstance(last, dict) and "tree_size" in last else -1
+    except (ValueError, TypeError):  # a torn or edited last line: append, so the file ends well
+        size = -1
+    return size < tree_size
+
+
+_TAIL_BYTES = 16 * 1024  # a checkpoint line is about 400 bytes
 
 
 def checkpoint_due(session: Session, *, every_events: int, every_seconds: int, now: datetime) -> bool:

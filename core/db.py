@@ -210,6 +210,17 @@ class _LockingConnection(sqlite3.Connection):
                 self.writer_lock = None
 
 
+# How long a SQLite statement waits for another process's lock before "database is locked".
+BUSY_TIMEOUT_MS = 30_000
+
+
+def driver_reason(error: exc.SQLAlchemyError) -> str:
+    """The database driver's own words for ``error``, one line, without SQLAlchemy's decoration."""
+    original = getattr(error, "orig", None)
+    text = str(original if original is not None else error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _configure_sqlite(engine: Engine, database: str | None) -> None:
     """WAL, foreign keys, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction.
 
@@ -225,7 +236,7 @@ def _configure_sqlite(engine: Engine, database: str | None) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         if database and isinstance(dbapi_connection, _LockingConnection):
             cursor.execute("PRAGMA wal_autocheckpoint=0")  # the process checkpoints itself

@@ -18,10 +18,17 @@ from audit.checkpoints import CheckpointSigner
 from audit.models import AuditHead
 from audit.tree import LogTree
 from catalog import Catalog, load_catalog
+from core import db as core_db
 from core import keyring
 from core.clock import Clock, utcnow
 from core.config import Settings
-from core.db import create_control_engine, display_url, session_factory, transaction
+from core.db import (
+    create_control_engine,
+    display_url,
+    driver_reason,
+    session_factory,
+    transaction,
+)
 from core.errors import ConfigurationError
 from sandbox import migrate
 from sandbox.data.stores import DataStores, ensure_tables
@@ -59,10 +66,7 @@ def open_runtime(settings: Settings, *, read_only_data: bool = True, clock: Cloc
         revision = migrate.current_revision(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise ConfigurationError(
-            f"cannot open the control database at {display_url(settings.database_url)}: "
-            "is the home initialized (`sandbox init`) and the database reachable?"
-        ) from exc
+        raise ConfigurationError(_unopenable(settings.database_url, exc)) from exc
     if revision != migrate.head_revision():
         engine.dispose()
         raise ConfigurationError(
@@ -78,6 +82,18 @@ def open_runtime(settings: Settings, *, read_only_data: bool = True, clock: Cloc
         stores=stores,
         clock=clock,
     )
+
+
+def _unopenable(url: str, error: SQLAlchemyError) -> str:
+    """Why the control database at ``url`` could not be read, with the driver's reason."""
+    reason = driver_reason(error)
+    where = f"cannot open the control database at {display_url(url)}: {reason}"
+    if "database is locked" in reason:  # SQLite: another process held a lock past the busy timeout
+        return (
+            f"{where} (another process kept it locked for {core_db.BUSY_TIMEOUT_MS / 1000:g} s: a backup, "
+            "a sqlite3 shell with an open transaction?); try again once it lets go"
+        )
+    return f"{where}; is the home initialized (`sandbox init`) and the database reachable?"
 
 
 def catalog_summary(catalog: Catalog) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from audit import Actor, ActorKind, AuditEvent
@@ -69,9 +70,45 @@ def test_changed_policy_is_a_new_audited_version(settings: Settings, tmp_path: P
 
 
 def test_open_refuses_an_uninitialized_home(settings: Settings) -> None:
-    import pytest
-
     from core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="sandbox init"):
         open_runtime(settings)
+
+
+@pytest.mark.parametrize("backend", ["embedded"])  # a SQLite lock; PostgreSQL has no such wait
+def test_open_names_a_control_database_another_process_keeps_locked(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held past the busy timeout is named as such, not taken for an uninitialized home."""
+    import sqlite3
+    from contextlib import closing
+
+    from core import db
+    from core.errors import ConfigurationError
+
+    init_home(settings, actor=ACTOR)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 200)
+    database = settings.database_url.removeprefix("sqlite:///")
+    with closing(sqlite3.connect(database, isolation_level=None)) as holder:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("INSERT INTO alembic_version SELECT 'x' WHERE 0")
+        with pytest.raises(ConfigurationError) as refused:
+            open_runtime(settings)
+        holder.execute("ROLLBACK")
+    message = str(refused.value)
+    assert "database is locked" in message and "kept it locked for 0.2 s" in message
+    assert "sandbox init" not in message
+
+
+@pytest.mark.parametrize("backend", ["embedded"])  # the home's own database is not the one opened
+def test_open_gives_the_drivers_reason_for_an_unreachable_database(settings: Settings) -> None:
+    from core.errors import ConfigurationError
+
+    unreachable = settings.with_overrides(database_url="postgresql://postgres@127.0.0.1:1/test")
+    with pytest.raises(ConfigurationError) as refused:
+        open_runtime(unreachable)
+    message = str(refused.value)
+    assert message.startswith("cannot open the control database at postgresql://postgres@127.0.0.1:1/test: ")
+    assert "refused" in message.lower() and "sandbox init" in message and "\n" not in message

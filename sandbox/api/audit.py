@@ -194,7 +194,7 @@ def checkpoints() -> Response:
 )
 def sign_checkpoint() -> tuple[Response, int]:
     """201 with the checkpoint of the current size; 200 with it when it had been signed already
-    (nothing was added since)."""
+    (nothing was added since); 503 checkpoint_copy_failed when its file copy could not be made."""
     view, created = audit_log.sign_if_new(_runtime())
     return jsonify(view), 201 if created else 200
 

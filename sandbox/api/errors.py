@@ -156,7 +156,10 @@ def register(app: Flask) -> None:
         if exc.status >= 500:
             log.error("request %s failed: %s", g.get("request_id"), exc.message)
             record_failure(exc.code)
-            return error_response(exc.status, exc.code, "the service is misconfigured; see its log")
+            # A 503's message is written for the client (what failed, what to do); a 500's may
+            # name the server's files and settings, so it stays in the log.
+            shown = exc.message if exc.status == 503 else "the service is misconfigured; see its log"
+            return error_response(exc.status, exc.code, shown)
         record_denial(exc.code)
         response = error_response(exc.status, exc.code, exc.message, exc.details)
         retry_after = getattr(exc, "retry_after", None)  # a limit that renews (RFC 9110, 10.2.3)

@@ -6,6 +6,7 @@ import hashlib
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask.testing import FlaskClient
 
@@ -371,3 +372,45 @@ def test_a_window_export_changed_anywhere_fails_verification(
     unsigned = json.loads(header)
     unsigned["window"]["checkpoint"] = note.replace(note.rsplit(" ", 1)[-1], "AAAA")
     assert reason([json.dumps(unsigned), first, *rest]) == "bad_checkpoint_signature"
+    # A proof claiming a size its checkpoint does not sign.
+    grown = json.loads(header)
+    grown["window"]["tree_size"] += 1
+    report = _verify_lines(client, [json.dumps(grown), first, *rest])
+    assert report.first_failure is not None
+    assert report.first_failure.reason.value == "checkpoint_mismatch"
+    signed = proof["window"]["tree_size"]
+    assert f"is for size {signed + 1}, its checkpoint signs size {signed}" in report.first_failure.message
+
+
+def test_a_checkpoint_whose_file_copy_fails_is_a_503_naming_it_and_copied_when_asked_again(
+    client: FlaskClient, auditor: Party, runtime: Runtime
+) -> None:
+    """It had been a 500 (an unhandled IsADirectoryError), and a checkpoint re-signed with nothing
+    added since was never copied: the file stayed without it."""
+    from audit.checkpoints import CheckpointCopyFailed, latest_checkpoint
+    from sandbox.services import audit_log
+
+    path = runtime.settings.checkpoints_file
+    path.mkdir(parents=True)  # the copy cannot be written: a folder where the file goes
+    failed = client.post("/v1/audit/checkpoints", headers=auditor.headers)
+    assert failed.status_code == 503
+    error = failed.get_json()["error"]
+    assert error["code"] == "checkpoint_copy_failed"
+    assert "is signed, but its copy to the checkpoint file failed (Is a directory)" in error["message"]
+    assert str(path) not in error["message"]  # the server's paths stay in its log
+    with runtime.sessions() as session:
+        stored = latest_checkpoint(session)
+    assert stored is not None and f"of size {stored.tree_size} " in error["message"]
+    # The service, asked again: the API's failure event is new since, so a new checkpoint, not copied.
+    with pytest.raises(CheckpointCopyFailed):
+        audit_log.sign_if_new(runtime)
+    with runtime.sessions() as session:
+        newer = latest_checkpoint(session)
+    assert newer is not None and newer.tree_size == stored.tree_size + 1
+    path.rmdir()
+    view, created = audit_log.sign_if_new(runtime)  # nothing added since: the same one, copied now
+    assert not created and view["tree_size"] == newer.tree_size
+    copied = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [c["note"] for c in copied] == [newer.note]
+    assert audit_log.sign_if_new(runtime) == (view, False)
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 1  # once, not at every ask

@@ -241,3 +241,49 @@ def test_unknown_policy_file_is_refused(tmp_path: Path) -> None:
     (copy / "grants.yaml").write_text("allow: all\n", encoding="utf-8")
     with pytest.raises(PolicyError, match=r"policies/grants.yaml: \(file\): unknown policy file"):
         load_catalog(copy)
+
+
+def test_a_policy_file_over_the_size_cap_is_refused_unread(tmp_path: Path) -> None:
+    from catalog.loader import MAX_POLICY_FILE_BYTES
+
+    copy = tmp_path / "policies"
+    shutil.copytree(POLICIES, copy)
+    padding = "# " + "x" * 1000 + "\n"
+    text = (copy / "templates.yaml").read_text(encoding="utf-8")
+    (copy / "templates.yaml").write_text(
+        text + padding * (MAX_POLICY_FILE_BYTES // len(padding) + 1), encoding="utf-8"
+    )
+    with pytest.raises(PolicyError) as caught:
+        load_catalog(copy)
+    problems = [str(p) for p in caught.value.problems]
+    assert problems == [
+        f"policies/templates.yaml: (file): {(copy / 'templates.yaml').stat().st_size:,} bytes, "
+        "over the 256 KiB a policy file may have"
+    ]
+
+
+def test_a_policy_file_just_under_the_cap_loads(tmp_path: Path) -> None:
+    from catalog.loader import MAX_POLICY_FILE_BYTES
+
+    copy = tmp_path / "policies"
+    shutil.copytree(POLICIES, copy)
+    path = copy / "templates.yaml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text + "#" * (MAX_POLICY_FILE_BYTES - len(text.encode()) - 1) + "\n", encoding="utf-8")
+    assert path.stat().st_size == MAX_POLICY_FILE_BYTES
+    assert load_catalog(copy).templates.keys() == load_catalog(POLICIES).templates.keys()
+
+
+def test_unreadable_yaml_is_one_problem_not_two(tmp_path: Path) -> None:
+    copy = tmp_path / "policies"
+    shutil.copytree(POLICIES, copy)
+    (copy / "disclosure.yaml").write_text("min_cell_size: [10\n", encoding="utf-8")
+    (copy / "datasets" / "utilities.yaml").unlink()
+    (copy / "datasets" / "utilities.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    with pytest.raises(PolicyError) as caught:
+        load_catalog(copy)
+    by_file = {p.file: [] for p in caught.value.problems}
+    for p in caught.value.problems:
+        by_file[p.file].append(p.message)
+    assert len(by_file["policies/disclosure.yaml"]) == 1
+    assert by_file["policies/datasets/utilities.yaml"] == ["cannot be read: No such file or directory"]
