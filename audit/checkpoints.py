@@ -126,6 +126,9 @@ def create_checkpoint(
     return view, created
 
 
+_TAIL_BYTES = 16 * 1024  # a checkpoint line is about 400 bytes
+
+
 def _file_ends_before(path: Path, tree_size: int) -> bool:
     """Whether the file's last checkpoint is of a smaller size than ``tree_size`` (or it has none).
 
@@ -133,19 +136,15 @@ def _file_ends_before(path: Path, tree_size: int) -> bool:
     try:
         with path.open("rb") as file:
             file.seek(max(0, file.seek(0, os.SEEK_END) - _TAIL_BYTES))
-            tail = file.read()
+            lines = [line for line in file.read().splitlines() if line.strip()]
     except FileNotFoundError:
         return True
-    lines = [line for line in tail.splitlines() if line.strip()]
+    last = _checkpoint_line(lines[-1]) if lines else None
     try:
-        last = json.loads(lines[-1]) if lines else {}
-        size = int(last["tree_size"]) if isinstance(last, dict) and "tree_size" in last else -1
-    except (ValueError, TypeError):  # a torn or edited last line: append, so the file ends well
+        size = int(last["tree_size"]) if last is not None and "tree_size" in last else -1
+    except (ValueError, TypeError):  # an edited last line: append, so the file ends well
         size = -1
     return size < tree_size
-
-
-_TAIL_BYTES = 16 * 1024  # a checkpoint line is about 400 bytes
 
 
 def checkpoint_due(session: Session, *, every_events: int, every_seconds: int, now: datetime) -> bool:
@@ -180,9 +179,15 @@ def read_checkpoint_file(path: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            value = None
-        found.append(value if isinstance(value, dict) else {"malformed": f"line {number}"})
+        value = _checkpoint_line(line)
+        found.append(value if value is not None else {"malformed": f"line {number}"})
     return found
+
+
+def _checkpoint_line(line: str | bytes) -> dict[str, Any] | None:
+    """One line of the checkpoint file as its JSON object, or ``None`` if it is not one."""
+    try:
+        value = json.loads(line)
+    except ValueError:  # not JSON, or (a line torn mid-character) not UTF-8
+        return None
+    return value if isinstance(value, dict) else None

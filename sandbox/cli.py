@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit import Actor, ActorKind
 from core.config import Settings, load_settings
-from core.db import display_url
+from core.db import display_url, driver_reason
 from core.errors import SandboxError
 from sandbox.cli_audit import audit as audit_commands
 from sandbox.cli_seal import seal as seal_commands
@@ -51,7 +51,7 @@ def _errors() -> Iterator[None]:
     except SQLAlchemyError as exc:
         # A database that is down or locked is an operating condition, not a bug: say so plainly.
         click.secho(
-            f"error: database: {exc.__class__.__name__}: {str(exc.orig or exc).splitlines()[0]}"
+            f"error: database: {exc.__class__.__name__}: {driver_reason(exc)}"
             if hasattr(exc, "orig")
             else f"error: database: {exc}",
             fg="red",
