@@ -10,7 +10,6 @@ which template, under which authorization; never the answer nor the inputs.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,11 +37,10 @@ from catalog import Catalog
 from core.clock import Clock, rfc3339, utcnow
 from core.db import Base, Database, UTCDateTime, connection_of, table_of, writing_connection
 from core.errors import Invalid, NotFound
+from core.identifiers import subject_id_problem
 from core.prepared import Prepared
 from core.text import line_problem
 
-# A unified social credit code or a resident ID number: 18 characters of digits and capitals.
-SUBJECT_ID = re.compile(r"\A[0-9A-Z]{18}\Z")  # \Z: "$" would let a final newline in
 MAX_VALID_DAYS = 366
 MAX_PURPOSE = 500
 MAX_PAGE = 500
@@ -166,8 +164,8 @@ def _grant_problems(
     valid_days: object,
 ) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
-    if not SUBJECT_ID.match(subject_id):
-        out.append({"field": "subject_id", "message": "an 18-character credit code or resident ID number"})
+    if (found := subject_id_problem(subject_id)) is not None:
+        out.append({"field": "subject_id", "message": found})
     if not isinstance(operator_id, str) or not _operator_name(session, operator_id):
         out.append({"field": "operator_id", "message": "no such operator"})
     if (found := line_problem(purpose, MAX_PURPOSE)) is not None:

@@ -119,11 +119,13 @@ def verify(
         role = Role(payload["role"])
     except ValueError as exc:
         raise Unauthenticated("token names an unknown role") from exc
+    if not (_claim_text(payload["sub"]) and _claim_text(payload["jti"])):
+        raise Unauthenticated("invalid access token")
     try:
         claims = Claims(
-            subject=str(payload["sub"]),
+            subject=payload["sub"],
             role=role,
-            jti=str(payload["jti"]),
+            jti=payload["jti"],
             issued_at=datetime.fromtimestamp(payload["iat"], UTC),
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             not_before=None if not_before is None else datetime.fromtimestamp(not_before, UTC),
@@ -132,6 +134,18 @@ def verify(
         raise Unauthenticated("invalid access token") from exc
     check_times(claims, clock=clock, leeway_seconds=leeway_seconds)
     return claims
+
+
+def _claim_text(value: object) -> bool:
+    """An id claim fit to look up and store: 1-128 characters of UTF-8 text without NUL (a lone
+    surrogate, which JSON's ``\\ud800`` allows, failed in the database driver as a 500)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= 128 or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def check_times(claims: Claims, *, clock: Clock = utcnow, leeway_seconds: int = 5) -> None:

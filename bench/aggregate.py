@@ -71,7 +71,7 @@ def _contract(runtime: Runtime) -> tuple[str, str]:
 
     with transaction(runtime.sessions) as session:
         operator = operators.register_operator(
-            session, name="统计运营方", credit_code="91370102MA3C5XXXX1", license_no="B-2",
+            session, name="统计运营方", credit_code="91370102MA3C5XXX06", license_no="B-2",
             qualifications=[], actor=SYSTEM, request_id=None,
         )  # fmt: skip
         contract = contracts.request_authorization(

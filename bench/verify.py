@@ -72,7 +72,7 @@ def _setup(settings: Settings, enterprises: int) -> tuple[str, str, str, list[st
             subjects = [row[0] for row in conn.execute(query)]
         with transaction(runtime.sessions) as session:
             operator = operators.register_operator(
-                session, name="压测运营方", credit_code="91370102MA3C5XXXX1", license_no="B-1",
+                session, name="压测运营方", credit_code="91370102MA3C5XXX06", license_no="B-1",
                 qualifications=[], actor=SYSTEM, request_id=None,
             )  # fmt: skip
             credential, secret = operators.issue_credentials(

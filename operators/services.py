@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -13,14 +12,11 @@ from sqlalchemy.orm import Session
 from audit import Actor, AuditAction, Target, record_event
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, NotFound
+from core.identifiers import credit_code_problem
 from core.passwords import hash_secret, verify_secret
 from core.text import line_problem, note_text
 from operators.errors import OperatorSuspended
 from operators.models import Operator, OperatorCredential, OperatorStatus
-
-# Unified social credit code shape (the check character is validated by the data layer's codes).
-# [0-9], not \d, which matches any script's digits; \Z, not $, which lets a final newline in.
-CREDIT_CODE = re.compile(r"\A[0-9A-HJ-NPQRTUWXY]{2}[0-9]{6}[0-9A-HJ-NPQRTUWXY]{10}\Z")
 
 
 def register_operator(
@@ -38,8 +34,8 @@ def register_operator(
     problems = []
     if (found := line_problem(name, 200)) is not None:
         problems.append({"field": "name", "message": found})
-    if not CREDIT_CODE.match(credit_code):
-        problems.append({"field": "credit_code", "message": "an 18-character unified social credit code"})
+    if (found := credit_code_problem(credit_code)) is not None:
+        problems.append({"field": "credit_code", "message": found})
     if (found := line_problem(license_no, 64)) is not None:
         problems.append({"field": "license_no", "message": found})
     for index, qualification in enumerate(qualifications):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, Response, g, request
 
@@ -17,6 +18,7 @@ from sandbox.api import audit as audit_api
 from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
 from sandbox.api import jobs as jobs_api
 from sandbox.api import programs as programs_api
+from sandbox.api.parsing import body_bytes
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 from sandbox.web import init_app as init_console
 
@@ -89,10 +91,14 @@ def _request_ids(app: Flask) -> None:
         fields = []
         if request.query_string:
             try:
+                # Werkzeug decodes percent-escapes that are no UTF-8 (%ff) to U+FFFD, quietly: a
+                # name or value would be read as another than the one sent.
+                unquote_to_bytes(request.query_string).decode("utf-8")
                 fields.append(request.args)
             except UnicodeDecodeError:  # a raw non-UTF-8 byte in the query (a 500 until now)
                 raise BadRequest("the query string is not UTF-8") from None
         if request.mimetype in _FORM_TYPES:
+            body_bytes()  # read here, where a body that cannot be read is a clear 400
             fields.append(request.form)
         if "\x00" in request.path or any(
             "\x00" in k or "\x00" in v for found in fields for k, v in found.items(multi=True)

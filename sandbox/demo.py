@@ -339,7 +339,7 @@ def step_identities(ctx: DemoContext) -> None:
         "/v1/operators",
         {
             "name": "齐鲁普惠金融科技有限公司",
-            "credit_code": "91370102MA3C8K2Q1X",
+            "credit_code": "91370102MA3C8K2Q7C",
             "license_no": "鲁金监许〔2024〕17号",
             "qualifications": ["网络小额贷款"],
         },

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from authz.consent import Consent
 from authz.contract_models import Authorization, AuthorizationStatus
+from core.identifiers import is_valid_uscc, org_check_char, resident_id_check_char, uscc_check_char
 from operators.models import Operator, OperatorStatus
 
 # 10:00 in Jinan (Asia/Shanghai): the middle of a bureau working day.
@@ -22,9 +23,28 @@ TAX_SCOPE = {"enterprise_tax": ["credit_code", "year", "tax_paid", "industry"]}
 TAX_OPERATIONS = ["verify:tax_paid_at_least", "aggregate"]
 
 
+def uscc(raw: str) -> str:
+    """A unified social credit code with its check characters right, made from ``raw``.
+
+    ``raw`` is 18 characters shaped like a code, whose check characters may be anything:
+    registration and division (the first 8) are kept, the organization body becomes characters
+    11-18 (distinct raw codes stay distinct), and both check characters are computed.
+    """
+    if is_valid_uscc(raw):
+        return raw
+    body = raw[10:18].replace("Z", "Y")
+    first17 = raw[:8] + body + org_check_char(body)
+    return first17 + uscc_check_char(first17)
+
+
+def resident_id(raw: str) -> str:
+    """``raw`` (an ID number shaped, with a real birth date) with its check character right."""
+    return raw[:17] + resident_id_check_char(raw[:17])
+
+
 def credit_code() -> str:
-    """A fresh 18-character code in the unified social credit code alphabet."""
-    return f"91370100MA{secrets.token_hex(4).upper()}"
+    """A fresh unified social credit code, check characters right."""
+    return uscc(f"91370100MA{secrets.token_hex(4).upper()}")
 
 
 def make_operator(

@@ -8,18 +8,39 @@ from typing import Any, TypeVar
 from flask import request
 from pydantic import BaseModel
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from core.errors import BadRequest, TooLarge
+from core.errors import BadRequest, Invalid, TooLarge
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # no request shape here nests deeper than a few levels
+MAX_INT_DIGITS = 4300  # Python's own limit on converting digits to an int
+
+
+def body_bytes() -> bytes:
+    """The request's body, read once and kept; a body that cannot be read whole is ``bad_request``.
+
+    A body cut short (the client stopped before its ``Content-Length``) is Werkzeug's
+    ``ClientDisconnected``; a chunked body whose framing is malformed (a chunk size that is no
+    hexadecimal number, data longer than its size, a bad trailer) is the WSGI server's own
+    exception, of no type shared between servers (gunicorn's ``InvalidChunkSize``, for one), and
+    was a 500. Both are the client's malformed request, refused as this API refuses any other.
+    """
+    try:
+        return request.get_data(cache=True)
+    except ClientDisconnected:
+        raise BadRequest("the body ended before its declared length") from None
+    except HTTPException:  # a limit Werkzeug enforces (413): answered as it is
+        raise
+    except Exception as exc:  # the server's stream: see above
+        raise BadRequest("the body could not be read: its chunked transfer coding is malformed") from exc
 
 
 def json_body() -> Any:
     """The request's JSON body; ``bad_request`` when it is missing, not JSON or not UTF-8."""
     if not request.mimetype or request.mimetype != "application/json":
         raise BadRequest("send the body as JSON with Content-Type: application/json")
-    raw = request.get_data(cache=True)
+    raw = body_bytes()
     limit = request.max_content_length
     if request.content_length is None and limit is not None and len(raw) >= limit:
         # A streamed (chunked) body: Werkzeug stops reading at the limit and returns what it has,
@@ -28,12 +49,14 @@ def json_body() -> Any:
         raise TooLarge(f"the body is over {limit} bytes")
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        data = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_parse_int, object_pairs_hook=_unique_keys
+        )
     except UnicodeDecodeError as exc:
         raise BadRequest("the body is not UTF-8") from exc
     except RecursionError as exc:
         raise BadRequest(f"the body is nested more than {MAX_DEPTH} levels deep") from exc
-    except _RepeatedKey as exc:
+    except (_RepeatedKey, _LongInteger) as exc:
         raise BadRequest(str(exc)) from None
     except (json.JSONDecodeError, ValueError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
@@ -88,13 +111,37 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return found
 
 
+class _LongInteger(ValueError):
+    pass
+
+
+def _parse_int(digits: str) -> int:
+    # Python refuses to convert more than 4,300 digits, in a message about sys.set_int_max_str_digits
+    # that is no business of a client's; said here in the API's words instead.
+    if len(digits) > MAX_INT_DIGITS:
+        raise _LongInteger(f"the body holds an integer of more than {MAX_INT_DIGITS} digits")
+    return int(digits)
+
+
 def _refuse_constant(name: str) -> Any:
     # JSON has no NaN or Infinity; Python's parser accepts them unless told not to.
     raise ValueError(f"{name} is not a JSON value")
 
 
 def parse_body(model: type[M]) -> M:
-    """The body validated as ``model`` (pydantic errors become ``invalid`` with every problem)."""
+    """The body validated as ``model`` (pydantic errors become ``invalid`` with every problem).
+
+    An endpoint that reads a body reads nothing else: a query parameter given beside it is
+    refused, as an unknown key of the body is, not ignored (``POST /v1/verify?template=x`` would
+    run the body's template while its caller believed it had asked for another).
+    """
+    if request.query_string:
+        names = list(dict.fromkeys(request.args))
+        raise Invalid(
+            "this endpoint takes its input in the body, and no query parameters",
+            details=[{"field": f"query.{name[:64]}", "message": "unknown query parameter"} for name in names]
+            or [{"field": "query", "message": "no query string"}],
+        )
     data = json_body()
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")

@@ -29,6 +29,7 @@ from authz.contract_models import EPSILON_SLACK, Authorization, epsilon_problem
 from authz.errors import BudgetExhausted
 from catalog import Catalog
 from core.errors import Invalid, NotFound
+from core.identifiers import subject_id_problem
 from operators.models import Operator
 from operators.services import require_active
 from sandbox.compute.compile import CompiledProgram, compile_program, source_sha256
@@ -233,11 +234,8 @@ def plan_job(
             details=[problem("consent_id", "give it with the subject it is about")],
         )
     if request.subject is not None:
-        if not consent.SUBJECT_ID.match(request.subject):
-            raise Invalid(
-                "the subject is not well formed",
-                details=[problem("subject", "an 18-character credit code or resident ID number")],
-            )
+        if (wrong := subject_id_problem(request.subject)) is not None:
+            raise Invalid("the subject is not well formed", details=[problem("subject", wrong)])
         found = consent.require_consent(
             session,
             subject_id=request.subject,

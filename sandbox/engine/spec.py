@@ -282,6 +282,7 @@ def _filters(check: _Checker, raw: object) -> list[Filter]:
         check.problems.append(problem("filters", f"a list of at most {MAX_FILTERS} filters"))
         return []
     out: list[Filter] = []
+    at_index: list[int] = []  # where each of ``out`` was given
     for index, item in enumerate(raw):
         at = f"filters[{index}]"
         if not isinstance(item, dict) or set(item) != {"field", "op", "value"}:
@@ -297,8 +298,15 @@ def _filters(check: _Checker, raw: object) -> list[Filter]:
         if name is None or op is None:
             continue
         value = _filter_value(check, at, check.dataset.field(name).type, op, item["value"])
-        if value is not None:
-            out.append(Filter(name, op, value))
+        if value is None:
+            continue
+        found = Filter(name, op, value)
+        if found in out:  # the same question either way, but it would hash apart and be charged again
+            first = at_index[out.index(found)]
+            check.problems.append(problem(at, f"the same filter as filters[{first}]"))
+            continue
+        out.append(found)
+        at_index.append(index)
     return out
 
 
@@ -314,7 +322,7 @@ def _filter_value(check: _Checker, at: str, kind: FieldType, op: FilterOp, raw: 
             return None
         values = [_scalar(kind, item) for item in raw]
         if any(v is None for v in values):
-            check.problems.append(problem(f"{at}.value", f"every value a {kind.value}"))
+            check.problems.append(problem(f"{at}.value", f"every value {_one(kind)}"))
             return None
         if op is FilterOp.BETWEEN:
             if values[0] > values[1]:
@@ -324,8 +332,15 @@ def _filter_value(check: _Checker, at: str, kind: FieldType, op: FilterOp, raw: 
         return sorted(set(values), key=lambda v: (str(type(v)), v))
     value = _scalar(kind, raw)
     if value is None:
-        check.problems.append(problem(f"{at}.value", f"a {kind.value}"))
+        check.problems.append(problem(f"{at}.value", _one(kind)))
     return value
+
+
+def _one(kind: FieldType) -> str:
+    """What a value of ``kind`` must be, for a problem's message."""
+    if kind is FieldType.STRING:
+        return f"a string of 1-{MAX_TEXT} characters"
+    return f"{'an' if kind is FieldType.INTEGER else 'a'} {kind.value}"
 
 
 def _scalar(kind: FieldType, raw: object) -> Any:

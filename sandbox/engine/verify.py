@@ -27,6 +27,7 @@ from authz import consent, contracts, usage
 from authz.contract_models import VERIFY_PREFIX, ContractRules, ContractTerms
 from authz.errors import ConsentRequired
 from catalog import Template
+from core.identifiers import subject_id_problem
 from core.ids import time_ordered_id
 from core.prepared import end_reads
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
@@ -98,11 +99,8 @@ def _template(runtime: Runtime, contract: ContractRules, name: str) -> Template:
 
 
 def _check_subject(subject: str) -> None:
-    if not consent.SUBJECT_ID.match(subject):
-        raise JobInvalid(
-            "the subject is not well formed",
-            details=[problem("subject", "an 18-character credit code or resident ID number")],
-        )
+    if (found := subject_id_problem(subject)) is not None:
+        raise JobInvalid("the subject is not well formed", details=[problem("subject", found)])
 
 
 def run_verification(

@@ -8,6 +8,7 @@ its seal is intact.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -37,7 +38,9 @@ def read_jwks(source: str) -> dict[str, Any]:
         try:
             with urllib.request.urlopen(source, timeout=10) as response:  # noqa: S310 - http(s) only
                 raw = response.read(MAX_INPUT_BYTES)
-        except (urllib.error.URLError, OSError) as exc:
+        # A malformed URL is a ValueError (http.client.InvalidURL among them), an answer that is no
+        # HTTP an http.client.HTTPException: neither is an OSError.
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
             raise SealInvalid(f"cannot fetch the key set from {source}: {exc}") from exc
     else:
         try:
@@ -48,8 +51,10 @@ def read_jwks(source: str) -> dict[str, Any]:
         jwks = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SealInvalid("the key set is not JSON") from exc
-    if not isinstance(jwks, dict):
-        raise SealInvalid("the key set is not a JSON object")
+    except RecursionError as exc:
+        raise SealInvalid("the key set is not JSON a key set could be: nested too deeply") from exc
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise SealInvalid("the key set is not a JSON object with a 'keys' list")
     return jwks
 
 
@@ -75,12 +80,12 @@ def local_jwks(database_url: str) -> dict[str, Any]:
 
 def check_sealed(text: str, jwks: dict[str, Any]) -> SealCheck:
     """Verify a response (JSON with ``seal``) or a bare compact JWS; :class:`SealInvalid` if not."""
-    text = text.strip()
+    text = text.removeprefix("\ufeff").strip()  # a byte order mark, as some editors save
     response: dict[str, Any] = {}
     if text.startswith("{"):
         try:
             response = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise SealInvalid("the input is neither a compact JWS nor JSON") from exc
         if not isinstance(response.get("seal"), str):
             raise SealInvalid("the JSON holds no 'seal'")

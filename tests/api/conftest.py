@@ -101,4 +101,4 @@ def auditor(runtime: Runtime, client: FlaskClient) -> Party:
 
 @pytest.fixture
 def operator(runtime: Runtime, client: FlaskClient) -> Party:
-    return make_operator(runtime, client, "齐鲁普惠贷科技有限公司", "91370102MA3C5XXXX1")
+    return make_operator(runtime, client, "齐鲁普惠贷科技有限公司", "913701023C5XXXX13C")

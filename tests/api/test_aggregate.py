@@ -19,7 +19,7 @@ from sandbox.engine.models import AggregateAnswer, SealedResult
 from sandbox.runtime import Runtime
 from tests.api.conftest import Party
 from tests.engine import rows
-from tests.factories import make_contract
+from tests.factories import make_contract, uscc
 
 SCOPE = {
     "enterprises": ["credit_code", "district", "industry", "registered_capital", "established_date", "status"]
@@ -32,10 +32,10 @@ OUTLIER = 1e15  # far above the policy bound of 1e9
 @pytest.fixture
 def data(runtime: Runtime) -> None:
     """历下区: 40 firms of 1,000,000 capital, one of them an outlier, one the target; 市中区: 3 firms."""
-    firms = [rows.enterprise(f"91370102MA3C{i:06d}", district="历下区") for i in range(40)]
+    firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), district="历下区") for i in range(40)]
     firms[0]["registered_capital"] = OUTLIER
     firms[1].update(registered_capital=TARGET_CAPITAL, established_date=TARGET_DAY)
-    firms += [rows.enterprise(f"91370103MA3C{i:06d}", district="市中区") for i in range(3)]
+    firms += [rows.enterprise(uscc(f"91370103MA3C{i:06d}"), district="市中区") for i in range(3)]
     rows.write(runtime.stores, runtime.catalog, {"enterprises": firms})
 
 
@@ -200,7 +200,7 @@ def test_every_problem_of_a_spec_is_listed(runtime: Runtime, client: FlaskClient
         ],
         group_by=["registered_capital", "legal_rep_id"],
         filters=[
-            {"field": "legal_rep_id", "op": "eq", "value": "370102198001011234"},
+            {"field": "legal_rep_id", "op": "eq", "value": "370102198001011237"},
             {"field": "status", "op": "lt", "value": "存续"},
             {"field": "registered_capital", "op": "between", "value": [5, 1]},
         ],
@@ -219,6 +219,35 @@ def test_every_problem_of_a_spec_is_listed(runtime: Runtime, client: FlaskClient
         "filters[0].field",
         "filters[1].op",
         "filters[2].value",
+    ]
+    assert _spent(runtime, contract) == 0.0
+
+
+def test_a_filter_given_twice_is_refused_not_charged_as_another_question(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """Found by a sweep: [F, F] hashed apart from [F], so the same question was charged again."""
+    contract = _contract(runtime, operator)
+    district = {"field": "district", "op": "eq", "value": "历下区"}
+    response = _ask(
+        client,
+        operator,
+        contract,
+        metrics=[{"op": "count"}],
+        filters=[
+            district,
+            {"field": "registered_capital", "op": "gt", "value": "many"},
+            {"field": "registered_capital", "op": "in", "value": [2.5, 1]},
+            {**district},
+            {"field": "registered_capital", "op": "in", "value": [1, 2.5, 1]},  # the same set
+        ],
+        epsilon=0.5,
+    )
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["error"]["details"] == [
+        {"field": "filters[1].value", "message": "a number"},
+        {"field": "filters[3]", "message": "the same filter as filters[0]"},
+        {"field": "filters[4]", "message": "the same filter as filters[2]"},
     ]
     assert _spent(runtime, contract) == 0.0
 

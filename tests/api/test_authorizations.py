@@ -91,7 +91,7 @@ def test_reviewer_cannot_loosen_limits(client: FlaskClient, pending: dict[str, A
 def test_another_operators_contract_reads_as_missing(
     client: FlaskClient, runtime: Runtime, pending: dict[str, Any]
 ) -> None:
-    other = make_operator(runtime, client, "另一家贷款平台有限公司", "91370103MA3C5YYYY2")
+    other = make_operator(runtime, client, "另一家贷款平台有限公司", "913701033C5YYYY27F")
     theirs = client.get(
         f"/v1/authorizations/{pending['id']}", headers={**other.headers, "X-Request-Id": "peek"}
     )
@@ -129,7 +129,7 @@ def test_revoke_and_reject_transitions(
 
 
 def test_subject_grants_and_revokes_consent(client: FlaskClient, runtime: Runtime, operator: Party) -> None:
-    subject = make_account(runtime, client, Role.SUBJECT, "firm-owner", subject_id="91370102MA3C5XXXX1")
+    subject = make_account(runtime, client, Role.SUBJECT, "firm-owner", subject_id="913701023C5XXXX13C")
     granted = client.post(
         "/v1/consents",
         json={
@@ -142,7 +142,7 @@ def test_subject_grants_and_revokes_consent(client: FlaskClient, runtime: Runtim
     )
     assert granted.status_code == 201, granted.get_json()
     consent_id = granted.get_json()["id"]
-    assert granted.get_json()["subject_id"] == "91370102MA3C5XXXX1"
+    assert granted.get_json()["subject_id"] == "913701023C5XXXX13C"
     bad = client.post(
         "/v1/consents",
         json={"operator_id": operator.id, "purpose": "x", "templates": ["nope"], "valid_days": 9999},

@@ -37,9 +37,10 @@ from sandbox.app import create_app  # importing the app registers every blueprin
 from sandbox.runtime import Runtime, init_home, open_runtime
 from tests.api.conftest import CONTRACT_REQUEST, Party, make_account, make_operator
 from tests.conftest import POLICIES
+from tests.factories import uscc
 
 SYSTEM = Actor(ActorKind.SYSTEM, "test")
-SUBJECT_ID = "91370102MA3C5XXXX1"
+SUBJECT_ID = "913701023C5XXXX13C"
 SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 TRACE_MARKERS = ("Traceback", 'File "/', "site-packages", "sqlalchemy.exc", "Error:")
 # Roles tried in this order; the first that holds the endpoint's permission calls it.
@@ -69,7 +70,7 @@ class World:
             return operator_services.register_operator(
                 session,
                 name="靶子运营方",
-                credit_code=f"91370102{secrets.randbelow(10**10):010d}",
+                credit_code=uscc(f"91370102{secrets.randbelow(10**10):010d}"),
                 license_no="LIC-T",
                 qualifications=[],
                 actor=SYSTEM,
@@ -189,7 +190,7 @@ class World:
             ),
             "OperatorIn": {
                 "name": "测试运营方",
-                "credit_code": f"91370102{secrets.randbelow(10**10):010d}",
+                "credit_code": uscc(f"91370102{secrets.randbelow(10**10):010d}"),
                 "license_no": "LIC-2",
                 "qualifications": ["小贷"],
             },

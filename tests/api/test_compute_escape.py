@@ -102,7 +102,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         runtime = open_runtime(settings, read_only_data=False)
         try:
             client = create_app(runtime=runtime).test_client()
-            operator = make_operator(runtime, client, "齐鲁普惠贷科技有限公司", "91370102MA3C5XXXX1")
+            operator = make_operator(runtime, client, "齐鲁普惠贷科技有限公司", "913701023C5XXXX13C")
             reviewer = make_account(runtime, client, Role.REVIEWER, "reviewer1")
             write_tax(runtime, [*((firm(i), 1000.0 * i) for i in range(1, 41)), (firm(99), VICTIM_TAX)])
             contract = compute_contract(

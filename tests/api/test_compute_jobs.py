@@ -284,7 +284,7 @@ def test_a_subject_scoped_job_needs_the_subjects_consent_and_sees_only_its_rows(
 def test_a_consent_may_name_only_a_program_of_that_operator(
     runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:
-    other = make_operator(runtime, client, "另一家公司", "91370102MA3C5YYYY2")
+    other = make_operator(runtime, client, "另一家公司", "913701023C5YYYY271")
     theirs = approved_program(runtime, other.id, compute_contract(runtime, other.id))
     firm_account = make_account(runtime, client, Role.SUBJECT, "firm", subject_id=SUBJECT)
     grant = {"operator_id": operator.id, "purpose": "x", "templates": [f"compute:{theirs}"], "valid_days": 3}
@@ -318,7 +318,7 @@ def test_a_job_needs_an_approved_program_under_its_own_contract(
 def test_operators_see_only_their_own_jobs_and_staff_see_all(
     runtime: Runtime, client: FlaskClient, operator: Party, auditor: Party
 ) -> None:
-    other = make_operator(runtime, client, "另一家公司", "91370102MA3C5YYYY2")
+    other = make_operator(runtime, client, "另一家公司", "913701023C5YYYY271")
     mine = approved_program(runtime, operator.id, contract := compute_contract(runtime, operator.id))
     theirs_contract = compute_contract(runtime, other.id)
     theirs = approved_program(runtime, other.id, theirs_contract)

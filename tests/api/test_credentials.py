@@ -9,7 +9,7 @@ from audit import AuditEvent
 from sandbox.runtime import Runtime
 from tests.api.conftest import Party
 
-OPERATOR = {"name": "某银行", "credit_code": "91370102MA3C5XXXX2", "license_no": "L-1", "qualifications": []}
+OPERATOR = {"name": "某银行", "credit_code": "913701023C5XXXX217", "license_no": "L-1", "qualifications": []}
 
 
 def _token(client: FlaskClient, client_id: str, secret: str) -> int:
@@ -56,7 +56,7 @@ def test_revoking_is_per_operator_and_checks_its_input(
 ) -> None:
     first = client.post("/v1/operators", json=OPERATOR, headers=admin.headers).get_json()["id"]
     other = client.post(
-        "/v1/operators", json={**OPERATOR, "credit_code": "91370102MA3C5XXXX3"}, headers=admin.headers
+        "/v1/operators", json={**OPERATOR, "credit_code": "913701023C5XXXX3XY"}, headers=admin.headers
     ).get_json()["id"]
     theirs = client.post(f"/v1/operators/{other}/credentials", headers=admin.headers).get_json()
     # Another operator's client id, an unknown one, an unknown operator: 404, nothing revoked.

@@ -151,6 +151,21 @@ def test_tampered_payload_is_refused(client: FlaskClient, runtime: Runtime, oper
     _refused(client, runtime, f"{header}.{_b64(claims)}.{signature}")
 
 
+def test_id_claims_that_are_no_storable_text_are_refused(
+    client: FlaskClient, runtime: Runtime, operator: Party
+) -> None:
+    """Found by a sweep: a token signed by the bureau's key whose ``sub`` is a lone surrogate failed
+    in the database driver (a 500). Claims that are no text, or over 128 characters, are refused
+    as a malformed token before any lookup."""
+    key = _key(runtime)
+    good = jwt.decode(operator.token, key.public, algorithms=["EdDSA"], issuer=tokens.ISSUER)
+    for claim, value in (("sub", "\ud800"), ("sub", "a\x00b"), ("sub", 42), ("sub", ""), ("sub", "x" * 129),
+                         ("sub", ["x"]), ("jti", "\udfff"), ("jti", {"a": 1})):  # fmt: skip
+        token = jwt.encode({**good, claim: value}, key.private, algorithm="EdDSA", headers={"kid": key.kid})
+        _refused(client, runtime, token)
+    assert client.get("/v1/datasets", headers=operator.headers).status_code == 200
+
+
 def test_missing_or_malformed_authorization_is_refused(client: FlaskClient, runtime: Runtime) -> None:
     for headers in (
         {},

@@ -35,7 +35,7 @@ from operators import services as operator_services
 from sandbox.runtime import init_home, open_runtime
 from tests.conftest import POLICIES, POSTGRES_URL
 from tests.engine import rows
-from tests.factories import make_consent, make_contract
+from tests.factories import make_consent, make_contract, uscc
 
 SYSTEM = Actor(ActorKind.SYSTEM, "test")
 TARGET_CAPITAL = 7_654_321.0
@@ -145,15 +145,15 @@ def _seed(settings: Settings) -> str:
     init_home(settings, actor=SYSTEM)
     runtime = open_runtime(settings, read_only_data=False)
     try:
-        firms = [rows.enterprise(f"91370102MA3C{i:06d}", district="历下区") for i in range(40)]
+        firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), district="历下区") for i in range(40)]
         firms[0]["registered_capital"] = 1e15  # an outlier far above the policy bound of 1e9
         firms[1].update(registered_capital=TARGET_CAPITAL, established_date=TARGET_DAY)
-        firms += [rows.enterprise(f"91370103MA3C{i:06d}", district="市中区") for i in range(3)]
+        firms += [rows.enterprise(uscc(f"91370103MA3C{i:06d}"), district="市中区") for i in range(3)]
         tax = [rows.tax(rows.FIRM, 2024, 612_345.67)]
         rows.write(runtime.stores, runtime.catalog, {"enterprises": firms, "enterprise_tax": tax})
         with transaction(runtime.sessions) as session:
             operator = operator_services.register_operator(
-                session, name="齐鲁普惠贷科技有限公司", credit_code="91370102MA3C5XXXX1", license_no="L-1",
+                session, name="齐鲁普惠贷科技有限公司", credit_code="913701023C5XXXX13C", license_no="L-1",
                 qualifications=[], actor=SYSTEM, request_id=None,
             )  # fmt: skip
             credential, secret = operator_services.issue_credentials(

@@ -105,7 +105,7 @@ def test_submission_needs_an_active_contract_of_ones_own_that_grants_compute(
     revoked = compute_contract(runtime, operator.id, status=AuthorizationStatus.REVOKED)
     response = _submit(client, operator, revoked, MEAN_TAX)
     assert (response.status_code, response.get_json()["error"]["code"]) == (403, "authorization_inactive")
-    other = make_operator(runtime, client, "另一家公司", "91370102MA3C5YYYY2")
+    other = make_operator(runtime, client, "另一家公司", "913701023C5YYYY271")
     theirs = compute_contract(runtime, other.id)
     assert _submit(client, operator, theirs, MEAN_TAX).status_code == 404
 
@@ -154,7 +154,7 @@ def test_rejection_needs_a_comment_the_operator_can_read(
 def test_operators_see_only_their_own_programs_and_staff_see_all(
     runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, auditor: Party
 ) -> None:
-    other = make_operator(runtime, client, "另一家公司", "91370102MA3C5YYYY2")
+    other = make_operator(runtime, client, "另一家公司", "913701023C5YYYY271")
     mine = _submit(client, operator, compute_contract(runtime, operator.id), MEAN_TAX).get_json()
     theirs = _submit(client, other, compute_contract(runtime, other.id), MEAN_TAX).get_json()
     assert client.get(f"/v1/programs/{theirs['id']}", headers=operator.headers).status_code == 404

@@ -56,7 +56,7 @@ def test_a_line_is_visible_text_on_one_line() -> None:
 
 
 def test_operator_names_licences_and_qualifications(client: FlaskClient, admin: Party) -> None:
-    base = {"name": "某银行", "credit_code": "91370102MA3C5XXXX2", "license_no": "L-1", "qualifications": []}
+    base = {"name": "某银行", "credit_code": "913701023C5XXXX217", "license_no": "L-1", "qualifications": []}
     for field, value in [("name", t) for t in NOT_ONE_LINE] + [("license_no", "L\n1")]:
         response = client.post("/v1/operators", json={**base, field: value}, headers=admin.headers)
         assert response.status_code == 422, (field, value)
@@ -83,7 +83,7 @@ def test_purposes_of_contracts_and_consents(runtime: Runtime, client: FlaskClien
         assert [d["field"] for d in response.get_json()["error"]["details"]] == ["purpose"]
     from tests.api.conftest import make_account
 
-    subject = make_account(runtime, client, Role.SUBJECT, "firm-owner", subject_id="91370102MA3C5XXXX1")
+    subject = make_account(runtime, client, Role.SUBJECT, "firm-owner", subject_id="913701023C5XXXX13C")
     consent = {"operator_id": operator.id, "templates": ["tax_paid_at_least"], "valid_days": 30}
     for purpose in NOT_ONE_LINE:
         response = client.post("/v1/consents", json={**consent, "purpose": purpose}, headers=subject.headers)

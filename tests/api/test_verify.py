@@ -307,7 +307,7 @@ def test_verify_denied_for_a_template_or_field_out_of_scope(
 def test_another_operators_contract_reads_as_missing(
     runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:
-    other = make_operator(runtime, client, "另一家运营方", "91370102MA3C6XXXX9")
+    other = make_operator(runtime, client, "另一家运营方", "913701023C6XXXX90H")
     contract = _contract(runtime, other)
     response = _verify(client, operator, contract)
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
@@ -350,7 +350,49 @@ def test_parameters_and_subject_are_checked_listing_every_problem(
         bad_subject = _verify(client, operator, contract, subject=subject)
         assert bad_subject.status_code == 422, subject
         assert bad_subject.get_json()["error"]["details"][0]["field"] == "subject"
+    # One character mistyped, or two swapped: it names no firm, and is refused as mistyped (it had
+    # answered false, which a lender would read as "paid too little").
+    swapped = rows.FIRM[:9] + rows.FIRM[10] + rows.FIRM[9] + rows.FIRM[11:]
+    assert swapped != rows.FIRM
+    for subject in (rows.FIRM[:-1] + ("0" if rows.FIRM[-1] != "0" else "1"), swapped):
+        mistyped = _verify(client, operator, contract, subject=subject)
+        assert mistyped.status_code == 422, subject
+        assert mistyped.get_json()["error"]["details"] == [
+            {
+                "field": "subject",
+                "message": "an 18-character unified social credit code or resident ID number; "
+                "its check character does not match the rest: a character is mistyped",
+            }
+        ]
     assert _calls_today(client, operator, contract) == 0
+
+
+@pytest.mark.usefixtures("data")
+def test_query_parameters_beside_a_body_are_refused_not_ignored(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """Found by a sweep: ``?template=…`` was ignored, running the body's template; and ``%ff``,
+    which is no UTF-8, was read as U+FFFD instead of refused like a raw byte."""
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    body = {"authorization_id": contract.id, "template": "tax_paid_at_least", "subject": rows.FIRM}
+    body["params"] = TAX_2024
+    for query, fields in (
+        ("template=no_dishonest_record", ["query.template"]),
+        ("a=1&a=2&b", ["query.a", "query.b"]),
+    ):
+        response = client.post(f"/v1/verify?{query}", json=body, headers=operator.headers)
+        assert response.status_code == 422, response.get_json()
+        assert [p["field"] for p in response.get_json()["error"]["details"]] == fields
+    for path in ("/v1/verify?a=%ff", "/v1/datasets?%ED%A0%80=1"):
+        response = (
+            client.post(path, json=body, headers=operator.headers)
+            if "verify" in path
+            else (client.get(path, headers=operator.headers))
+        )
+        assert response.status_code == 400 and "not UTF-8" in response.get_json()["error"]["message"], path
+    assert _calls_today(client, operator, contract) == 0
+    assert client.post("/v1/verify", json=body, headers=operator.headers).status_code == 200
 
 
 def test_only_operators_may_verify(runtime: Runtime, client: FlaskClient) -> None:

@@ -23,8 +23,8 @@ from core.errors import Invalid, NotFound
 from sandbox.runtime import Runtime
 from tests.factories import NOW, make_consent, make_contract, make_operator
 
-FIRM = "91370102MA3C5XXXX1"
-OTHER_FIRM = "91370102MA3C5YYYY2"
+FIRM = "913701023C5XXXX13C"
+OTHER_FIRM = "913701023C5YYYY271"
 SUBJECT = Actor(ActorKind.SUBJECT, "account-firm")
 
 
@@ -145,7 +145,7 @@ def test_require_consent_refuses_every_other_case(runtime: Runtime) -> None:
         valid = make_consent(session, subject_id=FIRM, operator_id=ours)
         revoked = make_consent(session, subject_id=OTHER_FIRM, operator_id=ours, revoked=True)
     cases: dict[str, dict[str, Any]] = {
-        "no consent at all": {"subject_id": "91370102MA3C5ZZZZ3"},
+        "no consent at all": {"subject_id": "913701023C5YYYY35U"},
         "for another operator": {"operator_id": theirs},
         "for another operator, by id": {"operator_id": theirs, "consent_id": valid.id},
         "not covering the template": {"template": "tax_credit_grade_in"},

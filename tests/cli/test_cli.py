@@ -7,6 +7,7 @@ import subprocess
 import sys
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -201,6 +202,36 @@ def test_users_add_reads_the_password_from_stdin(cli: CliRunner, settings: Setti
     )
     assert short.exit_code == 1
     assert "password" in short.output and "subject_id" in short.output
+
+
+def test_a_database_error_is_one_line_with_the_drivers_reason(
+    cli: CliRunner, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement the database refuses is "error: database: <class>: <the driver's first line>",
+    exit 1, no traceback; a driver error with no message at all names its class (it had been an
+    IndexError inside the handler)."""
+    import sqlite3
+
+    from sqlalchemy import exc, text
+
+    from authz import accounts
+
+    def refused(session: Any, **_: Any) -> None:
+        session.execute(text("SELECT missing_column FROM no_such_table"))
+
+    def silent(session: Any, **_: Any) -> None:
+        raise exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError())
+
+    args = ["users", "add", "--role", "reviewer", "--username", "zhao.reviewer", "--password-stdin"]
+    for fake, wanted in ((refused, "no_such_table"), (silent, "OperationalError: OperationalError")):
+        monkeypatch.setattr(accounts, "create_account", fake)
+        result = cli.invoke(main, args, input="a long enough password\n")
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit)
+        line = result.output.strip()
+        assert line.startswith("error: database: ") and "\n" not in line, line
+        assert wanted in line and "Traceback" not in result.output
+    assert ("account.create", "success") not in _events(settings)
 
 
 def test_keys_rotate_keeps_the_old_key_published(cli: CliRunner, settings: Settings) -> None:

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from core import keys, seals
 from sandbox.cli import main
 
-ANSWER = {"result": True, "template": "enterprise_active", "subject": "91370102MA3C5XXXX1", "job_id": "j1"}
+ANSWER = {"result": True, "template": "enterprise_active", "subject": "913701023C5XXXX13C", "job_id": "j1"}
 
 
 def _files(tmp_path: Path, response: dict[str, object] | str) -> tuple[Path, Path, keys.SigningKey]:
@@ -78,3 +78,51 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert code == 2 and "no key set" in output
     code, output = _run(str(answer), "--jwks", "http://127.0.0.1:1/jwks.json")
     assert code == 2 and "no key set" in output
+
+
+def test_a_key_set_that_is_no_key_set_is_a_usage_error_whatever_its_form(tmp_path: Path) -> None:
+    """Found by a sweep: a deeply nested key set, a malformed URL and an answer that is no HTTP were
+    tracebacks; a JSON object without 'keys' was "seal INVALID" (exit 1), as if the seal were bad."""
+    import socket
+    import threading
+
+    key = keys.generate()
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps({**ANSWER, "seal": seals.seal(ANSWER, key)}))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def not_http() -> None:  # one connection: a URL with a space in it is refused before any
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+
+    server = threading.Thread(target=not_http, daemon=True)
+    server.start()
+    sources = []
+    for index, text in enumerate(["{}", '{"keys": null}', "[" * 100_000 + "]" * 100_000, '{"keys": {}}']):
+        path = tmp_path / f"jwks-{index}.json"
+        path.write_text(text)
+        sources.append(str(path))
+    sources += ["http://127.0.0.1:abc/", "http://[::1/", f"http://127.0.0.1:{port}/jwks.json"]
+    sources += [f"http://127.0.0.1:{port}/jwks.json x"]
+    for source in sources:
+        result = CliRunner().invoke(main, ["seal", "verify", str(answer), "--jwks", source])
+        assert result.exit_code == 2, (source, result.output, result.exception)
+        assert isinstance(result.exception, SystemExit) and "no key set" in result.output, source
+    server.join(timeout=10)
+    listener.close()
+
+
+def test_an_answer_nested_too_deeply_is_invalid_and_one_with_a_bom_verifies(tmp_path: Path) -> None:
+    key = keys.generate()
+    seal = seals.seal(ANSWER, key)
+    answer, jwks, _ = _files(tmp_path, "")
+    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+    answer.write_text('{"seal": "' + seal + '", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 1 and "neither a compact JWS nor JSON" in output and "Traceback" not in output
+    answer.write_text("\ufeff" + json.dumps({**ANSWER, "seal": seal}), encoding="utf-8")
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 0 and "seal OK" in output, output

@@ -120,6 +120,61 @@ def test_requests_gunicorn_refuses_before_the_app_get_the_apis_json_errors(tmp_p
         server.wait(timeout=30)
 
 
+def test_a_chunked_body_whose_framing_is_malformed_is_a_400_and_an_audit_event(tmp_path: Path) -> None:
+    """Found by a sweep: gunicorn raises its own exception (InvalidChunkSize and the like) from the
+    body's stream when the app reads it, and each was a 500, on the token endpoint too, which anyone
+    may call. A form is read before routing, JSON by the view: both are covered."""
+    from sqlalchemy import func, select
+
+    from audit import AuditEvent
+    from sandbox.runtime import open_runtime
+
+    server, port = _serve(tmp_path, workers=1)
+    bodies = [
+        b"zz\r\n{}\r\n0\r\n\r\n",  # a chunk size that is no hexadecimal number
+        b"2\r\n{}xx\r\n0\r\n\r\n",  # more data than the chunk's size
+        b"2;\x01\x02\r\n{}\r\n0\r\n\r\n",  # control bytes in a chunk extension
+        b"2\r\n{}\r\n0\r\nbad trailer line\r\n\r\n",  # a trailer that is no header
+    ]
+    try:
+        # The token endpoint, which anyone may call, reads both kinds of body.
+        for path, kind in (
+            ("/v1/oauth/token", "application/json"),
+            ("/v1/oauth/token", "application/x-www-form-urlencoded"),
+        ):
+            for body in bodies:
+                request = (
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {kind}\r\n"
+                    "Transfer-Encoding: chunked\r\n\r\n"
+                ).encode() + body
+                line, headers, answer = _raw(port, request)
+                assert line.startswith(b"HTTP/1.1 400 "), (path, kind, body, line, answer)
+                assert headers["content-type"] == "application/json"
+                error = json.loads(answer)["error"]
+                assert error["code"] == "bad_request" and "chunked" in error["message"], error
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200  # the same, only, worker serves on
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    runtime = open_runtime(
+        load_settings({"SANDBOX_HOME": str(tmp_path / "home"), "SANDBOX_POLICIES": str(POLICIES)})
+    )
+    try:
+        with runtime.sessions() as session:
+            events = session.execute(
+                select(AuditEvent.outcome, func.count())
+                .where(AuditEvent.action == "request.denied", AuditEvent.error_code == "bad_request")
+                .group_by(AuditEvent.outcome)
+            ).all()
+            failed = session.execute(
+                select(func.count()).where(AuditEvent.action == "request.failed")
+            ).scalar()
+    finally:
+        runtime.close()
+    assert events == [("denied", 8)] and failed == 0
+
+
 def _serve(tmp_path: Path, *, workers: int) -> tuple[subprocess.Popen[bytes], int]:
     """`sandbox serve` on a new home and a free port, once it answers its health check."""
     env = {"SANDBOX_HOME": str(tmp_path / "home"), "SANDBOX_POLICIES": str(POLICIES)}

@@ -19,7 +19,7 @@ from sandbox.compute.jobs import queue_job
 from sandbox.compute.runner import Limits
 from sandbox.runtime import Runtime
 from tests.engine import rows
-from tests.factories import make_contract
+from tests.factories import make_contract, uscc
 
 SCOPE = {"enterprise_tax": ["credit_code", "year", "district", "tax_paid"]}
 REVIEWER = Actor(ActorKind.REVIEWER, "reviewer-1")
@@ -39,7 +39,7 @@ result = stats.sum([r["tax_paid"] for r in data])
 
 def firm(index: int) -> str:
     """An 18-character credit code, distinct per index."""
-    return f"91370102MA3C{index:06d}"
+    return uscc(f"91370102MA3C{index:06d}")
 
 
 def write_tax(runtime: Runtime, taxes: list[tuple[str, float]]) -> None:

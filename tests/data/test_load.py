@@ -17,6 +17,7 @@ from sqlalchemy import inspect, select
 from catalog import Catalog, Classification, Dataset, Field, FieldFormat, FieldType, Use
 from sandbox.data.load import LoadProblem, LoadRefused, LoadResult, load_file
 from sandbox.data.stores import DataStores, StagedLoad, dataset_table, ensure_tables
+from tests.factories import uscc
 
 PERMIT_HEADER = ["credit_code", "holder", "issued", "staff", "fee", "active", "note"]
 
@@ -91,7 +92,7 @@ def _pairs(error: LoadRefused) -> set[tuple[int | None, str | None]]:
 
 
 def _load_good_permits(stores: DataStores, catalog: Catalog, tmp_path: Path) -> list[tuple[Any, ...]]:
-    rows = [_permit("91370102MA3C00001X"), _permit("91370102MA3C00002X", note="备注")]
+    rows = [_permit("913701023C00001X2B"), _permit("913701023C00002X9N", note="备注")]
     load_file(stores, catalog, "permits", _csv(tmp_path / "good.csv", PERMIT_HEADER, rows))
     return _table_rows(stores, catalog.dataset("permits"))
 
@@ -104,11 +105,11 @@ def test_good_csv_loads_with_chinese_values_exact(
     header = ["status", "credit_code", "name", "district", "industry", "registered_capital"]
     header += ["established_date", "legal_rep_id"]  # a column order unlike the policy's
     rows = [
-        ["存续", "91370102MA3C00001X", "济南·泉城（历下）科技有限公司", "历下区", "制造业", "1000000"],
-        ["注销", "91370102MA3C00002X", "山东𠮷祥餐饮有限公司", "章丘区", "住宿和餐饮业", "2500.5"],
+        ["存续", "913701023C00001X2B", "济南·泉城（历下）科技有限公司", "历下区", "制造业", "1000000"],
+        ["注销", "913701023C00002X9N", "山东𠮷祥餐饮有限公司", "章丘区", "住宿和餐饮业", "2500.5"],
     ]
-    rows[0] += ["2019-03-01", "370102199003070011"]
-    rows[1] += ["2001-12-31", "37010219851231002X"]
+    rows[0] += ["2019-03-01", "370102199003070016"]
+    rows[1] += ["2001-12-31", "370102198512310028"]
     path = _csv(tmp_path / "enterprises.csv", header, rows, encoding)
 
     result = load_file(stores, intake_catalog, "enterprises", path)
@@ -117,12 +118,12 @@ def test_good_csv_loads_with_chinese_values_exact(
     assert result == LoadResult(dataset="enterprises", rows=2, sha256=digest, format="csv")
     assert _table_rows(stores, dataset) == [
         (
-            *("91370102MA3C00001X", "济南·泉城（历下）科技有限公司", "历下区", "制造业", 1e6),
-            *(dt.date(2019, 3, 1), "存续", "370102199003070011"),
+            *("913701023C00001X2B", "济南·泉城（历下）科技有限公司", "历下区", "制造业", 1e6),
+            *(dt.date(2019, 3, 1), "存续", "370102199003070016"),
         ),
         (
-            *("91370102MA3C00002X", "山东𠮷祥餐饮有限公司", "章丘区", "住宿和餐饮业", 2500.5),
-            *(dt.date(2001, 12, 31), "注销", "37010219851231002X"),
+            *("913701023C00002X9N", "山东𠮷祥餐饮有限公司", "章丘区", "住宿和餐饮业", 2500.5),
+            *(dt.date(2001, 12, 31), "注销", "370102198512310028"),
         ),
     ]
 
@@ -133,7 +134,7 @@ def test_good_parquet_loads_with_compatible_types(
     table = pa.table(
         {
             "note": pa.array([None, "备注"], pa.string_view()),
-            "credit_code": pa.array(["91370102MA3C00001X", "91370102MA3C00002X"], pa.large_string()),
+            "credit_code": pa.array(["913701023C00001X2B", "913701023C00002X9N"], pa.large_string()),
             "holder": pa.array(["济南泉城科技有限公司", "山东鲁中建筑有限公司"]).dictionary_encode(),
             "issued": pa.array([dt.datetime(2023, 5, 17), dt.datetime(2020, 2, 29)], pa.timestamp("ms")),
             "staff": pa.array([12, 0], pa.int32()),
@@ -147,8 +148,8 @@ def test_good_parquet_loads_with_compatible_types(
 
     assert (result.rows, result.format) == (2, "parquet")
     assert _table_rows(stores, intake_catalog.dataset("permits")) == [
-        ("91370102MA3C00001X", "济南泉城科技有限公司", dt.date(2023, 5, 17), 12, 2500.5, True, None),
-        ("91370102MA3C00002X", "山东鲁中建筑有限公司", dt.date(2020, 2, 29), 0, 0.25, False, "备注"),
+        ("913701023C00001X2B", "济南泉城科技有限公司", dt.date(2023, 5, 17), 12, 2500.5, True, None),
+        ("913701023C00002X9N", "山东鲁中建筑有限公司", dt.date(2020, 2, 29), 0, 0.25, False, "备注"),
     ]
 
 
@@ -158,10 +159,10 @@ def test_csv_refused_listing_every_problem_and_nothing_loaded(
     before = _load_good_permits(stores, intake_catalog, tmp_path)
     header = [*(name for name in PERMIT_HEADER if name != "active"), "secret"]
     rows = [
-        _permit("91370102MA3C00010X", header, staff="1.0"),
-        _permit("91370102MA3C00011X", header, issued="2023-02-30"),
-        _permit("91370102MA3C00012X", header),
-        _permit("91370102MA3C00013X", header, fee="NaN"),
+        _permit("913701023C00010X9J", header, staff="1.0"),
+        _permit("913701023C00011X5U", header, issued="2023-02-30"),
+        _permit("913701023C00012X15", header),
+        _permit("913701023C00013X8G", header, fee="NaN"),
         _permit("", header),
     ]
     path = _csv(tmp_path / "bad.csv", header, rows)
@@ -206,7 +207,7 @@ def test_csv_values_of_wrong_form_each_refused_by_row(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path
 ) -> None:
     rows = [
-        _permit(f"91370102MA3C{i:05d}X", PERMIT_HEADER, **{column: text})
+        _permit(uscc(f"91370102MA3C{i:05d}X"), PERMIT_HEADER, **{column: text})
         for i, (column, text) in enumerate(WRONG_FORMS)
     ]
     path = _csv(tmp_path / "forms.csv", PERMIT_HEADER, rows)
@@ -219,7 +220,7 @@ def test_csv_accepts_every_boolean_spelling_and_empty_nullable(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path
 ) -> None:
     spellings = ["true", "FALSE", "1", "0", "是", "否", "True"]
-    rows = [_permit(f"91370102MA3C0000{i}X", active=s, fee="-1.5e3") for i, s in enumerate(spellings)]
+    rows = [_permit(uscc(f"91370102MA3C0000{i}X"), active=s, fee="-1.5e3") for i, s in enumerate(spellings)]
     load_file(stores, intake_catalog, "permits", _csv(tmp_path / "b.csv", PERMIT_HEADER, rows))
     loaded = _table_rows(stores, intake_catalog.dataset("permits"))
     assert [r[5] for r in loaded] == [True, False, True, False, True, False, True]
@@ -229,7 +230,7 @@ def test_csv_accepts_every_boolean_spelling_and_empty_nullable(
 def test_csv_invalid_utf8_ragged_row_and_repeated_column_refused(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path
 ) -> None:
-    good = ",".join(_permit("91370102MA3C00001X"))
+    good = ",".join(_permit("913701023C00001X2B"))
     lines = [",".join([*PERMIT_HEADER, "staff"]), good + ",12", good, good + ",12"]
     path = tmp_path / "mixed.csv"
     path.write_bytes("\n".join(lines).encode().replace("泉城".encode(), b"\xff\xfe", 1) + b"\n")
@@ -244,7 +245,7 @@ def test_csv_invalid_utf8_ragged_row_and_repeated_column_refused(
 def test_values_of_sensitive_fields_stay_out_of_messages(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path
 ) -> None:
-    path = _csv(tmp_path / "s.csv", PERMIT_HEADER, [_permit("91370102MA3C00001X", fee="12,5")])
+    path = _csv(tmp_path / "s.csv", PERMIT_HEADER, [_permit("913701023C00001X2B", fee="12,5")])
     with pytest.raises(LoadRefused) as caught:
         load_file(stores, intake_catalog, "permits", path)
     assert caught.value.problems == [LoadProblem(1, "fee", "not a number")]
@@ -256,7 +257,7 @@ def test_parquet_wrong_column_type_refused_and_nothing_loaded(
     before = _load_good_permits(stores, intake_catalog, tmp_path)
     table = pa.table(
         {
-            "credit_code": ["91370102MA3C00009X"],
+            "credit_code": ["913701023C00009X3U"],
             "holder": pa.array([b"\xff\xfe"], pa.binary()).view(pa.string()),  # not UTF-8
             "issued": pa.array([dt.datetime(2023, 5, 17)], pa.timestamp("s", tz="Asia/Shanghai")),
             "staff": ["12"],
@@ -278,7 +279,7 @@ def test_parquet_wrong_column_type_refused_and_nothing_loaded(
 def test_parquet_values_refused_by_row(stores: DataStores, intake_catalog: Catalog, tmp_path: Path) -> None:
     table = pa.table(
         {
-            "credit_code": ["91370102MA3C00001X", "", "91370102MA3C00003X", "91370102MA3C00004X"],
+            "credit_code": ["913701023C00001X2B", "", "913701023C00003X50", "913701023C00004X19"],
             "holder": ["甲", None, "丙", "丁"],
             "issued": pa.array([dt.datetime(2023, 5, 17, 8, 30)] + [dt.datetime(2023, 5, 17)] * 3),
             "staff": pa.array([1, 2, 2**64 - 1, 4], pa.uint64()),
@@ -305,20 +306,20 @@ def test_parquet_values_refused_by_row(stores: DataStores, intake_catalog: Catal
 
 def test_second_load_replaces_first(stores: DataStores, intake_catalog: Catalog, tmp_path: Path) -> None:
     _load_good_permits(stores, intake_catalog, tmp_path)
-    path = _csv(tmp_path / "second.csv", PERMIT_HEADER, [_permit("91370102MA3C00099X", staff="7")])
+    path = _csv(tmp_path / "second.csv", PERMIT_HEADER, [_permit("913701023C00099X8C", staff="7")])
 
     result = load_file(stores, intake_catalog, "permits", path)
 
     assert result.rows == 1
     rows = _table_rows(stores, intake_catalog.dataset("permits"))
-    assert [(r[0], r[3]) for r in rows] == [("91370102MA3C00099X", 7)]
+    assert [(r[0], r[3]) for r in rows] == [("913701023C00099X8C", 7)]
 
 
 FILES = {
     "permits.txt": b"credit_code\n",
     "permits.csv": b"credit_code\n",
     "empty.csv": b"\xef\xbb\xbf\n\n",
-    "quotes.csv": ",".join(PERMIT_HEADER).encode() + b'\n"91370102MA3C00001X"x,\n',
+    "quotes.csv": ",".join(PERMIT_HEADER).encode() + b'\n"913701023C00001X2B"x,\n',
     "broken.parquet": b"PAR1 not really",
 }
 
@@ -348,7 +349,7 @@ def test_unusable_file_or_dataset_refused(
 def test_problems_truncated_at_max_with_count_of_the_rest(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path
 ) -> None:
-    rows = [_permit(f"91370102MA3C{i:05d}X", staff="many") for i in range(10)]
+    rows = [_permit(uscc(f"91370102MA3C{i:05d}X"), staff="many") for i in range(10)]
     path = _csv(tmp_path / "many.csv", PERMIT_HEADER, rows)
 
     with pytest.raises(LoadRefused) as caught:
@@ -367,7 +368,7 @@ def test_problems_truncated_at_max_with_count_of_the_rest(
 def test_number_values_keep_double_precision_in_every_store(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path
 ) -> None:
-    path = _csv(tmp_path / "p.csv", PERMIT_HEADER, [_permit("91370102MA3C00001X", fee="1234567.89")])
+    path = _csv(tmp_path / "p.csv", PERMIT_HEADER, [_permit("913701023C00001X2B", fee="1234567.89")])
     load_file(stores, intake_catalog, "permits", path)
     assert _table_rows(stores, intake_catalog.dataset("permits"))[0][4] == 1234567.89
 
@@ -376,13 +377,13 @@ def test_file_changed_during_load_refused_and_old_rows_kept(
     stores: DataStores, intake_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _load_good_permits(stores, intake_catalog, tmp_path)
-    path = _csv(tmp_path / "moving.csv", PERMIT_HEADER, [_permit("91370102MA3C00050X")])
+    path = _csv(tmp_path / "moving.csv", PERMIT_HEADER, [_permit("913701023C00050XXD")])
 
     class ChangedMidway(StagedLoad):
         """Another writer rewrites the file after it was checked, before it is written."""
 
         def __enter__(self) -> StagedLoad:
-            _csv(path, PERMIT_HEADER, [_permit("91370102MA3C00050X"), _permit("91370102MA3C00051X")])
+            _csv(path, PERMIT_HEADER, [_permit("913701023C00050XXD"), _permit("913701023C00051X6U")])
             return super().__enter__()
 
     monkeypatch.setattr("sandbox.data.load.StagedLoad", ChangedMidway)
@@ -405,7 +406,7 @@ def test_a_load_asked_to_stop_while_checking_writes_nothing(
     before = _load_good_permits(stores, intake_catalog, tmp_path)
     stop = threading.Event()
     stop.set()
-    path = _csv(tmp_path / "second.csv", PERMIT_HEADER, [_permit("91370102MA3C00099X")])
+    path = _csv(tmp_path / "second.csv", PERMIT_HEADER, [_permit("913701023C00099X8C")])
     with pytest.raises(LoadStopped, match="data is unchanged"):
         load_file(stores, intake_catalog, "permits", path, stop=stop)
     assert _table_rows(stores, intake_catalog.dataset("permits")) == before

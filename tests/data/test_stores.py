@@ -18,20 +18,21 @@ from sandbox.data.stores import (
     ensure_tables,
     row_counts,
 )
+from tests.factories import uscc
 
 
 def _enterprise_rows(catalog: Catalog, n: int) -> pa.Table:
     dataset = catalog.dataset("enterprises")
     return pa.table(
         {
-            "credit_code": [f"91370102MA3C{i:05d}X" for i in range(n)],
+            "credit_code": [uscc(f"91370102MA3C{i:05d}X") for i in range(n)],
             "name": ["济南测试有限公司"] * n,
             "district": ["历下区"] * n,
             "industry": ["制造业"] * n,
             "registered_capital": [1e6] * n,
             "established_date": [dt.date(2020, 1, 1)] * n,
             "status": ["存续"] * n,
-            "legal_rep_id": ["110101199003070000"] * n,
+            "legal_rep_id": ["110101199003070003"] * n,
         },
         schema=arrow_schema(dataset),
     )

@@ -14,9 +14,9 @@ import pyarrow as pa
 from catalog import Catalog
 from sandbox.data.stores import ARROW_TYPES, DataStores, StagedLoad
 
-FIRM = "91370102MA3C5XXXX1"  # the subject the API tests' consents are about
-OTHER = "91370102MA3C5YYYY2"
-UNKNOWN = "91370102MA3C5ZZZZ3"  # never written anywhere
+FIRM = "913701023C5XXXX13C"  # the subject the API tests' consents are about
+OTHER = "913701023C5YYYY271"
+UNKNOWN = "913701023C5YYYY35U"  # never written anywhere
 
 
 def write(stores: DataStores, catalog: Catalog, tables: dict[str, Iterable[dict[str, Any]]]) -> None:
@@ -61,7 +61,7 @@ def enterprise(code: str, **extra: Any) -> dict[str, Any]:
         "registered_capital": 1_000_000.0,
         "established_date": date(2015, 6, 1),
         "status": "存续",
-        "legal_rep_id": "370102198001011234",
+        "legal_rep_id": "370102198001011237",
         **extra,
     }
 

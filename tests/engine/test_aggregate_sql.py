@@ -13,6 +13,7 @@ from sandbox.engine.errors import JobInvalid, OutOfScope
 from sandbox.engine.privacy import _quantile, group_keys, noisy_answer
 from sandbox.engine.spec import AggregateQuery, parse_query
 from tests.engine import rows
+from tests.factories import uscc
 
 ALL = {"credit_code", "district", "industry", "registered_capital", "established_date", "status"}
 
@@ -25,10 +26,10 @@ def _query(
 
 def test_values_are_clamped_in_sql_and_filters_bound(data_stores: DataStores, catalog: Catalog) -> None:
     ensure_tables(data_stores, catalog)
-    firms = [rows.enterprise(f"91370102MA3C{i:06d}", registered_capital=1000.0) for i in range(12)]
+    firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), registered_capital=1000.0) for i in range(12)]
     firms[0]["registered_capital"] = 1e15  # clamped to the bound, 1e9
     firms[1]["registered_capital"] = -5.0  # clamped to 0
-    firms.append(rows.enterprise("91370102MA3CZZZZZZ", district="市中区", status="注销"))
+    firms.append(rows.enterprise("913701023CYYYYYY16", district="市中区", status="注销"))
     rows.write(data_stores, catalog, {"enterprises": firms})
     query = _query(
         catalog,

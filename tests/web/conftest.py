@@ -21,7 +21,7 @@ from tests.factories import make_consent, make_contract
 
 PASSWORD = "correct horse battery staple"
 ADMIN = Actor(ActorKind.SYSTEM, "test")
-FIRM = "91370100MA3C5XXXX5"
+FIRM = "913701003C5XXXX56W"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -99,12 +99,12 @@ def people(runtime: Runtime) -> dict[str, str]:
 
 @pytest.fixture
 def op_a(runtime: Runtime) -> Operator:
-    return operator(runtime, "齐鲁普惠贷科技有限公司", "91370102MA3C5XXXX1")
+    return operator(runtime, "齐鲁普惠贷科技有限公司", "913701023C5XXXX13C")
 
 
 @pytest.fixture
 def op_b(runtime: Runtime) -> Operator:
-    return operator(runtime, "泉城数据服务有限公司", "91370102MA3C5XXXX2")
+    return operator(runtime, "泉城数据服务有限公司", "913701023C5XXXX217")
 
 
 @pytest.fixture

@@ -289,7 +289,7 @@ def test_admin_registers_an_operator_issues_credentials_and_rotates_the_key(
         data={
             "csrf_token": token,
             "name": "历下征信服务有限公司",
-            "credit_code": "91370102MA3C5XXXX3",
+            "credit_code": "913701023C5XXXX3XY",
             "license_no": "L-9",
         },
     )

@@ -128,8 +128,8 @@ def _setup_home(home: Path, env: dict[str, str]) -> tuple[str, dict[str, str]]:
                 session, username="firm", role=Role.SUBJECT, password=PASSWORD, subject_id=firm, actor=SETUP
             )
             for key, name, code in (
-                ("a", "齐鲁普惠金融科技有限公司", "91370102MA3C8K2Q1X"),
-                ("b", "泉城数据服务有限公司", "91370102MA3C8K2Q2X"),
+                ("a", "齐鲁普惠金融科技有限公司", "913701023C8K2Q1X7A"),
+                ("b", "泉城数据服务有限公司", "913701023C8K2Q2X3K"),
             ):
                 operator = operator_services.register_operator(
                     session,
