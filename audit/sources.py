@@ -98,7 +98,7 @@ def trusted_checkpoint(path: Path) -> SourcedCheckpoint:
     if text.lstrip().startswith("{"):
         try:
             value = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: a JSONDecodeError, or over 4,300 digits
             raise SourceError(f"{path} is neither a signed note nor checkpoint JSON") from exc
         if not isinstance(value, dict) or not isinstance(value.get("note"), str):
             raise SourceError(f"{path} holds JSON without a 'note'")

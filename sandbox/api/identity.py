@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authz.accounts import MAX_PASSWORD
 from core.errors import BadRequest
-from sandbox.api.parsing import json_body, single_values
+from sandbox.api.parsing import json_body, refuse_query, single_values
 from sandbox.api.registry import PUBLIC, route
 from sandbox.services import identity
 
@@ -59,7 +59,9 @@ def _token_response(token: str, ttl: int) -> Response:
     summary="An operator's access token from its client credentials",
 )
 def oauth_token() -> Response:
-    """Form-encoded (as OAuth clients send) or JSON."""
+    """Form-encoded (as OAuth clients send) or JSON; never in the query string (RFC 6749, 2.3.1:
+    a client secret there would be written into every access log on its way)."""
+    refuse_query()
     if request.mimetype == "application/x-www-form-urlencoded":
         data = single_values(request.form, "form field")
     else:

@@ -27,13 +27,22 @@ def body_bytes() -> bytes:
     was a 500. Both are the client's malformed request, refused as this API refuses any other.
     """
     try:
-        return request.get_data(cache=True)
+        raw = request.get_data(cache=True)
     except ClientDisconnected:
         raise BadRequest("the body ended before its declared length") from None
     except HTTPException:  # a limit Werkzeug enforces (413): answered as it is
         raise
     except Exception as exc:  # the server's stream: see above
-        raise BadRequest("the body could not be read: its chunked transfer coding is malformed") from exc
+        raise BadRequest(
+            "the body could not be read: its chunked transfer coding is malformed, or the connection failed"
+        ) from exc
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # A streamed (chunked) body: Werkzeug stops reading at the limit and returns what it has,
+        # so a longer body would be parsed cut short (a form as well as JSON). It may have been
+        # exactly the limit; it is refused all the same, as the rest could not be told apart from a cut.
+        raise TooLarge(f"the body is over {limit} bytes")
+    return raw
 
 
 def json_body() -> Any:
@@ -41,12 +50,6 @@ def json_body() -> Any:
     if not request.mimetype or request.mimetype != "application/json":
         raise BadRequest("send the body as JSON with Content-Type: application/json")
     raw = body_bytes()
-    limit = request.max_content_length
-    if request.content_length is None and limit is not None and len(raw) >= limit:
-        # A streamed (chunked) body: Werkzeug stops reading at the limit and returns what it has,
-        # so a longer body would be parsed cut short. It may have been exactly the limit; it is
-        # refused all the same, as the rest could not be told apart from a cut.
-        raise TooLarge(f"the body is over {limit} bytes")
     try:
         text = raw.decode("utf-8")
         data = json.loads(
@@ -128,13 +131,8 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def parse_body(model: type[M]) -> M:
-    """The body validated as ``model`` (pydantic errors become ``invalid`` with every problem).
-
-    An endpoint that reads a body reads nothing else: a query parameter given beside it is
-    refused, as an unknown key of the body is, not ignored (``POST /v1/verify?template=x`` would
-    run the body's template while its caller believed it had asked for another).
-    """
+def refuse_query() -> None:
+    """An endpoint that takes its input in the body refuses a query string, listing its names."""
     if request.query_string:
         names = list(dict.fromkeys(request.args))
         raise Invalid(
@@ -142,6 +140,16 @@ def parse_body(model: type[M]) -> M:
             details=[{"field": f"query.{name[:64]}", "message": "unknown query parameter"} for name in names]
             or [{"field": "query", "message": "no query string"}],
         )
+
+
+def parse_body(model: type[M]) -> M:
+    """The body validated as ``model`` (pydantic errors become ``invalid`` with every problem).
+
+    An endpoint that reads a body reads nothing else: a query parameter given beside it is
+    refused, as an unknown key of the body is, not ignored (``POST /v1/verify?template=x`` would
+    run the body's template while its caller believed it had asked for another).
+    """
+    refuse_query()
     data = json_body()
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")

@@ -98,8 +98,11 @@ def _template(runtime: Runtime, contract: ContractRules, name: str) -> Template:
     return template
 
 
-def _check_subject(subject: str) -> None:
-    if (found := subject_id_problem(subject)) is not None:
+def _check_subject(runtime: Runtime, template: Template, subject: str) -> None:
+    """The subject is an id of the kind the template's dataset is keyed by, its checks right."""
+    dataset = runtime.catalog.dataset(template.dataset)
+    key_format = dataset.field(dataset.key).format
+    if (found := subject_id_problem(subject, key_format.value if key_format else None)) is not None:
         raise JobInvalid("the subject is not well formed", details=[problem("subject", found)])
 
 
@@ -191,7 +194,7 @@ def _check(
     contracts.check_active(contract, now)
     template = _template(runtime, contract, request.template)
     params = check_params(template, request.params)
-    _check_subject(request.subject)
+    _check_subject(runtime, template, request.subject)
     grant = None
     if template.consent_required or contract.consent_required:
         grant = consent.require_consent(

@@ -49,7 +49,7 @@ def read_jwks(source: str) -> dict[str, Any]:
             raise SealInvalid(f"cannot read the key set {source}: {exc.strerror}") from exc
     try:
         jwks = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of over 4,300 digits
         raise SealInvalid("the key set is not JSON") from exc
     except RecursionError as exc:
         raise SealInvalid("the key set is not JSON a key set could be: nested too deeply") from exc
@@ -85,7 +85,7 @@ def check_sealed(text: str, jwks: dict[str, Any]) -> SealCheck:
     if text.startswith("{"):
         try:
             response = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: a JSONDecodeError, or over 4,300 digits
             raise SealInvalid("the input is neither a compact JWS nor JSON") from exc
         if not isinstance(response.get("seal"), str):
             raise SealInvalid("the JSON holds no 'seal'")

@@ -229,6 +229,19 @@ def test_wrong_credentials_get_no_token(client: FlaskClient, admin: Party) -> No
     assert grant.status_code == 400
 
 
+def test_the_token_endpoint_takes_nothing_in_the_query_string(client: FlaskClient) -> None:
+    """Found in review: its query string was ignored (a client secret put there would also be in
+    every access log). Form and JSON bodies alike."""
+    form = {"grant_type": "client_credentials", "client_id": "op_x", "client_secret": "nope"}
+    for response in (
+        client.post("/v1/oauth/token?client_secret=nope", data=form),
+        client.post("/v1/oauth/token?client_id=a&scope=x", json=form),
+    ):
+        assert response.status_code == 422, response.get_json()
+        assert all(p["message"] == "unknown query parameter" for p in response.get_json()["error"]["details"])
+    assert client.post("/v1/oauth/token", data=form).status_code == 401  # read, and refused as wrong
+
+
 def test_a_form_field_given_twice_is_refused(client: FlaskClient, operator: Party) -> None:
     """Which of two client_ids counts would be a guess (the first, in Werkzeug's form): refused."""
     body = "grant_type=client_credentials&client_id=a&client_id=b&client_secret=c"

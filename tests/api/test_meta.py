@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from flask import Flask, jsonify
@@ -229,27 +230,30 @@ def test_a_query_that_is_not_utf8_is_400(client: FlaskClient) -> None:
     assert client.get("/healthz?a=%C3%A9&b=%E6%B5%8E").status_code == 200  # é and 济: UTF-8
 
 
-def test_oversized_streamed_body_is_413_not_cut_short(echo_app: Flask) -> None:
-    """Chunked, with no Content-Length: Werkzeug reads up to the limit and stops. A valid body
-    followed by padding past the limit must be refused, not parsed from its first megabyte."""
-    body = b'{"name": "x", "count": 1}' + b" " * (2 * 1024 * 1024)
-    response = echo_app.test_client().post(
-        "/test/echo",
+def _streamed(app: Flask, path: str, body: bytes, content_type: str) -> Any:
+    """``body`` posted chunked, with no Content-Length, as gunicorn hands such a body on."""
+    return app.test_client().post(
+        path,
         input_stream=io.BytesIO(body),
-        content_type="application/json",
+        content_type=content_type,
         headers={"Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input_terminated": True},  # as gunicorn sets for chunked input
     )
+
+
+def test_oversized_streamed_body_is_413_not_cut_short(echo_app: Flask) -> None:
+    """Chunked, with no Content-Length: Werkzeug reads up to the limit and stops. A valid body
+    followed by padding past the limit must be refused, not parsed from its first megabyte."""
+    body = b'{"name": "x", "count": 1}'
+    response = _streamed(echo_app, "/test/echo", body + b" " * (2 * 1024 * 1024), "application/json")
     assert response.status_code == 413
     assert _error(response)["code"] == "too_large"
-    small = echo_app.test_client().post(
-        "/test/echo",
-        input_stream=io.BytesIO(b'{"name": "x", "count": 1}'),
-        content_type="application/json",
-        headers={"Transfer-Encoding": "chunked"},
-        environ_overrides={"wsgi.input_terminated": True},
-    )
+    small = _streamed(echo_app, "/test/echo", body, "application/json")
     assert small.status_code == 200, small.get_json()
+    # A form the same way (found in review: read before routing, it was parsed from the cut body).
+    form = b"grant_type=client_credentials&client_id=a&client_secret=" + b"x" * (2 * 1024 * 1024)
+    response = _streamed(echo_app, "/v1/oauth/token", form, "application/x-www-form-urlencoded")
+    assert response.status_code == 413 and _error(response)["code"] == "too_large"
 
 
 def test_unexpected_error_is_500_without_trace(echo_app: Flask, runtime: Runtime) -> None:

@@ -360,10 +360,40 @@ def test_parameters_and_subject_are_checked_listing_every_problem(
         assert mistyped.get_json()["error"]["details"] == [
             {
                 "field": "subject",
-                "message": "an 18-character unified social credit code or resident ID number; "
+                "message": "a unified social credit code; "
                 "its check character does not match the rest: a character is mistyped",
             }
         ]
+    assert _calls_today(client, operator, contract) == 0
+
+
+def test_a_subject_must_be_an_id_of_the_kind_its_templates_dataset_is_keyed_by(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """Found in review: an ID number with one digit mistyped can pass both of a credit code's
+    checks (about once in 341 typos), so "either kind" answered such a typo false about a person."""
+    contract = _contract(
+        runtime,
+        operator,
+        datasets={"household_registration": ["resident_id", "district"]},
+        operations=["verify:household_in_district"],
+    )
+    typo = "370102199210040067"  # 370102199210040047, its 17th digit mistyped; a valid credit code
+    for subject, message in (
+        (typo, "a resident ID number; its check character does not match the rest: a character is mistyped"),
+        (rows.FIRM, "an 18-character resident ID number"),
+    ):
+        response = _verify(
+            client, operator, contract, template="household_in_district", subject=subject,
+            params={"district": "历下区"},
+        )  # fmt: skip
+        assert response.status_code == 422, response.get_json()
+        assert response.get_json()["error"]["details"] == [{"field": "subject", "message": message}]
+    valid = _verify(
+        client, operator, contract, template="household_in_district", subject="370102199210040047",
+        params={"district": "历下区"},
+    )  # fmt: skip
+    assert valid.status_code == 403 and valid.get_json()["error"]["code"] == "consent_required"
     assert _calls_today(client, operator, contract) == 0
 
 

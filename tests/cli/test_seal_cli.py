@@ -101,7 +101,14 @@ def test_a_key_set_that_is_no_key_set_is_a_usage_error_whatever_its_form(tmp_pat
     server = threading.Thread(target=not_http, daemon=True)
     server.start()
     sources = []
-    for index, text in enumerate(["{}", '{"keys": null}', "[" * 100_000 + "]" * 100_000, '{"keys": {}}']):
+    texts = [
+        "{}",
+        '{"keys": null}',
+        "[" * 100_000 + "]" * 100_000,
+        '{"keys": {}}',
+        '{"keys": [' + "9" * 5000 + "]}",
+    ]
+    for index, text in enumerate(texts):
         path = tmp_path / f"jwks-{index}.json"
         path.write_text(text)
         sources.append(str(path))
@@ -121,6 +128,9 @@ def test_an_answer_nested_too_deeply_is_invalid_and_one_with_a_bom_verifies(tmp_
     answer, jwks, _ = _files(tmp_path, "")
     jwks.write_text(json.dumps({"keys": [key.jwk()]}))
     answer.write_text('{"seal": "' + seal + '", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 1 and "neither a compact JWS nor JSON" in output and "Traceback" not in output
+    answer.write_text('{"seal": "' + seal + '", "x": ' + "9" * 5000 + "}")  # past Python's 4,300 digits
     code, output = _run(str(answer), "--jwks", str(jwks))
     assert code == 1 and "neither a compact JWS nor JSON" in output and "Traceback" not in output
     answer.write_text("\ufeff" + json.dumps({**ANSWER, "seal": seal}), encoding="utf-8")
