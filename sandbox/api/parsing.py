@@ -121,7 +121,7 @@ class _LongInteger(ValueError):
 def _parse_int(digits: str) -> int:
     # Python refuses to convert more than 4,300 digits, in a message about sys.set_int_max_str_digits
     # that is no business of a client's; said here in the API's words instead.
-    if len(digits) > MAX_INT_DIGITS:
+    if len(digits) - digits.startswith("-") > MAX_INT_DIGITS:  # the sign is no digit
         raise _LongInteger(f"the body holds an integer of more than {MAX_INT_DIGITS} digits")
     return int(digits)
 

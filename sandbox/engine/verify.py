@@ -100,9 +100,8 @@ def _template(runtime: Runtime, contract: ContractRules, name: str) -> Template:
 
 def _check_subject(runtime: Runtime, template: Template, subject: str) -> None:
     """The subject is an id of the kind the template's dataset is keyed by, its checks right."""
-    dataset = runtime.catalog.dataset(template.dataset)
-    key_format = dataset.field(dataset.key).format
-    if (found := subject_id_problem(subject, key_format.value if key_format else None)) is not None:
+    kind = runtime.catalog.dataset(template.dataset).key_field.format  # a StrEnum: "uscc", …
+    if (found := subject_id_problem(subject, kind)) is not None:
         raise JobInvalid("the subject is not well formed", details=[problem("subject", found)])
 
 
