@@ -82,7 +82,7 @@ def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
         ("Call the API", step_api),
         ("Identities: staff and subject accounts, an operator and its credentials", step_identities),
         ("A contract: the operator requests, a reviewer approves, the firm consents", step_contract),
-        ("Verifications: sealed answers, one refused without consent, a seal checked offline", step_verify),
+        ("Verifications: sealed, refused without consent or mistyped, a seal checked offline", step_verify),
         ("An aggregate under differential privacy: suppressed, noised, charged once", step_aggregate),
         ("Compute: a program submitted, approved, run and released", step_compute),
         ("Audit proofs: a checkpoint and the sealed result's inclusion proof, checked offline", step_proofs),

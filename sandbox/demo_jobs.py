@@ -18,14 +18,18 @@ def _show(value: Any) -> str:
 
 
 def step_verify(ctx: DemoContext) -> None:
-    """Three checks about firms: answered and sealed, or refused without the subject's consent."""
+    """Four checks about firms: answered and sealed, refused without the subject's consent, or
+    refused for a mistyped code (two neighbouring characters swapped), which would read as false."""
     contract = ctx.notes["contract_id"]
     firm, stranger = ctx.notes["credit_codes"][0], ctx.notes["credit_codes"][1]
+    at = next(i for i in range(8, 16) if firm[i] != firm[i + 1])
+    mistyped = firm[:at] + firm[at + 1] + firm[at] + firm[at + 2 :]
     operator = _bearer(ctx, "operator")
     asks = [
         (firm, {"threshold": 500_000, "year": 2024}),
         (firm, {"threshold": 10_000, "year": 2024}),
         (stranger, {"threshold": 10_000, "year": 2024}),
+        (mistyped, {"threshold": 10_000, "year": 2024}),
     ]
     for subject, params in asks:
         body = {
@@ -35,7 +39,11 @@ def step_verify(ctx: DemoContext) -> None:
             "params": params,
         }
         status, _, answer = http(ctx, "POST", "/v1/verify", body, operator)
-        shown = f"result {_show(answer['result'])}" if status == 200 else answer["error"]["code"]
+        if status == 200:
+            shown = f"result {_show(answer['result'])}"
+        else:
+            problems = answer["error"].get("details") or []
+            shown = " ".join([answer["error"]["code"], *(f"({p['message']})" for p in problems)])
         ctx.echo(f"   operator: tax_paid_at_least {subject} {_show(params)} → {status} {shown}")
         if status == 200 and "sealed_result" not in ctx.notes:
             ctx.notes["sealed_result"] = answer

@@ -56,6 +56,8 @@ def test_demo_walks_every_step_against_a_real_server(tmp_path: Path) -> None:
         "the same token works again → 200",
         "tax_paid_at_least",
         "→ 403 consent_required",
+        "→ 422 invalid (a unified social credit code; its check character does not match the rest: "
+        "a character is mistyped)",
         "exit 0: seal OK",
         "exit 1: seal INVALID",
         "POST /v1/aggregate",
