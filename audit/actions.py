@@ -50,6 +50,8 @@ class AuditAction(StrEnum):
     AUTHORIZATION_REVOKE = "authorization.revoke"
     CONSENT_GRANT = "consent.grant"
     CONSENT_REVOKE = "consent.revoke"
+    CODE_ACCEPT = "code.accept"  # a non-conforming credit code the bureau accepts (core.accepted_codes)
+    CODE_WITHDRAW = "code.withdraw"
     AUDIT_EXPORT = "audit.export"
     VERIFICATION_RUN = "verification.run"
     AGGREGATE_RUN = "aggregate.run"

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from audit import Actor, AuditAction, Target, record_event
 from authz.models import Account
 from authz.permissions import Role
+from core.accepted_codes import subject_problem
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid
-from core.identifiers import subject_id_problem
 from core.passwords import hash_secret, verify_secret
 
 USERNAME = re.compile(r"\A[A-Za-z0-9_.@-]{3,64}\Z")  # \Z: "$" would let a final newline in
@@ -45,7 +45,7 @@ def create_account(
         problems.append(
             {"field": "subject_id", "message": "a subject account names its credit code or ID number"}
         )
-    if role is Role.SUBJECT and subject_id and (found := subject_id_problem(subject_id)) is not None:
+    if role is Role.SUBJECT and subject_id and (found := subject_problem(session, subject_id)) is not None:
         problems.append({"field": "subject_id", "message": found})
     if role is not Role.SUBJECT and subject_id:
         problems.append({"field": "subject_id", "message": "only subject accounts have a subject id"})

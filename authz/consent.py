@@ -34,10 +34,10 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from audit import Actor, AuditAction, Outcome, Target, record_event
 from authz.errors import ConsentInvalid, ConsentRequired, InvalidTransition
 from catalog import Catalog
+from core.accepted_codes import subject_problem
 from core.clock import Clock, rfc3339, utcnow
 from core.db import Base, Database, UTCDateTime, connection_of, table_of, writing_connection
 from core.errors import Invalid, NotFound
-from core.identifiers import subject_id_problem
 from core.prepared import Prepared
 from core.text import line_problem
 
@@ -164,7 +164,7 @@ def _grant_problems(
     valid_days: object,
 ) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
-    if (found := subject_id_problem(subject_id)) is not None:
+    if (found := subject_problem(session, subject_id)) is not None:
         out.append({"field": "subject_id", "message": found})
     if not isinstance(operator_id, str) or not _operator_name(session, operator_id):
         out.append({"field": "operator_id", "message": "no such operator"})

@@ -49,6 +49,8 @@ class Permission(StrEnum):
     AUDIT_PROOF = "audit:proof"  # of any event with AUDIT_READ, else of the caller's own events
     KEYS_MANAGE = "keys:manage"
     USERS_MANAGE = "users:manage"
+    CODES_READ = "codes:read"  # the credit codes accepted though they do not conform
+    CODES_MANAGE = "codes:manage"
 
 
 _STAFF_READ = {
@@ -58,6 +60,7 @@ _STAFF_READ = {
     Permission.AUTHORIZATIONS_READ_ALL,
     Permission.PROGRAMS_READ,
     Permission.PROGRAMS_READ_ALL,
+    Permission.CODES_READ,
 }
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -95,6 +98,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.CREDENTIALS_ISSUE,
             Permission.KEYS_MANAGE,
             Permission.USERS_MANAGE,
+            Permission.CODES_MANAGE,
             Permission.AUDIT_CHECKPOINT_READ,
             Permission.AUDIT_CHECKPOINT_CREATE,
             Permission.JOBS_READ,

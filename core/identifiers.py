@@ -9,8 +9,9 @@
 A code whose check characters are wrong is almost always a mistyped one. A verification of it is
 refused, so a slip of the keyboard never reads as "this firm paid no tax"; and nothing leaks by
 it, since the check is arithmetic anyone can do. Known exception: a few codes issued before 2016
-(some in Xiamen, reported against other validators) do not conform to GB 32100; those firms are
-refused too, and no override exists yet.
+(some in Xiamen, reported against other validators) do not conform to GB 32100; the bureau
+accepts such a code by name (:mod:`core.accepted_codes`), and the checks that read the database
+use that module's functions, which wrap these.
 
 Written by hand: no maintained library implements both standards' check characters.
 """

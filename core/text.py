@@ -9,7 +9,9 @@ import unicodedata
 # line of a listing or a log into two; bidi controls reorder what a reviewer reads, and the
 # invisible spaces hide characters. Other format characters stay allowed: the zero-width joiner
 # and non-joiner that emoji and some scripts need, a soft hyphen pasted from a document.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# A lone surrogate (Cs) is no text at all: what a command line makes of bytes that are not UTF-8,
+# which no database driver can store.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
 _REFUSED = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"  # bidi controls
     "\u200b\u2060\ufeff\u180e"  # zero-width space, word joiner, BOM, Mongolian vowel separator

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audit import Actor, AuditAction, Target, record_event
+from core.accepted_codes import operator_code_problem
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, NotFound
-from core.identifiers import credit_code_problem
 from core.passwords import hash_secret, verify_secret
 from core.text import line_problem, note_text
 from operators.errors import OperatorSuspended
@@ -34,7 +34,7 @@ def register_operator(
     problems = []
     if (found := line_problem(name, 200)) is not None:
         problems.append({"field": "name", "message": found})
-    if (found := credit_code_problem(credit_code)) is not None:
+    if (found := operator_code_problem(session, credit_code)) is not None:
         problems.append({"field": "credit_code", "message": found})
     if (found := line_problem(license_no, 64)) is not None:
         problems.append({"field": "license_no", "message": found})

@@ -15,7 +15,7 @@ from core.db import transaction
 from core.errors import BadRequest, TooLarge
 from core.ids import time_ordered_hex
 from sandbox.api import audit as audit_api
-from sandbox.api import auth, authorizations, catalog, consents, errors, identity, meta, operators
+from sandbox.api import auth, authorizations, catalog, codes, consents, errors, identity, meta, operators
 from sandbox.api import jobs as jobs_api
 from sandbox.api import programs as programs_api
 from sandbox.api.parsing import body_bytes
@@ -56,6 +56,7 @@ def create_app(
         meta.bp,
         identity.bp,
         operators.bp,
+        codes.bp,
         catalog.bp,
         authorizations.bp,
         consents.bp,

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -21,9 +21,13 @@ from audit import Actor, ActorKind
 from core.config import Settings, load_settings
 from core.db import display_url, driver_reason
 from core.errors import SandboxError
+from core.identifiers import USCC
 from sandbox.cli_audit import audit as audit_commands
 from sandbox.cli_seal import seal as seal_commands
 from sandbox.cli_worker import worker as worker_command
+
+if TYPE_CHECKING:  # pyarrow is slow to import for every command
+    from sandbox.data.load import LoadResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLI_ACTOR = Actor(ActorKind.SYSTEM, "cli")
@@ -173,6 +177,76 @@ def users_add(role: str, username: str, subject_id: str | None, password_stdin: 
 
 
 @main.group()
+def codes() -> None:
+    """Credit codes accepted though their check characters do not conform to GB 32100."""
+
+
+@codes.command("accept")
+@click.argument("code")
+@click.option(
+    "--reason", required=True, help="How it was checked (kept in the audit log: do not write the code in it)."
+)
+def codes_accept(code: str, reason: str) -> None:
+    """Accept CODE, a real credit code that fails its check, wherever a credit code is checked."""
+    from authz.accepted_codes import accept_code
+    from core.db import transaction
+    from sandbox.runtime import open_runtime
+
+    runtime = open_runtime(load_settings())
+    try:
+        with transaction(runtime.sessions) as session:
+            row = accept_code(
+                session, code=code, reason=reason, actor=CLI_ACTOR, request_id=None, clock=runtime.clock
+            )
+            row_id = row.id
+    finally:
+        runtime.close()
+    click.echo(f"accepted {code} ({row_id})")
+
+
+@codes.command("list")
+def codes_list() -> None:
+    """Every accepted code, withdrawn ones too, the newest acceptance first."""
+    from authz.accepted_codes import list_codes
+    from core.clock import rfc3339
+    from sandbox.runtime import open_runtime
+
+    runtime = open_runtime(load_settings())
+    try:
+        with runtime.sessions() as session:
+            rows = list_codes(session)
+            for row in rows:
+                state = f"withdrawn {rfc3339(row.withdrawn_at)}" if row.withdrawn_at else "accepted"
+                reason = " / ".join(row.reason.splitlines())  # one row per line
+                click.echo(f"{row.code}  {row.id}  {state:<36}  {rfc3339(row.accepted_at)}  {reason}")
+            if not rows:
+                click.echo("no accepted codes")
+    finally:
+        runtime.close()
+
+
+@codes.command("withdraw")
+@click.argument("code_id")
+@click.option("--reason", required=True)
+def codes_withdraw(code_id: str, reason: str) -> None:
+    """Withdraw the acceptance CODE_ID (as `codes list` shows it): the code is refused again."""
+    from authz.accepted_codes import withdraw_code
+    from core.db import transaction
+    from sandbox.runtime import open_runtime
+
+    runtime = open_runtime(load_settings())
+    try:
+        with transaction(runtime.sessions) as session:
+            row = withdraw_code(
+                session, code_id, reason=reason, actor=CLI_ACTOR, request_id=None, clock=runtime.clock
+            )
+            code = row.code
+    finally:
+        runtime.close()
+    click.echo(f"withdrawn {code} ({code_id})")
+
+
+@main.group()
 def keys() -> None:
     """The bureau's signing keys."""
 
@@ -255,6 +329,32 @@ def data_load(dataset: str, file: Path) -> None:
     click.echo(
         f"loaded {result.rows:,} rows into {result.dataset} from {file.name} (sha256 {result.sha256[:16]}…)"
     )
+    if result.failing_keys:
+        _warn_failing_keys(result)
+
+
+def _warn_failing_keys(result: LoadResult) -> None:
+    """Name the keys a verification will refuse as mistyped (the bureau sees its own data here)."""
+    count = f"{'more than ' if result.failing_keys_more else ''}{len(result.failing_keys):,}"
+    shown = sorted(result.failing_keys)[:10]
+    one = len(result.failing_keys) == 1 and not result.failing_keys_more
+    click.secho(
+        f"warning: {count} distinct {'key' if one else 'keys'} of {result.dataset} "
+        f"{'fails its' if one else 'fail their'} id's check; verifications about "
+        f"{'it are' if one else 'them are'} refused as mistyped:",
+        fg="yellow",
+        err=True,
+    )
+    for key in shown:
+        click.echo(f"  {key!r}", err=True)  # repr: a key's control characters are shown, not run
+    if len(result.failing_keys) > len(shown):
+        click.echo(f"  … and {len(result.failing_keys) - len(shown):,} more", err=True)
+    if result.key_kind == USCC:  # a dataset keyed by ID numbers takes no credit code, accepted or not
+        click.echo(
+            "  a real credit code that does not conform can be accepted: "
+            "sandbox codes accept CODE --reason …",
+            err=True,
+        )
 
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -9,6 +9,7 @@ import audit.models
 import authz.consent
 import authz.contract_models
 import authz.models
+import core.accepted_codes
 import core.keyring
 import operators.models
 import sandbox.compute.models
@@ -19,6 +20,7 @@ from core.db import Base
 MODEL_MODULES = (
     audit.models,
     core.keyring,
+    core.accepted_codes,
     authz.models,
     authz.contract_models,
     authz.consent,

@@ -28,8 +28,8 @@ from authz import consent, contracts, usage
 from authz.contract_models import EPSILON_SLACK, Authorization, epsilon_problem
 from authz.errors import BudgetExhausted
 from catalog import Catalog
+from core.accepted_codes import subject_problem
 from core.errors import Invalid, NotFound
-from core.identifiers import subject_id_problem
 from operators.models import Operator
 from operators.services import require_active
 from sandbox.compute.compile import CompiledProgram, compile_program, source_sha256
@@ -234,7 +234,7 @@ def plan_job(
             details=[problem("consent_id", "give it with the subject it is about")],
         )
     if request.subject is not None:
-        if (wrong := subject_id_problem(request.subject)) is not None:
+        if (wrong := subject_problem(session, request.subject)) is not None:
             raise Invalid("the subject is not well formed", details=[problem("subject", wrong)])
         found = consent.require_consent(
             session,

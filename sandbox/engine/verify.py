@@ -27,7 +27,7 @@ from authz import consent, contracts, usage
 from authz.contract_models import VERIFY_PREFIX, ContractRules, ContractTerms
 from authz.errors import ConsentRequired
 from catalog import Template
-from core.identifiers import subject_id_problem
+from core.accepted_codes import subject_problem
 from core.ids import time_ordered_id
 from core.prepared import end_reads
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
@@ -98,10 +98,11 @@ def _template(runtime: Runtime, contract: ContractRules, name: str) -> Template:
     return template
 
 
-def _check_subject(runtime: Runtime, template: Template, subject: str) -> None:
-    """The subject is an id of the kind the template's dataset is keyed by, its checks right."""
+def _check_subject(conn: Connection, runtime: Runtime, template: Template, subject: str) -> None:
+    """The subject is an id of the kind the template's dataset is keyed by, its checks right (or a
+    credit code the bureau accepts though it does not conform: read only when a check fails)."""
     kind = runtime.catalog.dataset(template.dataset).key_field.format  # a StrEnum: "uscc", …
-    if (found := subject_id_problem(subject, kind)) is not None:
+    if (found := subject_problem(conn, subject, kind)) is not None:
         raise JobInvalid("the subject is not well formed", details=[problem("subject", found)])
 
 
@@ -193,7 +194,7 @@ def _check(
     contracts.check_active(contract, now)
     template = _template(runtime, contract, request.template)
     params = check_params(template, request.params)
-    _check_subject(runtime, template, request.subject)
+    _check_subject(conn, runtime, template, request.subject)
     grant = None
     if template.consent_required or contract.consent_required:
         grant = consent.require_consent(

@@ -7,12 +7,17 @@ nothing), then its record and event are committed; a refused file is recorded as
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import select
+
 from audit import Actor, AuditAction, Outcome, Target, record_event
+from core.accepted_codes import AcceptedCode
 from core.db import transaction
+from core.identifiers import USCC
 from sandbox.data.load import LoadRefused, LoadResult, file_label, load_file
 from sandbox.data.synth import synthesize
 from sandbox.models import DataLoad
@@ -75,7 +80,10 @@ def load_recorded(
 ) -> LoadResult:
     """Load ``path`` into ``dataset`` (replacing it) or refuse it; either way, an audit event.
 
-    Setting ``stop`` ends it at its next batch with :class:`LoadStopped`: no data changed, no event.
+    The result's ``failing_keys`` leave out the credit codes the bureau accepts (of a dataset keyed
+    by credit codes: one keyed by ID numbers takes no credit code, accepted or not); the event counts
+    them (the keys themselves stay out of the permanent log). Setting ``stop`` ends it at its next
+    batch with :class:`LoadStopped`: no data changed, no event.
     """
     try:
         result = load_file(runtime.stores, runtime.catalog, dataset, path, stop=stop)
@@ -93,6 +101,10 @@ def load_recorded(
             )
         raise
     with transaction(runtime.sessions) as session:
+        if result.failing_keys and result.key_kind == USCC:
+            current = select(AcceptedCode.code).where(AcceptedCode.withdrawn_at.is_(None))
+            accepted = set(session.execute(current).scalars())
+            result = dataclasses.replace(result, failing_keys=result.failing_keys - accepted)
         session.add(
             DataLoad(
                 kind="file",
@@ -113,6 +125,8 @@ def load_recorded(
                 "sha256": result.sha256,
                 "rows": result.rows,
                 "format": result.format,
+                "keys_failing_check": len(result.failing_keys),
+                **({"keys_failing_check_more": True} if result.failing_keys_more else {}),
             },
             clock=runtime.clock,
         )

@@ -332,3 +332,33 @@ def test_operators_see_only_their_own_jobs_and_staff_see_all(
     assert [job["job_id"] for job in listed] == [my_job]
     everyone = client.get("/v1/jobs?status=queued", headers=auditor.headers).get_json()["jobs"]
     assert {job["job_id"] for job in everyone} == {my_job, their_job}
+
+
+def test_a_subject_scoped_job_about_a_code_the_bureau_accepts(
+    runtime: Runtime, client: FlaskClient, operator: Party, admin: Party
+) -> None:
+    """A credit code that fails its check is refused as mistyped, until the bureau accepts it."""
+    from core.identifiers import USCC_CHARSET, uscc_check_char
+
+    code = SUBJECT[:17] + USCC_CHARSET[(USCC_CHARSET.index(uscc_check_char(SUBJECT[:17])) + 1) % 31]
+    write_tax(runtime, [*TAXES, (code, 612_345.67)])
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, SUBJECT_BAND, exact=True)
+    scoped = {"release": "exact", "subject": code}
+    refused = _queue(client, operator, contract, program, **scoped)
+    assert refused.status_code == 422, refused.get_json()
+    assert "a character is mistyped" in refused.get_json()["error"]["details"][0]["message"]
+
+    accepted = client.post(
+        "/v1/accepted-codes", json={"code": code, "reason": "核对登记簿"}, headers=admin.headers
+    )
+    assert accepted.status_code == 201, accepted.get_json()
+    firm_account = make_account(runtime, client, Role.SUBJECT, "legacy.firm", subject_id=code)
+    grant = {"operator_id": operator.id, "purpose": "经营贷评分", "templates": [f"compute:{program}"]}
+    response = client.post("/v1/consents", json={**grant, "valid_days": 30}, headers=firm_account.headers)
+    assert response.status_code == 201, response.get_json()
+    queued = _queue(client, operator, contract, program, **scoped)
+    assert queued.status_code == 202, queued.get_json()
+    _run(runtime)
+    body = _job(client, operator, queued.get_json()["job_id"])
+    assert (body["status"], body["result"], body["subject"]) == ("succeeded", {"band": 1, "rows": 1}, code)

@@ -314,3 +314,121 @@ def test_serve_host_is_an_address_or_a_name_and_ipv6_is_bracketed(cli: CliRunner
         assert result.exit_code == 2, (bad, result.output)
         assert "neither an IP address nor a host name" in result.output
     assert "0.0.0.0" in cli.invoke(main, ["serve", "--host", ""]).output  # says how to mean everywhere
+
+
+def test_codes_accept_list_and_withdraw_a_non_conforming_credit_code(
+    cli: CliRunner, settings: Settings
+) -> None:
+    from core.identifiers import USCC_CHARSET, uscc_check_char
+
+    right = "913701023C5XXXX13C"
+    code = right[:17] + USCC_CHARSET[(USCC_CHARSET.index(uscc_check_char(right[:17])) + 1) % 31]
+    add_firm = ["users", "add", "--role", "subject", "--username", "legacy.firm", "--subject-id", code]
+    add_firm.append("--password-stdin")
+    added = cli.invoke(main, add_firm, input="a long enough password\n")
+    assert added.exit_code == 1 and "a character is mistyped" in added.output
+
+    accepted = cli.invoke(main, ["codes", "accept", code, "--reason", "核对登记簿"])
+    assert accepted.exit_code == 0, accepted.output
+    assert accepted.output.startswith(f"accepted {code} (")
+    row_id = accepted.output.strip().rsplit("(", 1)[1].rstrip(")")
+    added = cli.invoke(main, add_firm, input="a long enough password\n")
+    assert added.exit_code == 0, added.output
+    listed = cli.invoke(main, ["codes", "list"])
+    assert (
+        listed.exit_code == 0
+        and f"{code}  {row_id}  accepted" in listed.output
+        and "核对登记簿" in listed.output
+    )
+
+    twice = cli.invoke(main, ["codes", "accept", code, "--reason", "again"])
+    assert twice.exit_code == 1 and "accepted already" in twice.output
+    conforming = cli.invoke(main, ["codes", "accept", right, "--reason", "x"])
+    assert conforming.exit_code == 1 and "check characters are right" in conforming.output
+    assert cli.invoke(main, ["codes", "accept", code]).exit_code == 2  # --reason is required
+
+    withdrawn = cli.invoke(main, ["codes", "withdraw", row_id, "--reason", "登记簿已更正"])
+    assert withdrawn.exit_code == 0 and withdrawn.output.strip() == f"withdrawn {code} ({row_id})"
+    assert "withdrawn 20" in cli.invoke(main, ["codes", "list"]).output
+    missing = cli.invoke(main, ["codes", "withdraw", "no-such-id", "--reason", "x"])
+    assert missing.exit_code == 1 and "no such accepted code" in missing.output
+    assert [a for a, _ in _events(settings) if a.startswith("code.")] == ["code.accept", "code.withdraw"]
+
+
+def test_load_names_the_keys_that_fail_their_check_leaving_out_accepted_codes(
+    cli: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    from core.identifiers import is_valid_uscc
+
+    right, wrong, accepted = "913701023C5XXXX13C", "913701023C5XXXX130", "913701023C5XXXX131"
+    assert is_valid_uscc(right) and not is_valid_uscc(wrong) and not is_valid_uscc(accepted)
+    assert cli.invoke(main, ["codes", "accept", accepted, "--reason", "核对登记簿"]).exit_code == 0
+    good = tmp_path / "credit.csv"
+    good.write_text(
+        "credit_code,district,rating,dishonest_debtor,dishonest_cases,updated_date\n"
+        f"{right},历下区,A,false,0,2024-02-28\n{wrong},市中区,B,true,2,2024-03-01\n"
+        f"{accepted},市中区,B,true,2,2024-03-01\n",
+        encoding="utf-8",
+    )
+    result = cli.invoke(main, ["data", "load", "public_credit", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "loaded 3 rows into public_credit" in result.output
+    assert "warning: 1 distinct key of public_credit fails its id's check" in result.output
+    assert f"  '{wrong}'" in result.output and accepted not in result.output and right not in result.output
+    assert "sandbox codes accept" in result.output
+
+    runtime = open_runtime(settings)
+    try:
+        with runtime.sessions() as session:
+            event = session.scalars(
+                select(AuditEvent).where(AuditEvent.action == "data.load").order_by(AuditEvent.seq.desc())
+            ).first()
+    finally:
+        runtime.close()
+    assert event is not None and event.details["keys_failing_check"] == 1
+    assert wrong not in event.entry  # the keys stay out of the permanent log
+
+    clean = tmp_path / "clean.csv"
+    clean.write_text(good.read_text(encoding="utf-8").replace(f"{wrong},市中区,B,true,2,2024-03-01\n", ""))
+    quiet = cli.invoke(main, ["data", "load", "public_credit", str(clean)])
+    assert quiet.exit_code == 0 and "warning" not in quiet.output
+
+    row_id = cli.invoke(main, ["codes", "list"]).output.split()[1]
+    assert cli.invoke(main, ["codes", "withdraw", row_id, "--reason", "登记簿已更正"]).exit_code == 0
+    warned = cli.invoke(main, ["data", "load", "public_credit", str(clean)])  # withdrawn: named again
+    assert warned.exit_code == 0 and f"  '{accepted}'" in warned.output and "1 distinct key" in warned.output
+
+
+def test_a_load_keyed_by_id_numbers_names_an_accepted_credit_code_too(
+    cli: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    """A dataset keyed by resident ID numbers takes no credit code, accepted or not: it is named,
+    and the hint to accept it is not given, as accepting it would change nothing there."""
+    person, code = "11010519491231002X", "913701023C5XXXX131"
+    assert cli.invoke(main, ["codes", "accept", code, "--reason", "核对登记簿"]).exit_code == 0
+    path = tmp_path / "households.csv"
+    header = "resident_id,name,gender,birth_year,district,household_type,registered_date,address"
+    lines = [f"{key},张三,男,1949,历下区,家庭户,2000-01-01,某路 1 号" for key in (person, code)]
+    path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    result = cli.invoke(main, ["data", "load", "household_registration", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"  '{code}'" in result.output and person not in result.output
+    assert "sandbox codes accept" not in result.output
+
+
+def test_codes_list_says_when_there_is_none_and_keeps_one_row_per_line(cli: CliRunner) -> None:
+    assert cli.invoke(main, ["codes", "list"]).output == "no accepted codes\n"
+    code = "913701023C5XXXX131"
+    assert cli.invoke(main, ["codes", "accept", code, "--reason", "核对登记簿\n经办人复核"]).exit_code == 0
+    listed = cli.invoke(main, ["codes", "list"]).output
+    assert listed.count("\n") == 1 and listed.rstrip().endswith("核对登记簿 / 经办人复核")
+    named = cli.invoke(main, ["codes", "accept", "913701023C5XXXX132", "--reason", f"查 {code[:-1]}2 无误"])
+    assert named.exit_code == 1 and "names the code itself" in named.output
+
+
+def test_codes_commands_refuse_arguments_that_are_not_utf8(cli: CliRunner) -> None:
+    """Bytes a shell passes that are not UTF-8 arrive as lone surrogates: refused, no traceback."""
+    accept = cli.invoke(main, ["codes", "accept", "913701023C5XXXX131", "--reason", "\udcff\udcfe"])
+    assert accept.exit_code == 1 and "reason" in accept.output and "Traceback" not in accept.output
+    withdraw = cli.invoke(main, ["codes", "withdraw", "\udcff", "--reason", "x"])
+    assert withdraw.exit_code == 1 and "no such accepted code" in withdraw.output

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
+from core.identifiers import RESIDENT_ID, USCC
 from sandbox.data.codes import (
     JINAN_DIVISIONS,
     USCC_CHARSET,
@@ -14,6 +17,7 @@ from sandbox.data.codes import (
     is_valid_uscc,
     resident_id_check_char,
     uscc_check_char,
+    valid_mask,
 )
 
 # Published, real-world examples.
@@ -80,3 +84,40 @@ def test_bad_credit_codes_are_refused() -> None:
     assert not is_valid_uscc("91350100M000100Y44")  # last check changed
     assert not is_valid_uscc("91350100M000100Y4")  # short
     assert not is_valid_uscc("91350100I000100Y43")  # I is not in the charset
+
+
+def _mutated(value: str, rng: random.Random) -> str:
+    """One typo: a character replaced (from the alphabet, or one outside it), swapped, lost or added."""
+    alphabet = USCC_CHARSET + "IOSVZxa0123456789Xé\udcff"
+    chars, at = list(value), rng.randrange(len(value))
+    match rng.randrange(4):
+        case 0:
+            chars[at] = rng.choice(alphabet)
+        case 1 if at < len(chars) - 1:
+            chars[at], chars[at + 1] = chars[at + 1], chars[at]
+        case 2:
+            del chars[at]
+        case _:
+            chars.insert(at, rng.choice(alphabet))
+    return "".join(chars)
+
+
+def test_the_bulk_check_agrees_with_the_one_at_a_time_checks() -> None:
+    """valid_mask is what a load counts with: it must say what is_valid_* say, value for value."""
+    rng, typos = np.random.default_rng(7), random.Random(7)
+    n = 5_000
+    divisions = rng.choice([int(v) for v in JINAN_DIVISIONS.values()], n)
+    codes = generate_uscc(rng, divisions, rng.integers(0, 2, n), np.arange(n))
+    years, months, days = rng.integers(1900, 2024, n), rng.integers(1, 13, n), rng.integers(1, 29, n)
+    births = [int(f"{y}{m:02d}{d:02d}") for y, m, d in zip(years, months, days, strict=True)]
+    ids = generate_resident_ids(divisions, np.array(births), rng.integers(0, 1000, n))
+    odd = ["", "x" * 18, "é" * 9, "\udcff" * 18, "\ud800" * 18, "\udc30" * 6]  # é * 9: 18 bytes
+    odd += ["110105200002290021", "110105200002300023", "110105000001010028"]  # a leap day; no date; year 0
+    values = codes + ids + [_mutated(v, typos) for v in codes + ids] + odd
+    for kind, check in ((USCC, is_valid_uscc), (RESIDENT_ID, is_valid_resident_id)):
+        bulk = valid_mask(values, kind)
+        assert bulk.tolist() == [check(v) for v in values]
+        assert 0 < bulk.sum() < len(values)  # both answers occur: the comparison means something
+    assert valid_mask([], USCC).tolist() == []
+    with pytest.raises(ValueError, match="no check for ids of kind"):
+        valid_mask(codes[:1], "person_name")

@@ -115,7 +115,8 @@ def test_good_csv_loads_with_chinese_values_exact(
     result = load_file(stores, intake_catalog, "enterprises", path)
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    assert result == LoadResult(dataset="enterprises", rows=2, sha256=digest, format="csv")
+    # Keyed by credit codes, both of them right: none fails its check.
+    assert result == LoadResult(dataset="enterprises", rows=2, sha256=digest, format="csv", key_kind="uscc")
     assert _table_rows(stores, dataset) == [
         (
             *("913701023C00001X2B", "济南·泉城（历下）科技有限公司", "历下区", "制造业", 1e6),
@@ -421,3 +422,36 @@ def test_a_refused_path_is_named_even_when_it_is_dot_or_root(
         with pytest.raises(LoadRefused) as refused:
             load_file(stores, intake_catalog, "permits", path)
         assert refused.value.message.startswith(f"{shown} was refused"), refused.value.message
+
+
+@pytest.mark.parametrize("batch_size", [1, 50_000])
+def test_keys_failing_their_check_are_counted_not_refused(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, batch_size: int
+) -> None:
+    """A credit code whose check character is wrong loads (a real one may not conform) and is named."""
+    good = uscc("913701023C00001X2B")
+    bad = good[:17] + ("0" if good[17] != "0" else "1")
+    rows = [_permit(good), _permit(bad), _permit(bad, note="again"), _permit("ABC")]
+    path = _csv(tmp_path / "permits.csv", PERMIT_HEADER, rows)
+    result = load_file(stores, intake_catalog, "permits", path, batch_size=batch_size)
+    assert result.rows == 4
+    assert result.failing_keys == frozenset({bad, "ABC"}) and not result.failing_keys_more
+    # A dataset whose key has no id format is not checked.
+    permits = intake_catalog.dataset("permits")
+    key = permits.fields[0].model_copy(update={"format": None})
+    unformatted = permits.model_copy(update={"fields": [key, *permits.fields[1:]]})
+    other = intake_catalog.model_copy(
+        update={"datasets": {**intake_catalog.datasets, "permits": unformatted}}
+    )
+    assert load_file(stores, other, "permits", path).failing_keys == frozenset()
+
+
+def test_failing_keys_past_the_cap_are_cut_and_said_to_be_more(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sandbox.data.load.MAX_FAILING_KEYS", 3)
+    rows = [_permit(f"91370102MA3C5X{n:04d}") for n in range(10)]
+    result = load_file(
+        stores, intake_catalog, "permits", _csv(tmp_path / "p.csv", PERMIT_HEADER, rows), batch_size=4
+    )
+    assert len(result.failing_keys) == 3 and result.failing_keys_more
