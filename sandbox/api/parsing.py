@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import re
+import types
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 from flask import request
 from pydantic import BaseModel
@@ -15,6 +17,7 @@ from core.errors import BadRequest, Invalid, TooLarge
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # no request shape here nests deeper than a few levels
 MAX_INT_DIGITS = 4300  # Python's own limit on converting digits to an int
+QUERY_INTEGER = re.compile(r"-?[0-9]+")  # ASCII digits; no "+", point, "_", space or exponent
 
 
 def body_bytes() -> bytes:
@@ -26,6 +29,14 @@ def body_bytes() -> bytes:
     exception, of no type shared between servers (gunicorn's ``InvalidChunkSize``, for one), and
     was a 500. Both are the client's malformed request, refused as this API refuses any other.
     """
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity"):
+        # Werkzeug does not decode a compressed body: it would be read as bytes that are neither
+        # UTF-8 nor JSON, and refused saying so, which sends its client looking in the wrong place.
+        raise BadRequest(
+            f"the body is sent with Content-Encoding {coding[:32]!r}, which this API does not "
+            "take: send it uncompressed"
+        )
     try:
         raw = request.get_data(cache=True)
     except ClientDisconnected:
@@ -157,8 +168,32 @@ def parse_body(model: type[M]) -> M:
 
 
 def parse_query(model: type[M]) -> M:
-    """The query string validated as ``model``; a repeated parameter is refused."""
-    return model.model_validate(single_values(request.args, "query parameter"))
+    """The query string validated as ``model``; a repeated parameter is refused.
+
+    An integer parameter is ASCII digits with an optional ``-``, as in a JSON body: pydantic's lax
+    mode would also take ``1.0``, ``+5``, ``1_000`` and `` 7 `` (each read as another spelling of
+    a number, so two clients' logs would disagree on what was asked).
+    """
+    values = single_values(request.args, "query parameter")
+    wrong = [
+        {"field": name, "message": "an integer of ASCII digits (no +, point, underscore or space)"}
+        for name, value in values.items()
+        if name in model.model_fields
+        and _integer_field(model.model_fields[name].annotation)
+        and not QUERY_INTEGER.fullmatch(value)
+    ]
+    if wrong:
+        raise Invalid(f"{len(wrong)} problem(s) in the request", details=wrong)
+    return model.model_validate(values)
+
+
+def _integer_field(annotation: Any) -> bool:
+    """``int``, or ``int | None``."""
+    if annotation is int:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return int in get_args(annotation) and all(a in (int, type(None)) for a in get_args(annotation))
+    return False
 
 
 def single_values(given: MultiDict[str, str], what: str) -> dict[str, str]:
