@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from authz.permissions import Permission
 from catalog import Catalog
-from core.errors import NotFound, TooLarge
+from core.errors import Invalid, NotFound
 from sandbox.api.parsing import parse_query
 from sandbox.api.registry import route
 from sandbox.data.mock import mock_rows
@@ -136,6 +136,10 @@ def mock(name: str) -> Response:
     query = parse_query(MockQuery)
     limit = catalog.disclosure.mock_rows_max
     if query.rows > limit:
-        raise TooLarge(f"at most {limit} mock rows per request")
+        # A parameter out of its range, as rows=0 is (422); not 413, which is for a request's body.
+        raise Invalid(
+            f"at most {limit} mock rows per request",
+            details=[{"field": "rows", "message": f"at most {limit} (the policy's mock_rows_max)"}],
+        )
     dataset = catalog.dataset(name)
     return jsonify({"dataset": name, "mock": True, "rows": mock_rows(dataset, query.rows, seed=query.seed)})
