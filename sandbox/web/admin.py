@@ -1,9 +1,11 @@
-"""The administrator's page: operators (register, credentials, suspend), accounts, signing keys."""
+"""The administrator's page: operators (register, credentials, suspend), accounts, accepted credit
+codes, signing keys."""
 
 from __future__ import annotations
 
 from flask import Response, current_app, g, render_template, request
 
+from authz import accepted_codes
 from authz.accounts import ACCOUNT_ROLES, create_account
 from authz.permissions import Permission, Role
 from core.db import transaction
@@ -24,6 +26,7 @@ def admin_home() -> str:
             operators=operators.list_operators(session),
             credentials=operators.credentials_by_operator(session),
             accounts=console_service.list_accounts(session),
+            codes=accepted_codes.list_codes(session),
             keys=console_service.signing_keys(session),
             roles=[r.value for r in ACCOUNT_ROLES],
         )
@@ -144,6 +147,44 @@ def admin_create_account() -> Response:
     except SandboxError as exc:
         return refused(exc, "web.admin_home")
     return done("flash.account_created", "web.admin_home")
+
+
+@page("/admin/codes", permission=Permission.CODES_MANAGE, methods=("POST",))
+def admin_accept_code() -> Response:
+    """Accept a real credit code whose check character does not conform (see core.accepted_codes)."""
+    rt = runtime()
+    try:
+        with transaction(rt.sessions) as session:
+            accepted_codes.accept_code(
+                session,
+                code=request.form.get("code", "").strip(),
+                reason=request.form.get("reason", ""),
+                actor=user().actor,
+                request_id=g.request_id,
+                clock=rt.clock,
+            )
+    except SandboxError as exc:
+        return refused(exc, "web.admin_home")
+    return done("flash.code_accepted", "web.admin_home")
+
+
+@page("/admin/codes/<code_id>/withdraw", permission=Permission.CODES_MANAGE, methods=("POST",))
+def admin_withdraw_code(code_id: str) -> Response:
+    """Withdraw an acceptance, with a reason: the code is refused as mistyped again."""
+    rt = runtime()
+    try:
+        with transaction(rt.sessions) as session:
+            accepted_codes.withdraw_code(
+                session,
+                code_id,
+                reason=request.form.get("reason", ""),
+                actor=user().actor,
+                request_id=g.request_id,
+                clock=rt.clock,
+            )
+    except SandboxError as exc:
+        return refused(exc, "web.admin_home")
+    return done("flash.code_withdrawn", "web.admin_home")
 
 
 @page("/admin/keys/rotate", permission=Permission.KEYS_MANAGE, methods=("POST",))

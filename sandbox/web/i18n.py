@@ -133,6 +133,8 @@ _LABELS: list[tuple[str, str, str]] = [
         "已撤回同意,此后需要该同意的核验将被拒绝。",
     ),
     ("flash.operator_registered", "Operator registered.", "运营方已登记。"),
+    ("flash.code_accepted", "Code accepted.", "代码已认可。"),
+    ("flash.code_withdrawn", "Acceptance withdrawn.", "认可已撤回。"),
     ("flash.operator_suspended", "Operator suspended.", "运营方已暂停。"),
     ("flash.operator_reinstated", "Operator reinstated.", "运营方已恢复。"),
     (
@@ -273,6 +275,24 @@ _LABELS: list[tuple[str, str, str]] = [
     ("admin.create_account", "Create an account", "创建账户"),
     ("admin.role", "Role", "角色"),
     ("admin.subject_id", "Subject ID (subjects only)", "主体编号(仅数据主体)"),
+    ("admin.codes", "Accepted credit codes", "认可的统一社会信用代码"),
+    (
+        "admin.codes_hint",
+        "A few real codes issued before 2016 fail the GB 32100 check and are refused as mistyped. "
+        "Accept one only after checking it against the registry.",
+        "少数 2016 年前赋予的真实代码不符合 GB 32100 校验规则，会被当作输入错误拒绝。"
+        "请先与登记簿核对后再认可。",
+    ),
+    ("admin.accepted_at", "Accepted", "认可时间"),
+    ("admin.code_accepted", "Accepted", "已认可"),
+    ("admin.code_withdrawn", "Withdrawn", "已撤回"),
+    ("admin.withdraw", "Withdraw", "撤回"),
+    ("admin.accept_code", "Accept a code", "认可代码"),
+    (
+        "admin.code_reason",
+        "How it was checked (kept in the audit log; do not write the code in it)",
+        "核对方式(记入审计日志，请勿写入代码本身)",
+    ),
     ("admin.keys", "Signing keys", "签名密钥"),
     ("admin.kid", "Key ID", "密钥 ID"),
     ("admin.key_active", "Active", "启用中"),

@@ -509,3 +509,47 @@ def test_a_console_path_nobody_serves_shows_who_is_signed_in(client: FlaskClient
         assert response.status_code in (404, 405)
         assert "reviewer1" in body and 'action="/console/logout"' in body
     assert client.get("/console/review").status_code == 200  # the session goes on
+
+
+def test_admin_accepts_a_non_conforming_code_and_withdraws_it(client: FlaskClient, runtime: Runtime) -> None:
+    """The console reaches the same service as /v1/accepted-codes: checked, audited, listed."""
+    from core.identifiers import is_valid_uscc
+
+    code = "913701023C5XXXX131"  # the organization code is right, the final check character is not
+    assert not is_valid_uscc(code)
+    sign_in(client, "admin1")
+    token = csrf_of(client, "/console/admin")
+    page = client.get("/console/admin").get_data(as_text=True)
+    assert 'id="h-codes"' in page and 'action="/console/admin/codes"' in page
+
+    conforming = client.post(
+        "/console/admin/codes",
+        data={"csrf_token": token, "code": "913701023C5XXXX13C", "reason": "核对登记簿"},
+        follow_redirects=True,
+    )
+    assert conforming.status_code == 200 and "check characters are right" in conforming.get_data(as_text=True)
+    assert _events(runtime, "code.accept") == []
+    assert client.post("/console/admin/codes", data={"code": code, "reason": "x"}).status_code == 400  # CSRF
+
+    accepted = client.post(
+        "/console/admin/codes",
+        data={"csrf_token": token, "code": code, "reason": "核对登记簿"},
+        follow_redirects=True,
+    )
+    body = accepted.get_data(as_text=True)
+    assert accepted.status_code == 200 and "代码已认可" in body and f"<code>{code}</code>" in body
+    (event,) = _events(runtime, "code.accept")
+    assert event.details == {"reason": "核对登记簿"} and code not in event.entry
+
+    withdrawn = client.post(
+        f"/console/admin/codes/{event.target_id}/withdraw",
+        data={"csrf_token": token, "reason": "登记簿已更正"},
+        follow_redirects=True,
+    )
+    assert withdrawn.status_code == 200 and "认可已撤回" in withdrawn.get_data(as_text=True)
+    assert "已撤回" in withdrawn.get_data(as_text=True) and len(_events(runtime, "code.withdraw")) == 1
+    # Another role is refused the form (with its own valid CSRF token: the refusal is the role's).
+    sign_in(client, "reviewer1")
+    theirs = csrf_of(client, "/console/review")
+    forged = client.post("/console/admin/codes", data={"csrf_token": theirs, "code": code, "reason": "x"})
+    assert forged.status_code == 403 and len(_events(runtime, "code.accept")) == 1
