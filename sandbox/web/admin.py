@@ -3,7 +3,10 @@ codes, signing keys."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Response, current_app, g, render_template, request
+from sqlalchemy.orm import Session
 
 from authz import accepted_codes
 from authz.accounts import ACCOUNT_ROLES, create_account
@@ -12,8 +15,20 @@ from core.db import transaction
 from core.errors import Invalid, SandboxError
 from operators import services as operators
 from operators.models import OperatorStatus
+from sandbox.runtime import Runtime
 from sandbox.services import console as console_service
 from sandbox.web.console import done, page, refused, runtime, user
+
+
+def _change(action: Callable[[Session, Runtime], object], message: str) -> Response:
+    """Run ``action`` in one transaction; back to the page with ``message``, or with the refusal."""
+    rt = runtime()
+    try:
+        with transaction(rt.sessions) as session:
+            action(session, rt)
+    except SandboxError as exc:
+        return refused(exc, "web.admin_home")
+    return done(message, "web.admin_home")
 
 
 @page("/admin", permission=Permission.OPERATORS_WRITE)
@@ -35,23 +50,20 @@ def admin_home() -> str:
 @page("/admin/operators", permission=Permission.OPERATORS_WRITE, methods=("POST",))
 def admin_register_operator() -> Response:
     """Register a licensed operator."""
-    rt = runtime()
     qualifications = [q.strip() for q in request.form.get("qualifications", "").split(",") if q.strip()]
-    try:
-        with transaction(rt.sessions) as session:
-            operators.register_operator(
-                session,
-                name=request.form.get("name", ""),
-                credit_code=request.form.get("credit_code", "").strip(),
-                license_no=request.form.get("license_no", ""),
-                qualifications=qualifications[:20],
-                actor=user().actor,
-                request_id=g.request_id,
-                clock=rt.clock,
-            )
-    except SandboxError as exc:
-        return refused(exc, "web.admin_home")
-    return done("flash.operator_registered", "web.admin_home")
+    return _change(
+        lambda session, rt: operators.register_operator(
+            session,
+            name=request.form.get("name", ""),
+            credit_code=request.form.get("credit_code", "").strip(),
+            license_no=request.form.get("license_no", ""),
+            qualifications=qualifications[:20],
+            actor=user().actor,
+            request_id=g.request_id,
+            clock=rt.clock,
+        ),
+        "flash.operator_registered",
+    )
 
 
 @page(
@@ -77,39 +89,33 @@ def admin_issue_credentials(operator_id: str) -> str:
 )
 def admin_revoke_credentials(operator_id: str, client_id: str) -> Response:
     """Revoke one client id, with a reason: it gets no more tokens."""
-    rt = runtime()
-    try:
-        with transaction(rt.sessions) as session:
-            operators.revoke_credentials(
-                session,
-                operator_id,
-                client_id,
-                reason=request.form.get("reason", "").strip(),
-                actor=user().actor,
-                request_id=g.request_id,
-                clock=rt.clock,
-            )
-    except SandboxError as exc:
-        return refused(exc, "web.admin_home")
-    return done("flash.credentials_revoked", "web.admin_home")
+    return _change(
+        lambda session, rt: operators.revoke_credentials(
+            session,
+            operator_id,
+            client_id,
+            reason=request.form.get("reason", "").strip(),
+            actor=user().actor,
+            request_id=g.request_id,
+            clock=rt.clock,
+        ),
+        "flash.credentials_revoked",
+    )
 
 
 def _set_status(operator_id: str, status: OperatorStatus, message: str) -> Response:
-    rt = runtime()
-    try:
-        with transaction(rt.sessions) as session:
-            operators.set_status(
-                session,
-                operator_id,
-                status,
-                reason=request.form.get("reason", ""),
-                actor=user().actor,
-                request_id=g.request_id,
-                clock=rt.clock,
-            )
-    except SandboxError as exc:
-        return refused(exc, "web.admin_home")
-    return done(message, "web.admin_home")
+    return _change(
+        lambda session, rt: operators.set_status(
+            session,
+            operator_id,
+            status,
+            reason=request.form.get("reason", ""),
+            actor=user().actor,
+            request_id=g.request_id,
+            clock=rt.clock,
+        ),
+        message,
+    )
 
 
 @page("/admin/operators/<operator_id>/suspend", permission=Permission.OPERATORS_SUSPEND, methods=("POST",))
@@ -127,64 +133,55 @@ def admin_reinstate(operator_id: str) -> Response:
 @page("/admin/accounts", permission=Permission.USERS_MANAGE, methods=("POST",))
 def admin_create_account() -> Response:
     """A staff or subject account; the service lists every problem."""
-    rt = runtime()
     try:
         role = Role(request.form.get("role", ""))
     except ValueError:
         problem = Invalid("no such role", details=[{"field": "role", "message": "unknown"}])
         return refused(problem, "web.admin_home")
-    try:
-        with transaction(rt.sessions) as session:
-            create_account(
-                session,
-                username=request.form.get("username", "").strip(),
-                role=role,
-                password=request.form.get("password", ""),
-                subject_id=request.form.get("subject_id", "").strip() or None,
-                actor=user().actor,
-                clock=rt.clock,
-            )
-    except SandboxError as exc:
-        return refused(exc, "web.admin_home")
-    return done("flash.account_created", "web.admin_home")
+    return _change(
+        lambda session, rt: create_account(
+            session,
+            username=request.form.get("username", "").strip(),
+            role=role,
+            password=request.form.get("password", ""),
+            subject_id=request.form.get("subject_id", "").strip() or None,
+            actor=user().actor,
+            clock=rt.clock,
+        ),
+        "flash.account_created",
+    )
 
 
 @page("/admin/codes", permission=Permission.CODES_MANAGE, methods=("POST",))
 def admin_accept_code() -> Response:
     """Accept a real credit code whose check character does not conform (see core.accepted_codes)."""
-    rt = runtime()
-    try:
-        with transaction(rt.sessions) as session:
-            accepted_codes.accept_code(
-                session,
-                code=request.form.get("code", "").strip(),
-                reason=request.form.get("reason", ""),
-                actor=user().actor,
-                request_id=g.request_id,
-                clock=rt.clock,
-            )
-    except SandboxError as exc:
-        return refused(exc, "web.admin_home")
-    return done("flash.code_accepted", "web.admin_home")
+    return _change(
+        lambda session, rt: accepted_codes.accept_code(
+            session,
+            code=request.form.get("code", "").strip(),
+            reason=request.form.get("reason", ""),
+            actor=user().actor,
+            request_id=g.request_id,
+            clock=rt.clock,
+        ),
+        "flash.code_accepted",
+    )
 
 
 @page("/admin/codes/<code_id>/withdraw", permission=Permission.CODES_MANAGE, methods=("POST",))
 def admin_withdraw_code(code_id: str) -> Response:
     """Withdraw an acceptance, with a reason: the code is refused as mistyped again."""
-    rt = runtime()
-    try:
-        with transaction(rt.sessions) as session:
-            accepted_codes.withdraw_code(
-                session,
-                code_id,
-                reason=request.form.get("reason", ""),
-                actor=user().actor,
-                request_id=g.request_id,
-                clock=rt.clock,
-            )
-    except SandboxError as exc:
-        return refused(exc, "web.admin_home")
-    return done("flash.code_withdrawn", "web.admin_home")
+    return _change(
+        lambda session, rt: accepted_codes.withdraw_code(
+            session,
+            code_id,
+            reason=request.form.get("reason", ""),
+            actor=user().actor,
+            request_id=g.request_id,
+            clock=rt.clock,
+        ),
+        "flash.code_withdrawn",
+    )
 
 
 @page("/admin/keys/rotate", permission=Permission.KEYS_MANAGE, methods=("POST",))
