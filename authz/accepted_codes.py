@@ -85,7 +85,6 @@ def accept_code(
     except IntegrityError as exc:
         if not any(name in str(exc.orig) for name in ("accepted_codes.code", "uq_accepted_codes_code")):
             raise  # not the race below (SQLite's and PostgreSQL's words for it): a real error
-            raise
         # Accepted by another request since the read above (PostgreSQL; SQLite writers take turns).
         raise Conflict("the code is accepted already") from exc
     _record(session, AuditAction.CODE_ACCEPT, row, text, actor, request_id, clock)
