@@ -17,7 +17,7 @@ from core.accepted_codes import MAX_REASON, AcceptedCode, acceptable
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, NotFound
 from core.identifiers import is_valid_uscc, uscc_shaped
-from core.text import note_text
+from core.text import is_utf8_text, note_text, required_note
 
 NOT_ACCEPTED = "no such accepted code"
 
@@ -25,13 +25,6 @@ NOT_ACCEPTED = "no such accepted code"
 def actor_label(actor: Actor) -> str:
     """Who accepted or withdrew, as the row keeps it: ``admin:<account id>``, ``system:cli``."""
     return f"{actor.kind.value}:{actor.id}" if actor.id else actor.kind.value
-
-
-def _reason(value: object) -> str:
-    text, need = note_text(value, MAX_REASON, required=True)
-    if text is None:
-        raise Invalid("the reason is not acceptable", details=[{"field": "reason", "message": need}])
-    return text
 
 
 def _code_problem(code: object) -> str | None:
@@ -101,8 +94,8 @@ def withdraw_code(
     clock: Clock = utcnow,
 ) -> AcceptedCode:
     """Withdraw an acceptance: the code is refused as mistyped again from the next check on; audited."""
-    text = _reason(reason)
-    if not _is_text(code_id):  # from a command line, bytes that are not UTF-8: no row has that id
+    text = required_note(reason, MAX_REASON)
+    if not is_utf8_text(code_id):  # from a command line, bytes that are not UTF-8: no row has that id
         raise NotFound(NOT_ACCEPTED)
     row = session.execute(
         select(AcceptedCode).where(AcceptedCode.id == code_id).with_for_update()
@@ -115,14 +108,6 @@ def withdraw_code(
     session.flush()
     _record(session, AuditAction.CODE_WITHDRAW, row, text, actor, request_id, clock)
     return row
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def list_codes(session: Session) -> list[AcceptedCode]:

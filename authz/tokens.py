@@ -22,6 +22,7 @@ from authz.permissions import Role
 from core.clock import Clock, utcnow
 from core.errors import SandboxError
 from core.keys import SigningKey
+from core.text import is_utf8_text
 
 ALGORITHM = "EdDSA"
 ISSUER = "public-data-sandbox"
@@ -139,13 +140,7 @@ def verify(
 def _claim_text(value: object) -> bool:
     """An id claim fit to look up and store: 1-128 characters of UTF-8 text without NUL (a lone
     surrogate, which JSON's ``\\ud800`` allows, failed in the database driver as a 500)."""
-    if not isinstance(value, str) or not 1 <= len(value) <= 128 or "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return isinstance(value, str) and 1 <= len(value) <= 128 and "\x00" not in value and is_utf8_text(value)
 
 
 def check_times(claims: Claims, *, clock: Clock = utcnow, leeway_seconds: int = 5) -> None:

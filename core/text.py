@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from core.errors import Invalid
+
 # Control characters (Cc: newlines, bells, escapes) and the line and paragraph separators break a
 # line of a listing or a log into two; bidi controls reorder what a reviewer reads, and the
 # invisible spaces hide characters. Other format characters stay allowed: the zero-width joiner
@@ -59,3 +61,22 @@ def note_text(value: object, most: int, *, required: bool) -> tuple[str | None, 
     if any(_refused(char) for char in text if char not in _NOTE_ALLOWED):
         return None, "lines of text, without other control characters, bidi controls or invisible spaces"
     return text or None, None
+
+
+def required_note(value: object, most: int, *, field: str = "reason") -> str:
+    """:func:`note_text` for a note that must be given (an admin's reason): the note as kept, or
+    ``invalid`` saying why it cannot be."""
+    text, need = note_text(value, most, required=True)
+    if text is None:
+        raise Invalid(f"the {field} is not acceptable", details=[{"field": field, "message": need}])
+    return text
+
+
+def is_utf8_text(value: str) -> bool:
+    """Whether ``value`` encodes as UTF-8: not so with a lone surrogate, which JSON's ``\\ud800``
+    and a command line's bytes that are not UTF-8 both make, and no database driver can store."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

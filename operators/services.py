@@ -14,7 +14,7 @@ from core.accepted_codes import operator_code_problem
 from core.clock import Clock, utcnow
 from core.errors import Conflict, Invalid, NotFound
 from core.passwords import hash_secret, verify_secret
-from core.text import line_problem, note_text
+from core.text import line_problem, required_note
 from operators.errors import OperatorSuspended
 from operators.models import Operator, OperatorCredential, OperatorStatus
 
@@ -175,10 +175,7 @@ MAX_REASON = 500
 def _reason(reason: str) -> str:
     """The reason an admin gives for a change to an operator or its credentials, required (and
     refused, not cut, when longer than ``MAX_REASON``)."""
-    text, need = note_text(reason, MAX_REASON, required=True)
-    if text is None:
-        raise Invalid("the reason is not acceptable", details=[{"field": "reason", "message": need}])
-    return text
+    return required_note(reason, MAX_REASON)
 
 
 def set_status(

@@ -13,6 +13,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from core.errors import BadRequest, Invalid, TooLarge
+from core.text import is_utf8_text
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # no request shape here nests deeper than a few levels
@@ -98,10 +99,8 @@ def _check_value(value: Any, *, depth: int) -> None:
 
 
 def _check_text(text: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise BadRequest("the body holds a lone UTF-16 surrogate, which is not text") from exc
+    if not is_utf8_text(text):
+        raise BadRequest("the body holds a lone UTF-16 surrogate, which is not text")
     if "\x00" in text:
         # PostgreSQL cannot store NUL in text; refused here for every backend alike.
         raise BadRequest("the body holds a NUL character")
