@@ -9,7 +9,7 @@ Both run on the same engine (the DuckDB scan store of a fresh home) over the sam
   suppression, noise, the atomic ε charge, the audit event, the seal and the cache entry. Each run
   asks with a slightly different ε, so none is served from the cache.
 * **raw SQL**: what an analyst would write for the same figures:
-  ``SELECT industry, count(*), sum(tax_paid), avg(tax_paid) FROM enterprise_tax
+  ``SELECT industry, count(*), sum(annual_tax), avg(annual_tax) FROM enterprise_tax
   WHERE district = ? AND year = ? GROUP BY industry``.
 
 Runs alternate between the two; the medians are compared.
@@ -36,7 +36,7 @@ from sandbox.runtime import Runtime, init_home, open_runtime  # noqa: E402
 
 SYSTEM = Actor(ActorKind.SYSTEM, "bench")
 RAW = text(
-    "SELECT industry, count(*) AS n, sum(tax_paid) AS s, avg(tax_paid) AS m FROM enterprise_tax "
+    "SELECT industry, count(*) AS n, sum(annual_tax) AS s, avg(annual_tax) AS m FROM enterprise_tax "
     "WHERE district = :district AND year = :year GROUP BY industry"
 )
 
@@ -76,7 +76,7 @@ def _contract(runtime: Runtime) -> tuple[str, str]:
         )  # fmt: skip
         contract = contracts.request_authorization(
             session, runtime.catalog, operator_id=operator.id, purpose="压测", actor=SYSTEM, request_id=None,
-            datasets={"enterprise_tax": ["year", "district", "industry", "tax_paid"]},
+            datasets={"enterprise_tax": ["year", "district", "industry", "annual_tax"]},
             operations=["aggregate"],
             limits={"valid_days": 30, "daily_quota": 1000, "epsilon_total": 10.0, "epsilon_per_query": 1.0},
         )  # fmt: skip
@@ -97,7 +97,11 @@ def _dp(runtime: Runtime, operator_id: str, contract_id: str, run: int) -> float
 
     spec = {
         "dataset": "enterprise_tax",
-        "metrics": [{"op": "count"}, {"op": "sum", "field": "tax_paid"}, {"op": "mean", "field": "tax_paid"}],
+        "metrics": [
+            {"op": "count"},
+            {"op": "sum", "field": "annual_tax"},
+            {"op": "mean", "field": "annual_tax"},
+        ],
         "group_by": ["industry"],
         "filters": [
             {"field": "district", "op": "eq", "value": "历下区"},

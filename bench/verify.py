@@ -80,7 +80,7 @@ def _setup(settings: Settings, enterprises: int) -> tuple[str, str, str, list[st
             )
             contract = contracts.request_authorization(
                 session, runtime.catalog, operator_id=operator.id, purpose="压测", actor=SYSTEM,
-                request_id=None, datasets={"enterprise_tax": ["credit_code", "year", "tax_paid"]},
+                request_id=None, datasets={"enterprise_tax": ["credit_code", "year", "annual_tax"]},
                 operations=["verify:tax_paid_at_least"],
                 limits={"valid_days": 30, "daily_quota": 100_000, "epsilon_total": 1.0,
                         "epsilon_per_query": 0.5},
@@ -170,7 +170,7 @@ def _minimal_view(app: Any) -> Any:
         found = (
             opened["data"]
             .execute(
-                "SELECT sum(tax_paid) FROM enterprise_tax WHERE credit_code = ? AND year = ?",
+                "SELECT sum(annual_tax) FROM enterprise_tax WHERE credit_code = ? AND year = ?",
                 (body["subject"], body["params"]["year"]),
             )
             .fetchone()

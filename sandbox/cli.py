@@ -128,6 +128,17 @@ def init() -> None:
     click.echo(f"signing key {report.active_kid}{' (new)' if report.key_created else ''}")
     if report.policy_recorded:
         click.echo("policy      new version recorded in the audit log")
+    _warn_stale(report.stale_datasets)
+
+
+def _warn_stale(stale: dict[str, list[str]]) -> None:
+    """A warning for each dataset whose stored table the policy has changed under (on stderr)."""
+    for name, problems in stale.items():
+        click.echo(
+            f"warning: the stored data of {name} does not match the policy ({'; '.join(problems)}); "
+            f"jobs on it are refused until it is loaded again: sandbox data load {name} FILE",
+            err=True,
+        )
 
 
 @main.group()
@@ -429,12 +440,14 @@ def serve(
 def _open_and_sync_policy(settings: Settings) -> None:
     """Open the service on its home (refusing a bad one) and record the policy if it changed."""
     from core.db import transaction
+    from sandbox.data.stores import stale_datasets
     from sandbox.runtime import open_runtime, sync_policy
 
     runtime = open_runtime(settings)
     try:
         with transaction(runtime.sessions) as session:
             sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
+        _warn_stale(stale_datasets(runtime.stores, runtime.catalog))
     finally:
         runtime.close()
 

@@ -372,7 +372,7 @@ def step_contract(ctx: DemoContext) -> None:
         "purpose": "小微企业信用贷款贷前核验",
         "operations": ["verify:tax_paid_at_least", "verify:enterprise_active"],
         "datasets": {
-            "enterprise_tax": ["credit_code", "year", "tax_paid"],
+            "enterprise_tax": ["credit_code", "year", "annual_tax"],
             "enterprises": ["credit_code", "status"],
         },
         "limits": {

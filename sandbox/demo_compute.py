@@ -22,7 +22,7 @@ secret = ().__class__.__mro__
 """
 PROGRAM = """\
 OUTPUT_BOUNDS = {"median_tax": [0, 100000], "share_grade_a": [0, 1]}
-paid = [r["tax_paid"] for r in data if r["year"] == params["year"]]
+paid = [r["annual_tax"] for r in data if r["year"] == params["year"]]
 grades = [r["tax_credit_grade"] for r in data if r["year"] == params["year"]]
 result = {
     "median_tax": stats.median(paid) if paid else 0,
@@ -40,7 +40,7 @@ def _compute_contract(ctx: DemoContext) -> str:
     request = {
         "purpose": "小微企业纳税画像研究",
         "operations": ["compute"],
-        "datasets": {"enterprise_tax": ["credit_code", "year", "tax_paid", "tax_credit_grade"]},
+        "datasets": {"enterprise_tax": ["credit_code", "year", "annual_tax", "tax_credit_grade"]},
         "limits": {
             "valid_days": 30,
             "daily_quota": 100,
@@ -53,7 +53,7 @@ def _compute_contract(ctx: DemoContext) -> str:
     url = f"/v1/authorizations/{contract['id']}/approve"
     status, _, approved = http(ctx, "POST", url, {"comment": "研究用途"}, _bearer(ctx, "reviewer"))
     ctx.echo(
-        "   a compute contract: enterprise_tax year, tax_paid, tax_credit_grade; "
+        "   a compute contract: enterprise_tax year, annual_tax, tax_credit_grade; "
         f"ε {approved['limits']['epsilon_total']} → {status} {approved['status']}"
     )
     return str(contract["id"])

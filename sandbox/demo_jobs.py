@@ -102,7 +102,7 @@ def _statistics_contract(ctx: DemoContext) -> str:
     request = {
         "purpose": "区域产业纳税统计分析",
         "operations": ["aggregate"],
-        "datasets": {"enterprise_tax": ["year", "district", "industry", "tax_paid"]},
+        "datasets": {"enterprise_tax": ["year", "district", "industry", "annual_tax"]},
         "limits": {
             "valid_days": 90,
             "daily_quota": 1000,
@@ -130,7 +130,7 @@ def step_aggregate(ctx: DemoContext) -> None:
     spec = {
         "authorization_id": contract,
         "dataset": "enterprise_tax",
-        "metrics": [{"op": "count"}, {"op": "mean", "field": "tax_paid"}],
+        "metrics": [{"op": "count"}, {"op": "mean", "field": "annual_tax"}],
         "group_by": ["district"],
         "filters": [{"field": "year", "op": "eq", "value": 2024}],
         "epsilon": 1.0,
@@ -139,7 +139,7 @@ def step_aggregate(ctx: DemoContext) -> None:
     ctx.echo(f"   operator: POST /v1/aggregate (count and mean tax by district, 2024, ε 1.0) → {status}")
     for row in answer["rows"]:
         ctx.echo(
-            f"     {row['district']:<6} count {row['count']:>6}   mean tax ¥{row['mean_tax_paid']:>14,.2f}"
+            f"     {row['district']:<6} count {row['count']:>6}   mean tax ¥{row['mean_annual_tax']:>14,.2f}"
         )
     ctx.echo(
         "     (a mean's noise grows with the field's bounds in policy over the group's count: a small"

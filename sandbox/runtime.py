@@ -31,7 +31,7 @@ from core.db import (
 )
 from core.errors import ConfigurationError
 from sandbox import migrate
-from sandbox.data.stores import DataStores, ensure_tables
+from sandbox.data.stores import DataStores, ensure_tables, stale_datasets
 from sandbox.models import PolicyVersion
 
 
@@ -143,6 +143,7 @@ class InitReport:
     key_created: str | None
     policy_recorded: bool
     active_kid: str
+    stale_datasets: dict[str, list[str]]  # tables not the shape the policy gives them: load them again
 
 
 def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> InitReport:
@@ -158,6 +159,7 @@ def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> Ini
         stores = DataStores.open(settings.data_lookup_url, settings.data_url)
         try:
             ensure_tables(stores, catalog)
+            stale = stale_datasets(stores, catalog)
         finally:
             stores.dispose()
         with transaction(session_factory(engine)) as session:
@@ -190,6 +192,7 @@ def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> Ini
                 policy_recorded=recorded,
                 key_created=new_key.kid if new_key else None,
                 active_kid=active.kid,
+                stale_datasets=stale,
             )
     finally:
         engine.dispose()

@@ -19,7 +19,7 @@ from operators.models import Operator, OperatorStatus
 # 10:00 in Jinan (Asia/Shanghai): the middle of a bureau working day.
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
-TAX_SCOPE = {"enterprise_tax": ["credit_code", "year", "tax_paid", "industry"]}
+TAX_SCOPE = {"enterprise_tax": ["credit_code", "year", "annual_tax", "industry"]}
 TAX_OPERATIONS = ["verify:tax_paid_at_least", "aggregate"]
 
 

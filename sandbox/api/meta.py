@@ -21,6 +21,7 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
     control_db: Literal["ok", "unavailable"]
     data_db: Literal["ok", "unavailable"]
+    stale_datasets: int  # datasets refused until loaded again: the policy changed their shape
     policy_sha256: str
     version: str
 

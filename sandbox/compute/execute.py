@@ -34,11 +34,12 @@ from core.errors import SandboxError
 from core.seals import canonical_json
 from sandbox.compute.checks import Charge, JobRequest, Plan, plan_job
 from sandbox.compute.errors import InputTooLarge, ReleaseRefused
-from sandbox.compute.inputs import MAX_ROWS, Inputs, load_inputs
+from sandbox.compute.inputs import MAX_ROWS, Inputs, input_needs, input_store, load_inputs
 from sandbox.compute.models import ComputeJob, JobStatus
 from sandbox.compute.queue import LEASE_SECONDS, TARGET, Claim, job_actor, owned, touch
 from sandbox.compute.release import Progress, Release, ReleaseMode, release_exact, release_private
 from sandbox.compute.runner import Limits, RunStatus
+from sandbox.data.stores import DatasetStale
 from sandbox.engine import sealing
 from sandbox.engine.models import ResultKind
 from sandbox.runtime import Runtime
@@ -82,6 +83,14 @@ def execute(runtime: Runtime, claim: Claim, options: RunOptions) -> JobStatus | 
             )
         except InputTooLarge:
             return _finish(runtime, claim, plan, _failure(plan, "InputTooLarge"), Inputs())
+        except DatasetStale as stale:
+            log.error(
+                "job %s: %s is not as the policy says (%s)",
+                claim.job_id,
+                stale.dataset,
+                "; ".join(stale.problems),
+            )
+            return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs())
         except SQLAlchemyError:
             log.exception("job %s: the data stores could not be read", claim.job_id)
             return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs())
@@ -111,6 +120,9 @@ def start(runtime: Runtime, claim: Claim) -> Plan | None:
                 now=runtime.clock(),
                 charge=charge,
             )
+            # A dataset the policy changed under its stored table: denied before anything is spent.
+            stores = runtime.stores
+            stores.require_all(input_store(stores, plan.subject), input_needs(runtime.catalog, plan.scope))
             if plan.subject is not None:
                 _record_access(session, runtime, job, plan.consent_entry, Outcome.SUCCESS)
             if charge is Charge.SPEND:

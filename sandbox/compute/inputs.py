@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from authz.contract_models import Authorization
 from catalog import Catalog, Classification, Dataset, Use
@@ -61,6 +61,16 @@ class Inputs:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+def input_store(stores: DataStores, subject: str | None) -> Engine:
+    """Where a job's rows are read: by key from the lookup store for one subject, else scanned."""
+    return stores.lookup if subject is not None else stores.scan
+
+
+def input_needs(catalog: Catalog, scope: Mapping[str, list[str]]) -> list[tuple[Dataset, list[str]]]:
+    """Each dataset of ``scope`` with the columns a job reads of it: its key and its scoped fields."""
+    return [(dataset := catalog.dataset(name), [dataset.key, *fields]) for name, fields in scope.items()]
+
+
 def load_inputs(
     stores: DataStores,
     catalog: Catalog,
@@ -71,8 +81,7 @@ def load_inputs(
 ) -> Inputs:
     """Read the scoped fields; only ``subject``'s rows when given. ``InputTooLarge`` past ``max_rows``."""
     inputs = Inputs()
-    engine = stores.lookup if subject is not None else stores.scan
-    with engine.connect() as conn:
+    with stores.reading(input_store(stores, subject), input_needs(catalog, scope)) as conn:
         for name, fields in scope.items():
             dataset = catalog.dataset(name)
             table = dataset_table(dataset)

@@ -22,12 +22,14 @@ loss): holding the store's load lock, no such table can belong to a live load.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -58,12 +60,15 @@ from sqlalchemy import (
     table as table_clause,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeEngine
 
 from catalog import Catalog, Dataset, FieldType
 from core.db import usable_url, with_driver
 from core.errors import Conflict, SandboxError
+
+_log = logging.getLogger(__name__)
 
 _SQL_TYPES: dict[FieldType, type[TypeEngine[Any]]] = {
     FieldType.STRING: Text,
@@ -124,12 +129,94 @@ def _data_engine(url: str, *, read_only: bool) -> Engine:
     return create_engine(with_driver(url), pool_pre_ping=True)
 
 
+class DatasetStale(SandboxError):
+    """A dataset's stored table is not the shape its policy now gives it (a field added, renamed or
+    retyped since it was loaded): nothing is read from it until the bureau loads it again."""
+
+    code = "dataset_unavailable"
+    status = 503
+
+    def __init__(self, dataset: str, problems: Sequence[str]) -> None:
+        super().__init__(
+            f"the data of {dataset} does not match the current policy, so it cannot be used until "
+            "the bureau loads it again; ask the bureau, then try again"
+        )
+        self.dataset = dataset
+        self.problems = list(problems)
+
+
+# Which field type a column stores, by the first word of its declared type as the engines spell
+# it (SQLite's declared types, DuckDB's and PostgreSQL's information_schema names). Written by
+# hand: SQLAlchemy's inspector cannot list a DuckDB table's columns (duckdb-engine 0.17 sends it
+# to pg_catalog.pg_collation, which DuckDB does not have).
+_TYPE_NAMES: dict[str, FieldType] = {
+    **dict.fromkeys(
+        ["bigint", "integer", "int", "smallint", "tinyint", "hugeint", "int2", "int4", "int8"],
+        FieldType.INTEGER,
+    ),
+    **dict.fromkeys(["double", "real", "float", "float4", "float8", "numeric", "decimal"], FieldType.NUMBER),
+    **dict.fromkeys(["text", "varchar", "character", "char", "string"], FieldType.STRING),
+    **dict.fromkeys(["boolean", "bool"], FieldType.BOOLEAN),
+    "date": FieldType.DATE,
+}
+# The field types a column of each stored type serves (an integer column reads as a number).
+_SERVES: dict[FieldType, set[FieldType]] = {
+    FieldType.INTEGER: {FieldType.INTEGER, FieldType.NUMBER},
+}
+
+
+def _stored_type(declared: str) -> FieldType | None:
+    """The field type a declared column type stores; ``None`` for one this cannot tell."""
+    word = re.match(r"[a-z0-9]*", declared.strip().lower())
+    return _TYPE_NAMES.get(word.group() if word else "")
+
+
+def _stored_columns(engine: Engine, table: str) -> dict[str, str]:
+    """The columns of ``table`` in ``engine`` with their declared types (none: no such table)."""
+    if engine.dialect.name == "sqlite":
+        query = text("SELECT name, type FROM pragma_table_info(:table)")
+    else:
+        query = text(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = :table AND table_schema = current_schema()"
+        )
+    with engine.connect() as conn:
+        return {str(name): str(declared or "") for name, declared in conn.execute(query, {"table": table})}
+
+
+def table_problems(engine: Engine, dataset: Dataset) -> dict[str, str]:
+    """Each field of ``dataset`` whose column in ``engine`` is not as the policy says, with why:
+    the table or the column missing, or a column of another type (columns the policy no longer
+    names are harmless)."""
+    found = _stored_columns(engine, dataset.table_name)
+    if not found:
+        return {f.name: f"no table {dataset.table_name}" for f in dataset.fields}
+    problems = {}
+    for f in dataset.fields:
+        if f.name not in found:
+            problems[f.name] = f"no column {f.name}"
+        elif (stored := _stored_type(found[f.name])) is not None and f.type not in _SERVES.get(
+            stored, {stored}
+        ):
+            problems[f.name] = f"column {f.name} is {found[f.name]}, the policy says {f.type}"
+    return problems
+
+
 @dataclass
 class DataStores:
-    """The engines behind the data database: one for lookups, one for scans (may be the same)."""
+    """The engines behind the data database: one for lookups, one for scans (may be the same).
+
+    Jobs read through :meth:`reading`, which first makes sure that each field a job reads has the
+    column the policy gives it (:class:`DatasetStale` otherwise, not a database error that would be
+    a 500). Each table is read once per process and engine; a field found wrong is read again
+    before a job is refused, since a load can replace a table while the service runs, and so is
+    every table of a read that fails.
+    """
 
     lookup: Engine
     scan: Engine
+    # Per engine and dataset: each field not as the policy says, with why (empty: all are right).
+    _problems: dict[tuple[int, str], dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, lookup_url: str, scan_url: str, *, read_only: bool = False) -> DataStores:
@@ -137,6 +224,39 @@ class DataStores:
         scan = create_data_engine(scan_url, read_only=read_only)
         lookup = scan if lookup_url == scan_url else create_data_engine(lookup_url, read_only=read_only)
         return cls(lookup=lookup, scan=scan)
+
+    def require_current(self, engine: Engine, dataset: Dataset, fields: Iterable[str]) -> None:
+        """Raise :class:`DatasetStale` unless ``engine`` stores each of ``fields`` as the policy says."""
+        key = (id(engine), dataset.name)
+        problems = self._problems.get(key)
+        if problems is None:
+            problems = self._problems[key] = table_problems(engine, dataset)
+        if problems and any(f in problems for f in fields):
+            problems = self._problems[key] = table_problems(engine, dataset)  # reloaded since?
+            wrong = list(dict.fromkeys(problems[f] for f in fields if f in problems))
+            if wrong:
+                _log.error("%s is not as the policy says (%s): load it again", dataset.name, "; ".join(wrong))
+                raise DatasetStale(dataset.name, wrong)
+
+    def require_all(self, engine: Engine, needs: Sequence[tuple[Dataset, Iterable[str]]]) -> None:
+        """:meth:`require_current` for the given fields of each dataset."""
+        for dataset, fields in needs:
+            self.require_current(engine, dataset, fields)
+
+    @contextmanager
+    def reading(self, engine: Engine, needs: Sequence[tuple[Dataset, Iterable[str]]]) -> Iterator[Connection]:
+        """A connection to ``engine`` for reading the given fields of each dataset, each checked
+        first; a read that fails checks them again, and raises :class:`DatasetStale` where that
+        explains it."""
+        self.require_all(engine, needs)
+        try:
+            with engine.connect() as conn:
+                yield conn
+        except DBAPIError:
+            for dataset, fields in needs:
+                self._problems.pop((id(engine), dataset.name), None)
+                self.require_current(engine, dataset, fields)
+            raise
 
     @property
     def engines(self) -> list[Engine]:
@@ -477,6 +597,16 @@ class StagedLoad:
                     conn.rollback()
                 with conn.begin():
                     conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{staged.tables[id(engine)].name}"')
+
+
+def stale_datasets(stores: DataStores, catalog: Catalog) -> dict[str, list[str]]:
+    """The datasets whose stored tables are not the shape the policy gives them, with how."""
+    stale: dict[str, list[str]] = {}
+    for dataset in catalog.datasets.values():
+        problems = [p for engine in stores.engines for p in table_problems(engine, dataset).values()]
+        if problems:
+            stale[dataset.name] = list(dict.fromkeys(problems))
+    return stale
 
 
 def ensure_tables(stores: DataStores, catalog: Catalog) -> None:

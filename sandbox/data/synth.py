@@ -115,7 +115,7 @@ def _yearly(rng: np.random.Generator, t: dict[str, Any]) -> tuple[Columns, Colum
         **shared,
         "taxpayer_type": np.where(small, "小规模纳税人", "一般纳税人"),
         "revenue": revenue,
-        "tax_paid": tax,
+        "annual_tax": tax,
         "tax_credit_grade": _take(GRADES, _choice(rng, rows, GRADE_WEIGHTS)),
     }
     si_rows = {

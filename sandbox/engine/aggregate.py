@@ -96,7 +96,8 @@ def run_aggregate(
         cached = session.get(AggregateAnswer, (checked.contract_id, checked.query.sha256))
     noisy = None
     if cached is None:
-        with runtime.stores.scan.connect() as conn:
+        stores = runtime.stores
+        with stores.reading(stores.scan, [(checked.query.dataset, checked.query.fields)]) as conn:
             totals = run_aggregate_sql(conn, checked.query)
         noisy = noisy_answer(checked.query, totals, checked.min_cell_size)
     for attempt in (1, 2):

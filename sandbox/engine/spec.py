@@ -72,7 +72,7 @@ class Metric:
 
     @property
     def name(self) -> str:
-        """The metric's column in the answer: ``count``, ``sum_tax_paid``, ``quantile_0.5_tax_paid``."""
+        """The metric's column in the answer: ``count``, ``sum_annual_tax``, ``quantile_0.5_annual_tax``."""
         if self.op is MetricOp.COUNT:
             return "count"
         if self.op is MetricOp.QUANTILE:
@@ -135,6 +135,12 @@ class AggregateQuery:
             "filters": [f.canonical() for f in self.filters],
             "epsilon": self.epsilon,
         }
+
+    @property
+    def fields(self) -> list[str]:
+        """Every field the query reads, once each."""
+        named = [*self.group_by, *(f.field for f in self.filters), *(m.field for m in self.metrics)]
+        return [name for name in dict.fromkeys(named) if name is not None]
 
     @property
     def sha256(self) -> str:

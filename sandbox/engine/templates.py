@@ -46,6 +46,7 @@ class CompiledTemplate:
     template: Template
     dataset: Dataset
     statement: Select[Any]
+    fields: tuple[str, ...]  # every column it reads: the key and the template's fields
     # Prepared on the engines whose drivers it knows, unless a parameter expands (``in``).
     prepared: Prepared | None
 
@@ -135,6 +136,7 @@ def compile_template(dataset: Dataset, template: Template) -> CompiledTemplate:
         template=template,
         dataset=dataset,
         statement=statement,
+        fields=tuple(dict.fromkeys([dataset.key, *template.touched_fields()])),
         prepared=None if expands else Prepared(statement),
     )
 

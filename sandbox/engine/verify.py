@@ -137,7 +137,8 @@ def run_verification(
         shown = json_ready(params)
         # The lookup runs after every check that reads and before the write lock is taken (on
         # SQLite one writer at a time): what it finds is released only if the spend below succeeds.
-        with runtime.stores.lookup.connect() as data:
+        stores = runtime.stores
+        with stores.reading(stores.lookup, [(compiled.dataset, compiled.fields)]) as data:
             n_rows, value = compiled.lookup(data, request.subject, params)
         result = compiled.answer(n_rows, value, params)
         with conn.begin():

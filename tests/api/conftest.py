@@ -22,7 +22,7 @@ ADMIN = Actor(ActorKind.SYSTEM, "test")
 CONTRACT_REQUEST: dict[str, Any] = {
     "purpose": "小微企业信用贷款贷前核验",
     "datasets": {
-        "enterprise_tax": ["credit_code", "year", "tax_paid"],
+        "enterprise_tax": ["credit_code", "year", "annual_tax"],
         "enterprises": ["credit_code", "status"],
     },
     "operations": ["verify:tax_paid_at_least", "verify:enterprise_active"],

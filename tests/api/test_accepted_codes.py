@@ -68,7 +68,7 @@ def _verify(client: FlaskClient, runtime: Runtime, operator: Party) -> Any:
     with transaction(runtime.sessions) as session:
         contract = make_contract(
             session, operator_id=operator.id,
-            datasets={"enterprise_tax": ["credit_code", "year", "tax_paid"]},
+            datasets={"enterprise_tax": ["credit_code", "year", "annual_tax"]},
             operations=["verify:tax_paid_at_least"], daily_quota=100, now=utcnow() - timedelta(minutes=1),
         )  # fmt: skip
         make_consent(

@@ -15,8 +15,8 @@ def test_datasets_show_fields_with_classification_uses_bounds_and_key_sets(
     tax = next(d for d in body["datasets"] if d["name"] == "enterprise_tax")
     assert tax["key"] == "credit_code"
     fields = {f["name"]: f for f in tax["fields"]}
-    assert fields["tax_paid"]["classification"] == "sensitive"
-    assert fields["tax_paid"]["bounds"] == [0, 50000000]
+    assert fields["annual_tax"]["classification"] == "sensitive"
+    assert fields["annual_tax"]["bounds"] == [0, 50000000]
     assert "历下区" in fields["district"]["key_set"]
     assert fields["district"]["uses"] == ["filter", "group_by"]
 

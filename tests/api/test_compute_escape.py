@@ -47,7 +47,7 @@ BOUNDS = "OUTPUT_BOUNDS = [0, 1000000]\n"
 OUT = Path("/tmp/research/rp_escape/out")
 FORBIDDEN_TEXT = ("root:", "/bin/", "uid=", "__builtins__", "f_globals", "listdir", "987654")
 CANARY = "canary-3b9e51"
-BENIGN = "result = stats.sum([r['tax_paid'] for r in data])\n"
+BENIGN = "result = stats.sum([r['annual_tax'] for r in data])\n"
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from audit import AuditEvent
 from authz.consent import SubjectAccess
@@ -36,13 +36,13 @@ TAXES = [(firm(i), 1000.0 * i) for i in range(1, 61)]  # mean 30,500
 SUBJECT = rows.FIRM
 FAILS_LOUDLY = """\
 OUTPUT_BOUNDS = [0, 1]
-paid = [r["tax_paid"] for r in data]
+paid = [r["annual_tax"] for r in data]
 print("secret", paid)
 raise ValueError("secret " + str(paid[0]))
 """
 SUBJECT_BAND = """\
 OUTPUT_BOUNDS = {"band": [0, 3], "rows": [0, 100]}
-total = stats.sum([r["tax_paid"] for r in data])
+total = stats.sum([r["annual_tax"] for r in data])
 result = {"band": 0 if total < 100000 else (1 if total < 1000000 else 2), "rows": len(data)}
 """
 
@@ -199,6 +199,13 @@ def _suspend(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: P
         found.status = OperatorStatus.SUSPENDED.value
 
 
+def _stale(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, contract: str) -> None:
+    """What a load under an older policy leaves: the field's column under another name."""
+    for engine in runtime.stores.engines:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE enterprise_tax RENAME COLUMN annual_tax TO tax_paid"))
+
+
 Change = Callable[[Runtime, FlaskClient, Party, Party, str], None]
 
 
@@ -209,8 +216,9 @@ Change = Callable[[Runtime, FlaskClient, Party, Party, str], None]
         (_budget, {"epsilon_total": 1.0, "epsilon_per_query": 1.0}, "budget_exhausted"),
         (_revoke, {}, "authorization_inactive"),
         (_suspend, {}, "operator_suspended"),
+        (_stale, {}, "dataset_unavailable"),
     ],
-    ids=["quota", "budget", "revoked", "suspended"],
+    ids=["quota", "budget", "revoked", "suspended", "stale"],
 )
 def test_a_job_is_checked_again_when_it_starts_and_ends_denied_with_the_code(
     runtime: Runtime,

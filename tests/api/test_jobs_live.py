@@ -50,7 +50,7 @@ SCOPE = {
         "established_date",
         "status",
     ],
-    "enterprise_tax": ["credit_code", "year", "tax_paid"],
+    "enterprise_tax": ["credit_code", "year", "annual_tax"],
 }
 
 
@@ -343,3 +343,35 @@ def test_a_seal_verifies_offline_and_fails_when_one_byte_changes(live: Live, tmp
     sealed.write_text(json.dumps({**answer, "result": False}), encoding="utf-8")
     edited = check(str(sealed), "--jwks", str(tmp_path / "jwks.json"))
     assert edited.returncode == 1 and "'result' differs" in edited.stderr
+
+
+def test_a_column_the_policy_no_longer_matches_is_a_503_in_every_worker_until_loaded(live: Live) -> None:
+    """A lookup table left in an older shape (the policy's field under another name): every
+    worker refuses in the API's words, not a 500, whether it had read the table before or not,
+    and answers again once the table is right, without a restart."""
+    contract = live.contract()
+    verify = {"authorization_id": contract, "template": "tax_paid_at_least", "subject": rows.FIRM,
+              "params": {"threshold": 500_000, "year": 2024}}  # fmt: skip
+    engine = create_engine(with_driver(live.settings.data_lookup_url))
+
+    def rename(before: str, after: str) -> None:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE enterprise_tax RENAME COLUMN {before} TO {after}"))
+
+    def round_of_calls() -> list[tuple[int, Any]]:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(lambda _: live.call("POST", "/v1/verify", verify), range(16)))
+
+    try:
+        rename("annual_tax", "tax_paid")
+        try:
+            refused = round_of_calls()
+        finally:
+            rename("tax_paid", "annual_tax")
+        answered = round_of_calls()
+    finally:
+        engine.dispose()
+    assert {(status, body["error"]["code"]) for status, body in refused} == {(503, "dataset_unavailable")}
+    assert {status for status, _ in answered} == {200}, answered
+    status, body = live.call("GET", f"/v1/authorizations/{contract}")
+    assert status == 200 and body["usage"]["calls_today"] == 16  # the refused ones charged nothing

@@ -19,7 +19,7 @@ ROWS_OUT = """\
 out = []
 total = 0
 for r in data:
-    total += r["tax_paid"]
+    total += r["annual_tax"]
     out.append(r)
 print(total)
 result = {"rows": out, "k": params["k"]}
@@ -47,12 +47,12 @@ def test_submission_stores_the_sha256_and_an_analysis_for_the_reviewer(
     assert body["status"] == "pending_review" and body["name"] == "均值"
     assert body["sha256"] == hashlib.sha256(MEAN_TAX.encode()).hexdigest()
     analysis = body["analysis"]
-    assert analysis["fields_read"] == ["_dataset", "tax_paid"]
+    assert analysis["fields_read"] == ["_dataset", "annual_tax"]
     assert analysis["names_called"] == ["stats.mean"]
     assert analysis["loops"] == [{"kind": "comprehension", "line": 2}]
     assert analysis["output_may_carry_rows"] is False
     assert analysis["output_bounds"] == {"mean_tax": [0.0, 100000.0]}
-    assert analysis["data_given"] == {"enterprise_tax": ["credit_code", "year", "district", "tax_paid"]}
+    assert analysis["data_given"] == {"enterprise_tax": ["credit_code", "year", "district", "annual_tax"]}
     assert analysis["fields_outside_contract"] == []
     assert _events(runtime, body["id"]) == [("program.submit", "success", operator.id)]
     # The name is one line of visible text, as the reviewer's list shows it.
@@ -70,7 +70,7 @@ def test_the_analysis_shows_loops_calls_params_and_output_that_could_carry_rows(
     assert analysis["output_may_carry_rows"] is True
     assert {"kind": "for", "line": 3} in analysis["loops"]
     assert analysis["prints"] is True and analysis["params_read"] == ["k"]
-    assert analysis["fields_outside_contract"] == ["tax_paid"]  # the contract gives district only
+    assert analysis["fields_outside_contract"] == ["annual_tax"]  # the contract gives district only
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from tests.engine import rows
 from tests.factories import make_consent, make_contract
 
 SCOPE = {
-    "enterprise_tax": ["credit_code", "year", "tax_paid", "tax_credit_grade"],
+    "enterprise_tax": ["credit_code", "year", "annual_tax", "tax_credit_grade"],
     "utilities": ["credit_code", "year", "electricity_kwh"],
     "public_credit": ["credit_code", "dishonest_debtor"],
 }
@@ -298,7 +298,7 @@ def test_verify_denied_for_a_template_or_field_out_of_scope(
     )
     response = _verify(client, operator, fieldless)
     assert response.status_code == 403, response.get_json()
-    assert "tax_paid" in response.get_json()["error"]["message"]
+    assert "annual_tax" in response.get_json()["error"]["message"]
     unknown = _verify(client, operator, narrow, template="no_such_template")
     assert unknown.status_code == 422 and unknown.get_json()["error"]["code"] == "invalid"
 

@@ -165,9 +165,9 @@ def test_limits_are_held_to_the_disclosure_ceilings(catalog: Catalog) -> None:
 
 
 def test_verify_template_needs_its_key_and_touched_fields(catalog: Catalog) -> None:
-    scope = {"enterprise_tax": ["year", "tax_paid"]}  # no key: the template could not find a subject
+    scope = {"enterprise_tax": ["year", "annual_tax"]}  # no key: the template could not find a subject
     assert _problems(catalog, datasets=scope, operations=["verify:tax_paid_at_least"]) == {"operations[0]"}
-    scope = {"enterprise_tax": ["credit_code", "year", "tax_paid"]}
+    scope = {"enterprise_tax": ["credit_code", "year", "annual_tax"]}
     assert _problems(catalog, datasets=scope, operations=["verify:tax_paid_at_least"]) == set()
 
 

@@ -79,14 +79,14 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
     (
         "unknown type",
         "datasets/enterprise_tax.yaml",
-        lambda d: _field(d, "tax_paid").update(type="money"),
+        lambda d: _field(d, "annual_tax").update(type="money"),
         "fields[6].type",
         "Input should be",
     ),
     (
         "unknown use",
         "datasets/enterprise_tax.yaml",
-        lambda d: _field(d, "tax_paid").update(uses=["aggregate", "publish"]),
+        lambda d: _field(d, "annual_tax").update(uses=["aggregate", "publish"]),
         "fields[6].uses[1]",
         "Input should be",
     ),
@@ -100,7 +100,7 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
     (
         "aggregate without bounds",
         "datasets/enterprise_tax.yaml",
-        lambda d: _field(d, "tax_paid").pop("bounds"),
+        lambda d: _field(d, "annual_tax").pop("bounds"),
         "fields[6].bounds",
         "clamping bounds",
     ),
@@ -128,7 +128,7 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
     (
         "an infinite bound (YAML's .inf): it clamps nothing, and its noise is infinite",
         "datasets/enterprise_tax.yaml",
-        lambda d: _field(d, "tax_paid").update(bounds=[0, float("inf")]),
+        lambda d: _field(d, "annual_tax").update(bounds=[0, float("inf")]),
         "fields[6].bounds",
         "finite",
     ),

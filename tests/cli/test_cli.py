@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from audit import AuditEvent
 from core.config import Settings
@@ -432,3 +432,30 @@ def test_codes_commands_refuse_arguments_that_are_not_utf8(cli: CliRunner) -> No
     assert accept.exit_code == 1 and "reason" in accept.output and "Traceback" not in accept.output
     withdraw = cli.invoke(main, ["codes", "withdraw", "\udcff", "--reason", "x"])
     assert withdraw.exit_code == 1 and "no such accepted code" in withdraw.output
+
+
+def test_init_warns_of_a_dataset_the_policy_changed_until_it_is_loaded_again(
+    cli: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    runtime = open_runtime(settings, read_only_data=False)
+    try:  # what a load under an older policy left: the rating column under another name
+        for engine in runtime.stores.engines:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE public_credit RENAME COLUMN rating TO grade"))
+    finally:
+        runtime.close()
+    result = cli.invoke(main, ["init"])
+    assert result.exit_code == 0, result.output
+    assert "warning: the stored data of public_credit does not match the policy (no column rating)" in (
+        result.stderr
+    )
+    assert "sandbox data load public_credit FILE" in result.stderr
+    good = tmp_path / "credit.csv"
+    good.write_text(
+        "credit_code,district,rating,dishonest_debtor,dishonest_cases,updated_date\n"
+        "91370102MA3C5XXXX1,历下区,A,false,0,2024-02-28\n",
+        encoding="utf-8",
+    )
+    assert cli.invoke(main, ["data", "load", "public_credit", str(good)]).exit_code == 0
+    again = cli.invoke(main, ["init"])
+    assert again.exit_code == 0 and "warning" not in again.stderr

@@ -21,19 +21,19 @@ from sandbox.runtime import Runtime
 from tests.engine import rows
 from tests.factories import make_contract, uscc
 
-SCOPE = {"enterprise_tax": ["credit_code", "year", "district", "tax_paid"]}
+SCOPE = {"enterprise_tax": ["credit_code", "year", "district", "annual_tax"]}
 REVIEWER = Actor(ActorKind.REVIEWER, "reviewer-1")
 # Tight enough that an endless loop or a memory bomb ends in seconds.
 OPTIONS = RunOptions(limits=Limits(cpu_seconds=2, wall_seconds=6.0, memory_bytes=256 << 20), concurrency=2)
 
 MEAN_TAX = """\
 OUTPUT_BOUNDS = {"mean_tax": [0, 100000]}
-taxes = [r["tax_paid"] for r in data if r["_dataset"] == "enterprise_tax"]
+taxes = [r["annual_tax"] for r in data if r["_dataset"] == "enterprise_tax"]
 result = {"mean_tax": stats.mean(taxes) if taxes else 0}
 """
 SUM_TAX = """\
 OUTPUT_BOUNDS = [0, 1000000]
-result = stats.sum([r["tax_paid"] for r in data])
+result = stats.sum([r["annual_tax"] for r in data])
 """
 
 

@@ -6,17 +6,21 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect, text
 
-from catalog import Catalog
+from catalog import Catalog, FieldType
 from sandbox.data.stores import (
+    DatasetStale,
     DataStores,
     LoadInProgress,
     LoadStopped,
     StagedLoad,
+    _stored_type,
     arrow_schema,
     ensure_tables,
     row_counts,
+    stale_datasets,
+    table_problems,
 )
 from tests.factories import uscc
 
@@ -146,3 +150,60 @@ def test_a_stop_asked_for_ends_the_load_before_its_swap(catalog: Catalog, data_s
             stopped_load()
         assert row_counts(data_stores, catalog)["enterprises"] == 2
         _assert_no_staging(data_stores)
+
+
+def test_a_table_is_checked_against_the_policy_field_by_field(
+    catalog: Catalog, data_stores: DataStores
+) -> None:
+    dataset = catalog.dataset("enterprises")
+    for engine in data_stores.engines:
+        assert set(table_problems(engine, dataset)) == {f.name for f in dataset.fields}  # no table yet
+    ensure_tables(data_stores, catalog)
+    every: list[str] = []
+    for engine in data_stores.engines:
+        assert table_problems(engine, dataset) == {}
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE enterprises RENAME COLUMN status TO state"))
+            conn.execute(text("ALTER TABLE enterprises RENAME COLUMN registered_capital TO capital_old"))
+            conn.execute(text("ALTER TABLE enterprises ADD COLUMN registered_capital TEXT"))
+        found = table_problems(engine, dataset)
+        assert found == {
+            "status": "no column status",
+            "registered_capital": f"column registered_capital is {_declared(engine)}, the policy says number",
+        }
+        every += [p for p in found.values() if p not in every]
+    assert stale_datasets(data_stores, catalog) == {"enterprises": every}  # each engine's words once
+    with pytest.raises(DatasetStale) as refused:
+        data_stores.require_current(data_stores.lookup, dataset, ["credit_code", "status"])
+    assert refused.value.problems == ["no column status"] and refused.value.status == 503
+    data_stores.require_current(data_stores.lookup, dataset, ["credit_code", "district"])  # those are right
+
+
+def _declared(engine: Engine) -> str:
+    """How an engine reports a column declared TEXT."""
+    return {"sqlite": "TEXT", "duckdb": "VARCHAR", "postgresql": "text"}[engine.dialect.name]
+
+
+@pytest.mark.parametrize(
+    ("declared", "kind"),
+    [
+        ("BIGINT", FieldType.INTEGER),
+        ("integer", FieldType.INTEGER),
+        ("HUGEINT", FieldType.INTEGER),
+        ("DOUBLE", FieldType.NUMBER),
+        ("double precision", FieldType.NUMBER),
+        ("DECIMAL(18,3)", FieldType.NUMBER),
+        ("numeric", FieldType.NUMBER),
+        ("REAL", FieldType.NUMBER),
+        ("TEXT", FieldType.STRING),
+        ("VARCHAR(20)", FieldType.STRING),
+        ("character varying", FieldType.STRING),
+        ("BOOLEAN", FieldType.BOOLEAN),
+        ("DATE", FieldType.DATE),
+        ("interval", None),  # not an integer for its first letters
+        ("timestamp without time zone", None),
+        ("", None),
+    ],
+)
+def test_a_declared_type_names_the_field_type_it_stores(declared: str, kind: FieldType | None) -> None:
+    assert _stored_type(declared) is kind

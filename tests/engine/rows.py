@@ -36,7 +36,7 @@ def _default(kind: str) -> Any:
     return {"string": "x", "integer": 0, "number": 0.0, "date": date(2020, 1, 1), "boolean": False}[kind]
 
 
-def tax(code: str, year: int, tax_paid: float, **extra: Any) -> dict[str, Any]:
+def tax(code: str, year: int, annual_tax: float, **extra: Any) -> dict[str, Any]:
     """An enterprise_tax row."""
     return {
         "credit_code": code,
@@ -44,8 +44,8 @@ def tax(code: str, year: int, tax_paid: float, **extra: Any) -> dict[str, Any]:
         "district": "历下区",
         "industry": "制造业",
         "taxpayer_type": "一般纳税人",
-        "revenue": tax_paid * 10,
-        "tax_paid": tax_paid,
+        "revenue": annual_tax * 10,
+        "annual_tax": annual_tax,
         "tax_credit_grade": "A",
         **extra,
     }

@@ -41,7 +41,7 @@ PASSWORD = "correct horse battery staple"
 SETUP = Actor(ActorKind.SYSTEM, "browser-test")
 CONTRACT = {
     "purpose": "小微企业信用贷款贷前核验",
-    "datasets": {"enterprise_tax": ["credit_code", "year", "tax_paid"]},
+    "datasets": {"enterprise_tax": ["credit_code", "year", "annual_tax"]},
     "operations": ["verify:tax_paid_at_least"],
     "limits": {"valid_days": 90, "daily_quota": 1000, "epsilon_total": 1.0, "epsilon_per_query": 0.5},
 }
