@@ -330,3 +330,43 @@ def test_a_number_asked_in_another_spelling_is_the_same_question(
     zero = ask(0)
     assert {ask(0.0)["job_id"], ask(-0.0)["job_id"]} == {zero["job_id"]}
     assert _spent(runtime, contract) == pytest.approx(0.2)  # two questions, each charged once
+
+
+def test_the_example_of_api_md_is_answered_as_it_shows(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """The aggregate of ../shared/API.md, as a client would copy it (its authorization id filled
+    in): its fields are the shipped catalog's, and the answer has the columns it shows."""
+    taxes = [rows.tax(uscc(f"91370102MA3C{i:06d}"), 2024, 50_000.0 + i) for i in range(30)]
+    rows.write(runtime.stores, runtime.catalog, {"enterprise_tax": taxes})  # 历下区, 制造业
+    with transaction(runtime.sessions) as session:
+        contract = make_contract(
+            session,
+            operator_id=operator.id,
+            datasets={"enterprise_tax": ["annual_tax", "industry", "district"]},
+            operations=["aggregate"],
+            epsilon_total=5.0,
+            epsilon_per_query=1.0,
+            daily_quota=10,
+            now=utcnow() - timedelta(minutes=1),
+        )
+    example = {
+        "authorization_id": contract.id,
+        "dataset": "enterprise_tax",
+        "metrics": [
+            {"op": "count"},
+            {"op": "sum", "field": "annual_tax"},
+            {"op": "mean", "field": "annual_tax"},
+        ],
+        "group_by": ["industry"],
+        "filters": [{"field": "district", "op": "eq", "value": "历下区"}],
+        "epsilon": 0.5,
+    }
+    response = client.post("/v1/aggregate", json=example, headers=operator.headers)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert {"rows", "suppressed_groups", "epsilon_spent", "epsilon_remaining", "job_id", "seal"} <= set(body)
+    (row,) = body["rows"]
+    assert set(row) == {"industry", "count", "sum_annual_tax", "mean_annual_tax"}
+    assert row["industry"] == "制造业" and body["suppressed_groups"] == 12
+    assert (body["epsilon_spent"], body["epsilon_remaining"]) == (0.5, 4.5)
