@@ -3,7 +3,8 @@
 Both spends are one conditional ``UPDATE`` whose ``WHERE`` holds the limit, so the check and the
 charge cannot be separated by another writer: PostgreSQL re-evaluates the condition on the row
 version it locked, and SQLite runs one writer at a time (``BEGIN IMMEDIATE``, see ``core.db``).
-A refused spend changes nothing. Neither records an audit event: the job it pays for does.
+A refused spend changes nothing. Neither records an audit event: the job it pays for does (and so
+does a compute job that gives its ε back, see :func:`refund_epsilon`).
 
 "Today" is the calendar day in Asia/Shanghai, where the bureau works, so a quota renews at local
 midnight (16:00 UTC), not at 08:00 in the middle of the working day.
@@ -16,7 +17,7 @@ from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, TypedDict, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import Connection, CursorResult, Executable, bindparam, select, update
+from sqlalchemy import Connection, CursorResult, Executable, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -163,6 +164,24 @@ def spend_epsilon(session: Session, contract_id: str, epsilon: float) -> float:
     session.refresh(contract, ["epsilon_spent"])
     if cast(CursorResult[Any], result).rowcount != 1:
         raise BudgetExhausted(f"spending ε={epsilon} would exceed the budget of ε={contract.epsilon_total}")
+    return epsilon_left(contract)
+
+
+def refund_epsilon(session: Session, contract_id: str, epsilon: float) -> float:
+    """Give back ``epsilon`` that paid for nothing released (a job that ended before its program
+    saw a row); return what remains. One ``UPDATE`` on the spent figure as it is now, never below
+    zero (a float sum may hold a few ulps less than the parts it is given back)."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"a refund is a positive, finite ε, not {epsilon!r}")
+    contract = _contract(session, contract_id)
+    left = Authorization.epsilon_spent - epsilon
+    session.execute(
+        update(Authorization)
+        .where(Authorization.id == contract_id)
+        .values(epsilon_spent=case((left > 0, left), else_=0.0))
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(contract, ["epsilon_spent"])
     return epsilon_left(contract)
 
 

@@ -10,8 +10,8 @@
 4. **Finish** (one control transaction, only while the claim still holds the job): a released
    result gets its ``job.finish`` event, then its seal naming that event's seq, then its stored
    copy in ``sealed_results`` (:mod:`sandbox.engine.sealing`); a failure records the error class
-   and line only, never a message or printed text. The job's record keeps every run's isolation
-   report for staff.
+   and line only, never a message or printed text, and one before the program saw a row gives
+   the ε back. The job's record keeps every run's isolation report for staff.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from audit import AuditAction, Outcome, Target, record_event
-from authz import consent
+from authz import consent, usage
 from authz.errors import ConsentRequired
 from core.db import transaction
 from core.errors import SandboxError
@@ -82,7 +82,7 @@ def execute(runtime: Runtime, claim: Claim, options: RunOptions) -> JobStatus | 
                 runtime.stores, runtime.catalog, plan.scope, subject=plan.subject, max_rows=options.max_rows
             )
         except InputTooLarge:
-            return _finish(runtime, claim, plan, _failure(plan, "InputTooLarge"), Inputs())
+            return _finish(runtime, claim, plan, _failure(plan, "InputTooLarge"), Inputs(), ran=False)
         except DatasetStale as stale:
             log.error(
                 "job %s: %s is not as the policy says (%s)",
@@ -90,10 +90,10 @@ def execute(runtime: Runtime, claim: Claim, options: RunOptions) -> JobStatus | 
                 stale.dataset,
                 "; ".join(stale.problems),
             )
-            return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs())
+            return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs(), ran=False)
         except SQLAlchemyError:
             log.exception("job %s: the data stores could not be read", claim.job_id)
-            return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs())
+            return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs(), ran=False)
         released = _run(plan, inputs, options, beat.progress)
     return _finish(runtime, claim, plan, released, inputs)
 
@@ -223,9 +223,14 @@ def _run(plan: Plan, inputs: Inputs, options: RunOptions, progress: Progress) ->
 
 
 def _finish(
-    runtime: Runtime, claim: Claim, plan: Plan, released: Release, inputs: Inputs
+    runtime: Runtime, claim: Claim, plan: Plan, released: Release, inputs: Inputs, *, ran: bool = True
 ) -> JobStatus | None:
-    """Record the outcome (and seal a released result) while the claim still holds the job."""
+    """Record the outcome (and seal a released result) while the claim still holds the job.
+
+    A job that fails before its program saw a row (``ran=False``: the data could not be read, or
+    held too many rows) gives its ε back: no output was released that the ε paid for, and the
+    failure's class, which the operator sees, is not noised by it either. The call stays spent.
+    """
     with transaction(runtime.sessions) as session:
         job = owned(session, claim)
         if job is None:
@@ -252,6 +257,10 @@ def _finish(
                 "line": released.error_line,
                 "problem": released.problem,
             }
+            refunded = job.epsilon_spent if not ran and job.epsilon_spent > 0 else 0.0
+            if refunded:
+                usage.refund_epsilon(session, job.authorization_id, refunded)
+                job.epsilon_spent = 0.0
             session.flush()
             record_event(
                 session,
@@ -265,6 +274,7 @@ def _finish(
                     "authorization_id": job.authorization_id,
                     **job.error,
                     "release": plan.release.value,
+                    "refunded_epsilon": refunded,
                 },
                 clock=runtime.clock,
             )

@@ -1,8 +1,10 @@
 """Usage over time for the auditor's charts: calls, denials and ε spent per day.
 
-Calls come from the quota counters (one row per contract and bureau day), ε from the aggregate
-answers (each charged once, when first released), denials from the audit log (an operator's
-refused requests). Days are the bureau's (Asia/Shanghai), as quotas are.
+Calls come from the quota counters (one row per contract and bureau day), ε from what spent it:
+the aggregate answers (each charged once, when first released) and the compute jobs (charged when
+they start, and kept unless a job gave its ε back), so a contract's ε over all days is its ε of
+record. Denials come from the audit log (an operator's refused requests). Days are the bureau's
+(Asia/Shanghai), as quotas are; a job's ε falls on the day it (last) started.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from audit.actions import ActorKind, Outcome
 from audit.models import AuditEvent
 from authz.contract_models import Authorization, AuthorizationUsage
 from authz.usage import BUREAU_ZONE, bureau_day
+from sandbox.compute.models import ComputeJob
 from sandbox.engine.models import AggregateAnswer
 
 MAX_DAYS = 90
@@ -71,14 +74,19 @@ def usage_series(
             calls[index[day]] += int(count)
     start = datetime.combine(axis[0], datetime.min.time(), BUREAU_ZONE)
     epsilon = [0.0] * days
-    for at, spent in session.execute(
-        select(AggregateAnswer.created_at, AggregateAnswer.epsilon).where(
-            AggregateAnswer.authorization_id.in_(contracts), AggregateAnswer.created_at >= start
-        )
-    ):
-        slot = index.get(bureau_day(at))
-        if slot is not None:
-            epsilon[slot] += float(spent)
+    answers = select(AggregateAnswer.created_at, AggregateAnswer.epsilon).where(
+        AggregateAnswer.authorization_id.in_(contracts), AggregateAnswer.created_at >= start
+    )
+    jobs = select(ComputeJob.started_at, ComputeJob.epsilon_spent).where(
+        ComputeJob.authorization_id.in_(contracts),
+        ComputeJob.started_at >= start,
+        ComputeJob.epsilon_spent > 0,
+    )
+    for spends in (answers, jobs):
+        for at, spent in session.execute(spends):
+            slot = index.get(bureau_day(at)) if at is not None else None  # a started job has a time
+            if slot is not None:
+                epsilon[slot] += float(spent)
     denied = select(AuditEvent.occurred_at).where(
         AuditEvent.outcome == Outcome.DENIED.value,
         AuditEvent.actor_kind == ActorKind.OPERATOR.value,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from audit import AuditEvent
 from authz.consent import SubjectAccess
@@ -16,10 +18,13 @@ from authz.permissions import Role
 from core.db import transaction
 from core.seals import verify_seal
 from operators.models import Operator, OperatorStatus
+from sandbox.compute import execute
+from sandbox.compute.execute import RunOptions
 from sandbox.compute.worker import run_pending
 from sandbox.engine.models import SealedResult
 from sandbox.runtime import Runtime
 from sandbox.services.seals import check_sealed
+from sandbox.services.usage_report import usage_series
 from tests.api.conftest import Party, make_account, make_operator
 from tests.compute.factories import (
     MEAN_TAX,
@@ -177,6 +182,81 @@ def test_a_failed_job_reports_the_error_class_and_line_never_its_message_or_prin
     text = response.get_data(as_text=True)
     assert "secret" not in text and "1000.0" not in text
     assert _events(runtime, job_id)[-1] == ("job.finish", "failed", "program_failed")
+
+
+def _details(runtime: Runtime, job_id: str, action: str) -> dict[str, Any]:
+    with runtime.sessions() as session:
+        query = select(AuditEvent).where(AuditEvent.target_id == job_id, AuditEvent.action == action)
+        return dict(session.execute(query).scalar_one().details)
+
+
+def _too_many_rows(monkeypatch: pytest.MonkeyPatch) -> tuple[RunOptions, str]:
+    return replace(OPTIONS, max_rows=len(TAXES) - 1), "InputTooLarge"
+
+
+def _store_fails(monkeypatch: pytest.MonkeyPatch) -> tuple[RunOptions, str]:
+    """The data store fails between the job's start and its read (a disk, a dropped connection)."""
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("SELECT …", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(execute, "load_inputs", fails)
+    return OPTIONS, "DataUnavailable"
+
+
+@pytest.mark.parametrize("failure", [_too_many_rows, _store_fails], ids=["too_many_rows", "store_fails"])
+def test_a_job_that_fails_before_its_program_saw_a_row_gives_its_epsilon_back(
+    runtime: Runtime,
+    client: FlaskClient,
+    operator: Party,
+    reviewer: Party,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Callable[[pytest.MonkeyPatch], tuple[RunOptions, str]],
+) -> None:
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id, epsilon_total=1.0, epsilon_per_query=1.0)
+    program = approved_program(runtime, operator.id, contract)
+    job_id = _queue(client, operator, contract, program, epsilon=0.7).get_json()["job_id"]
+    options, error_class = failure(monkeypatch)
+    assert run_pending(runtime, options, worker="test-worker") == [job_id]
+
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["error"]["class"], body["result"], body["seal"]) == (
+        "failed", error_class, None, None,
+    )  # fmt: skip
+    assert body["epsilon_spent"] == 0.0
+    assert _details(runtime, job_id, "job.start")["charged_epsilon"] == 0.7
+    assert _details(runtime, job_id, "job.finish")["refunded_epsilon"] == 0.7
+    usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert (usage["calls_today"], usage["epsilon_spent"], usage["epsilon_remaining"]) == (1, 0.0, 1.0)
+    # What was given back pays for the next job, which runs and is charged as any other.
+    monkeypatch.undo()
+    again = _queue(client, operator, contract, program, epsilon=0.7)
+    assert again.status_code == 202, again.get_json()
+    _run(runtime)
+    assert _job(client, operator, again.get_json()["job_id"])["status"] == "succeeded"
+    usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert usage["epsilon_spent"] == 0.7
+    # The auditor's daily chart adds up to the ε of record: the refunded job is not in it.
+    with runtime.sessions() as session:
+        chart = usage_series(session, now=runtime.clock(), authorization_id=contract)
+    assert chart.totals["epsilon"] == 0.7 and chart.totals["calls"] == 2
+
+
+def test_a_job_whose_program_failed_keeps_its_epsilon_charged(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """The program saw the data: whether and where it failed may depend on it, so nothing is given back."""
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id, epsilon_total=1.0, epsilon_per_query=1.0)
+    program = approved_program(runtime, operator.id, contract, FAILS_LOUDLY)
+    job_id = _queue(client, operator, contract, program, epsilon=0.7).get_json()["job_id"]
+    _run(runtime)
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["error"]["class"], body["epsilon_spent"]) == ("failed", "ValueError", 0.7)
+    assert _details(runtime, job_id, "job.finish")["refunded_epsilon"] == 0.0
+    usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert usage["epsilon_spent"] == 0.7
 
 
 def _quota(runtime: Runtime, client: FlaskClient, operator: Party, reviewer: Party, contract: str) -> None:

@@ -157,6 +157,25 @@ def test_epsilon_figures_read_as_the_decimals_spent(runtime: Runtime) -> None:
     assert _usage(runtime, contract.id)["epsilon_remaining"] == 0.128
 
 
+def test_a_refund_gives_epsilon_back_never_below_zero_and_only_a_real_amount(runtime: Runtime) -> None:
+    contract = _contract(runtime, epsilon_total=1.0, epsilon_per_query=0.5)
+    _spend_epsilon(runtime, contract.id, 0.1)
+    _spend_epsilon(runtime, contract.id, 0.2)
+    with transaction(runtime.sessions) as session:
+        assert usage.refund_epsilon(session, contract.id, 0.2) == 0.9
+    for amount in (float("nan"), float("inf"), 0.0, -0.1):
+        with (
+            pytest.raises(ValueError, match="a refund is a positive, finite ε"),
+            transaction(runtime.sessions) as session,
+        ):
+            usage.refund_epsilon(session, contract.id, amount)
+    assert _usage(runtime, contract.id)["epsilon_spent"] == 0.1
+    # 0.1 + 0.2 - 0.2 may hold a few ulps less than 0.1: the last refund still ends at zero.
+    with transaction(runtime.sessions) as session:
+        assert usage.refund_epsilon(session, contract.id, 0.1 + 1e-15) == 1.0
+    assert _usage(runtime, contract.id)["epsilon_spent"] == 0.0
+
+
 def test_usage_reports_calls_and_budget(runtime: Runtime) -> None:
     contract = _contract(runtime, daily_quota=5, epsilon_total=2.0, epsilon_per_query=0.5)
     _spend_call(runtime, contract.id)
