@@ -3,8 +3,9 @@
 ``audit_events`` holds one row per event with a dense ``seq`` from 0: the leaf index of the
 RFC 6962 Merkle tree. ``entry`` is the exact canonical serialization that was hashed, so the
 leaf hash can be recomputed from the row alone and any edit of a column or of the entry shows.
-``audit_head`` is a single row holding the tree size; it is locked by every writer so sequence
-numbers are allocated one writer at a time, without gaps or forks.
+``audit_head`` is a single row holding the tree size and the last event's time; it is locked by
+every writer so sequence numbers are allocated one writer at a time, without gaps or forks, and
+no event is stamped earlier than the one before it.
 """
 
 from __future__ import annotations
@@ -51,13 +52,16 @@ class AuditEvent(Base):
 
 
 class AuditHead(Base):
-    """The single row that serializes writers and records the log's size."""
+    """The single row that serializes writers and records the log's size and its last time."""
 
     __tablename__ = "audit_head"
     __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     tree_size: Mapped[int] = mapped_column(BigInteger)
+    # The time of the last event; ``None`` before the first (and in a log from before 0009 until
+    # the migration sets it). An event is stamped no earlier than it (see ``record_event``).
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AuditCheckpoint(Base):

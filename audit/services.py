@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, case, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from audit.actions import ActorKind, AuditAction, Outcome
 from audit.models import AuditEvent, AuditHead
 from core.clock import Clock, rfc3339, utcnow
-from core.db import Database, table_of, writing_connection
+from core.db import Database, UTCDateTime, table_of, writing_connection
 from core.ids import time_ordered_id
 from core.prepared import Prepared
 
@@ -70,10 +70,20 @@ class RecordedEvent:
 _EVENTS = table_of(AuditEvent)
 _HEAD = table_of(AuditHead)
 # One statement both locks the head row until the transaction ends (one log writer at a time:
-# a row lock on PostgreSQL; on SQLite the transaction already began IMMEDIATE, see core.db) and
-# allocates the next seq.
+# a row lock on PostgreSQL; on SQLite the transaction already began IMMEDIATE, see core.db),
+# allocates the next seq and stamps the event: the clock's time, or the last event's if the
+# clock is behind it (set back, or another host's a little slow), so times never decrease along
+# the log. An auditor's time window is then a run of seqs whose neighbours outside the range
+# prove nothing of the range was left out (see audit.verify.verify_window).
+_NOW = bindparam("now", type_=UTCDateTime())
 _ADVANCE_HEAD = Prepared(
-    update(_HEAD).where(_HEAD.c.id == 1).values(tree_size=_HEAD.c.tree_size + 1).returning(_HEAD.c.tree_size)
+    update(_HEAD)
+    .where(_HEAD.c.id == 1)
+    .values(
+        tree_size=_HEAD.c.tree_size + 1,
+        last_at=case((or_(_HEAD.c.last_at.is_(None), _HEAD.c.last_at < _NOW), _NOW), else_=_HEAD.c.last_at),
+    )
+    .returning(_HEAD.c.tree_size, _HEAD.c.last_at)
 )
 _EVENT_COLUMNS = [column.name for column in _EVENTS.columns]
 _INSERT_EVENT = Prepared(insert(_EVENTS), column_keys=_EVENT_COLUMNS)
@@ -115,12 +125,13 @@ def record_event(
     if len(json.dumps(details, ensure_ascii=False, default=str)) > MAX_DETAILS_BYTES:
         raise ValueError("audit details are too large; record a digest instead")
     conn = writing_connection(session)  # the rows this event describes are written before it
-    size = _ADVANCE_HEAD.scalar(conn)
-    if size is None:  # a log that has never been written: its head row starts here
-        conn.execute(insert(_HEAD).values(id=1, tree_size=1))
-        size = 1
+    head = _ADVANCE_HEAD.first(conn, {"now": clock()})
+    if head is None:  # a log that has never been written: its head row starts here
+        moment = clock()
+        conn.execute(insert(_HEAD).values(id=1, tree_size=1, last_at=moment))
+        head = (1, moment)
+    size, moment = head
     seq = int(size) - 1
-    moment = clock()
     event_id = time_ordered_id()
     fields: dict[str, Any] = {
         "seq": seq,

@@ -44,6 +44,7 @@ class Reason(StrEnum):
     UNVERIFIED_TAIL = "unverified_tail"
     NOT_CHECKED = "not_checked"
     WINDOW_INCOMPLETE = "window_incomplete"
+    TIME_WENT_BACK = "time_went_back"
     NO_CHECKPOINT = "no_checkpoint"
 
 
@@ -145,12 +146,64 @@ class Report:
 @dataclass
 class Chunk:
     """What one pass over consecutive records from ``start`` found: how many were sound, the
-    first problem, and the compact range of ``[start, size)`` at each size asked for and at the end."""
+    first problem, and the compact range of ``[start, size)`` at each size asked for and at the end;
+    and its sound records' first and last times and where a time went back (see ``TimeOrder``)."""
 
     start: int
     count: int = 0
     problem: Finding | None = None
     stacks: dict[int, list[bytes]] = field(default_factory=dict)
+    times: TimeOrder = field(default_factory=lambda: TimeOrder())
+
+
+@dataclass
+class TimeOrder:
+    """Where events' times went back along the log: the writer stamps none earlier than the one
+    before it (audit.services), so a time window's neighbours outside its range prove that none of
+    its events was left out. A log with such a place (written before that rule, or by a writer not
+    keeping it) is still intact, but a window across it is not proven complete: a warning."""
+
+    first: datetime | None = None
+    last: datetime | None = None
+    back: int = 0  # how many events are stamped earlier than the one before them
+    first_back: int | None = None  # the seq of the first
+
+    def add(self, seq: int, time: datetime | None) -> None:
+        """The next event's time (``None``: an entry without a readable one, which is skipped)."""
+        if time is None:
+            return
+        if self.last is not None and time < self.last:
+            self.back += 1
+            if self.first_back is None:
+                self.first_back = seq
+        if self.first is None:
+            self.first = time
+        self.last = time
+
+    def join(self, following: TimeOrder, first_seq: int) -> None:
+        """Continue with the next chunk's order, whose first event is ``first_seq``."""
+        if self.last is not None and following.first is not None and following.first < self.last:
+            self.back += 1
+            if self.first_back is None:
+                self.first_back = first_seq
+        self.back += following.back
+        if self.first_back is None:
+            self.first_back = following.first_back
+        self.first = self.first or following.first
+        self.last = following.last or self.last
+
+    def warn(self, report: Report) -> None:
+        """A warning on ``report`` if any time went back."""
+        if self.back:
+            report.warnings.append(
+                Finding(
+                    Reason.TIME_WENT_BACK,
+                    f"{self.back} event{'s are' if self.back > 1 else ' is'} stamped earlier than the "
+                    f"event before {'them' if self.back > 1 else 'it'} (the first at seq "
+                    f"{self.first_back}): a time window across such a place is not proven complete",
+                    seq=self.first_back,
+                )
+            )
 
 
 def scan_chunk(records: Iterable[LogRecord], start: int, sizes: Collection[int]) -> Chunk:
@@ -160,10 +213,11 @@ def scan_chunk(records: Iterable[LogRecord], start: int, sizes: Collection[int])
     stream = iter(records)
     try:
         for record in stream:
-            problem = _check_record(record, start + builder.size)
+            problem, time = _check_record(record, start + builder.size)
             if problem is not None:
                 chunk.problem = problem
                 break
+            chunk.times.add(record.seq, time)
             builder.append(bytes.fromhex(record.leaf_hash))
             if start + builder.size in sizes:
                 chunk.stacks[start + builder.size] = builder.stack()
@@ -195,6 +249,7 @@ def combine(
     verdict: the root at every checkpoint size, the first problem, truncation and the tail."""
     top = RootBuilder()  # over the roots of complete chunks
     vouched, events, stopped = 0, 0, False
+    times = TimeOrder()
     if 0 in roots:
         stopped = not _check_root(report, EMPTY_ROOT, 0, roots[0], 0)
     final = EMPTY_ROOT
@@ -216,6 +271,7 @@ def combine(
             events = size  # the verdict ends at the first checkpoint that fails
             break
         events = chunk.start + chunk.count
+        times.join(chunk.times, chunk.start)
         if chunk.problem is not None:
             report.problems.append(chunk.problem)
             stopped = True
@@ -225,6 +281,8 @@ def combine(
     report.events = events
     report.verified_size = vouched
     report.root_hash = final.hex()
+    if not report.problems:  # a tampered log's verdict ends where the tampering is found
+        times.warn(report)
     if not stopped:
         _check_end(report, sorted(roots))
 
@@ -282,25 +340,39 @@ def _check_claims(sourced: SourcedCheckpoint, checkpoint: Checkpoint, report: Re
         )
 
 
-def _check_record(record: LogRecord, expected: int) -> Finding | None:
+def _check_record(record: LogRecord, expected: int) -> tuple[Finding | None, datetime | None]:
+    """The record's problem, if any, and the time its entry gives (``None`` if unreadable)."""
     if record.seq != expected:
         return Finding(
             Reason.SEQUENCE_GAP,
             f"expected seq {expected}, found {record.seq}",
             seq=min(expected, record.seq),
-        )
+        ), None
     entry = record.entry.encode("utf-8")
     if hashlib.sha256(b"\x00" + entry).hexdigest() != record.leaf_hash:
-        return Finding(Reason.LEAF_HASH_MISMATCH, "stored leaf hash is not the hash of the entry", record.seq)
+        return Finding(
+            Reason.LEAF_HASH_MISMATCH, "stored leaf hash is not the hash of the entry", record.seq
+        ), None
     try:
         fields = orjson.loads(record.entry)
     except orjson.JSONDecodeError:
-        return Finding(Reason.MALFORMED_ENTRY, "entry is not JSON", record.seq)
+        return Finding(Reason.MALFORMED_ENTRY, "entry is not JSON", record.seq), None
     if not isinstance(fields, dict) or fields.get("seq") != record.seq:
-        return Finding(Reason.SEQUENCE_MISMATCH, "the entry was written for another seq", record.seq)
+        return Finding(Reason.SEQUENCE_MISMATCH, "the entry was written for another seq", record.seq), None
     if record.columns is not None and record.columns != columns_of(fields):
-        return Finding(Reason.ENTRY_MISMATCH, "stored columns disagree with the hashed entry", record.seq)
-    return None
+        return Finding(
+            Reason.ENTRY_MISMATCH, "stored columns disagree with the hashed entry", record.seq
+        ), None
+    return None, _time_of(fields)
+
+
+def _time_of(fields: dict[str, Any]) -> datetime | None:
+    """The entry's time; ``None`` when it has none, or one without its offset (not comparable)."""
+    try:
+        time = datetime.fromisoformat(fields["time"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return time if time.tzinfo is not None else None
 
 
 def columns_of(fields: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -498,15 +570,17 @@ def verify_window(
     except ValueError as exc:
         report.problems.append(Finding(Reason.ROOT_MISMATCH, f"the window's proof is malformed: {exc}"))
         return report
-    expected, times = window.start, []
+    expected, times, order = window.start, [], TimeOrder()
     for record in records:
-        problem = _check_record(record, expected)
+        problem, time = _check_record(record, expected)
         if problem is not None:
             report.problems.append(problem)
             break
         builder.append(bytes.fromhex(record.leaf_hash))
-        times.append(_entry_time(record))
+        times.append(time)
+        order.add(record.seq, time)
         expected += 1
+    order.warn(report)
     report.events = expected - window.start
     if report.problems:
         return report
@@ -537,13 +611,6 @@ def verify_window(
             )
         )
     return report
-
-
-def _entry_time(record: LogRecord) -> datetime | None:
-    try:
-        return datetime.fromisoformat(orjson.loads(record.entry)["time"].replace("Z", "+00:00"))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
 
 
 def _check_fences(window: Window, times: list[datetime | None], report: Report) -> None:

@@ -6,6 +6,7 @@ table and the checks that read it.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 
 from sqlalchemy import select
@@ -20,6 +21,22 @@ from core.identifiers import is_valid_uscc, uscc_shaped
 from core.text import is_utf8_text, note_text, required_note
 
 NOT_ACCEPTED = "no such accepted code"
+NAMES_CODE = "names the code itself (or the firm's part of it): say how it was checked"
+# The firm's own part of a credit code: its organization code (positions 9-17, GB 32100). The
+# first eight characters (registering authority, division) are shared by every firm of a district.
+_FIRM_PART = slice(8, 17)
+
+
+def names_code(reason: str, code: str) -> bool:
+    """Whether ``reason`` spells ``code``'s firm part, however written: any case, full-width
+    characters (NFKC), spaces, hyphens or other characters between its letters and digits.
+
+    A reason is kept in the permanent audit log, which a subject's id stays out of (see _record).
+    """
+    letters = "".join(
+        ch for ch in unicodedata.normalize("NFKC", reason).upper() if ch.isascii() and ch.isalnum()
+    )
+    return code[_FIRM_PART].upper() in letters
 
 
 def actor_label(actor: Actor) -> str:
@@ -55,9 +72,8 @@ def accept_code(
     text, need = note_text(reason, MAX_REASON, required=True)
     if need is not None:
         problems.append({"field": "reason", "message": need})
-    elif text is not None and isinstance(code, str) and code in text:
-        # The reason is kept in the permanent log, which the code stays out of (see _record).
-        problems.append({"field": "reason", "message": "names the code itself: say how it was checked"})
+    elif text is not None and isinstance(code, str) and names_code(text, code):
+        problems.append({"field": "reason", "message": NAMES_CODE})
     if problems or not acceptable(code) or text is None:  # the last two: for the type checker
         raise Invalid(f"{len(problems)} problem(s) with the accepted code", details=problems)
     row = session.execute(
@@ -102,6 +118,8 @@ def withdraw_code(
     ).scalar_one_or_none()
     if row is None:
         raise NotFound(NOT_ACCEPTED)
+    if names_code(text, row.code):
+        raise Invalid("the reason names the code", details=[{"field": "reason", "message": NAMES_CODE}])
     if row.withdrawn_at is not None:
         raise Conflict("the acceptance is withdrawn already")
     row.withdrawn_at, row.withdrawn_by, row.withdraw_reason = clock(), actor_label(actor), text

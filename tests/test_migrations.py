@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import JSON, column, insert, inspect, select, table, text
 from sqlalchemy.exc import IntegrityError
 
-from core.db import create_control_engine
+from core.db import UTCDateTime, create_control_engine
 from sandbox import migrate, schema
 
 
@@ -89,5 +89,34 @@ def test_accounts_that_differ_only_in_case_stop_the_upgrade_by_name(control_url:
             conn.execute(text("UPDATE accounts SET username = 'rev2-old' WHERE username = 'rev2'"))
         migrate.upgrade(control_url)  # once renamed, the same upgrade goes through
         assert migrate.current_revision(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_an_existing_log_gets_its_latest_time_in_the_head(control_url: str) -> None:
+    """0009: the head's last time is the log's latest, not its last event's (a clock once set back)."""
+    migrate.upgrade(control_url, "0008")
+    events = table(
+        "audit_events", *(column(c) for c in ("seq", "event_id", "actor_kind", "action", "outcome", "entry",
+                                               "leaf_hash")),
+        column("occurred_at", UTCDateTime()), column("details", JSON()),
+    )  # fmt: skip
+    times = [datetime(2026, 1, 1, 8, tzinfo=UTC), datetime(2026, 1, 1, 9, tzinfo=UTC)]
+    times.append(times[0])  # the last event is stamped earlier than the one before it
+    engine = create_control_engine(control_url)
+    try:
+        with engine.begin() as conn:
+            for seq, at in enumerate(times):
+                conn.execute(
+                    insert(events).values(
+                        seq=seq, event_id=f"e-{seq}", actor_kind="system", action="x", outcome="success",
+                        entry="{}", leaf_hash="00", occurred_at=at, details={},
+                    )
+                )  # fmt: skip
+            conn.execute(text("UPDATE audit_head SET tree_size = 3"))
+        migrate.upgrade(control_url)
+        head = table("audit_head", column("last_at", UTCDateTime()))
+        with engine.connect() as conn:
+            assert conn.execute(select(head.c.last_at)).scalar_one() == times[1]
     finally:
         engine.dispose()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, stream_with_context
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from audit import MAX_SEQ
 from audit.actions import Outcome
@@ -21,8 +22,20 @@ from sandbox.services import audit_log
 bp = Blueprint("audit", __name__, url_prefix="/v1/audit")
 
 Seq = Field(ge=0, le=MAX_SEQ)
+# RFC 3339's date-time: pydantic would also take a number of seconds (or of milliseconds, if
+# large) since 1970, which API.md does not promise and a client's mistake would turn into a
+# window of another time.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, str) and _RFC3339.fullmatch(value):
+        return value
+    raise ValueError("an RFC 3339 time with its offset, such as 2026-11-01T00:00:00Z")
+
+
 # A time with its offset, that has a UTC equivalent (the log's times are UTC).
-UtcTime = Annotated[AwareDatetime, AfterValidator(as_utc)]
+UtcTime = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(as_utc)]
 
 
 class EventQuery(BaseModel):

@@ -161,6 +161,13 @@ def _release(
     except ValueError:
         raise Invalid("unknown release", details=[problem("release", "private or exact")]) from None
     if mode is ReleaseMode.EXACT:
+        # Given with an exact release they would be ignored: the client meant a private one.
+        given = [name for name in ("epsilon", "partitions") if getattr(request, name) is not None]
+        if given:
+            raise Invalid(
+                "an exact release takes no epsilon or partitions",
+                details=[problem(name, "only for a private release") for name in given],
+            )
         if not program.exact_release_allowed:
             raise ExactReleaseNotAllowed("no reviewer allowed this program exact release")
         return mode, None, None

@@ -167,6 +167,20 @@ def test_accepting_checks_its_input_and_listing_every_problem(client: FlaskClien
 
     assert "check characters are right" in problems(code=CONFORMING)["code"]
     assert "names the code itself" in problems(reason=f"登记簿 {NONCONFORMING} 无误")["reason"]
+    # However it is spelled (found in a sweep: only the exact string had been refused), or only
+    # the firm's own part of it (the first eight characters are every firm of a district's).
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in NONCONFORMING)
+    for spelled in (
+        NONCONFORMING.lower(), f"{NONCONFORMING[:6]} {NONCONFORMING[6:]}", "-".join(NONCONFORMING),
+        full_width, f"组织机构代码{NONCONFORMING[8:17]}",
+    ):  # fmt: skip
+        assert "names the code itself" in problems(reason=f"核对 {spelled} 无误")["reason"], spelled
+    assert _accept(client, admin, reason=f"{NONCONFORMING[:8]} 地区的登记簿").status_code == 201
+    (accepted,) = client.get("/v1/accepted-codes", headers=admin.headers).get_json()["codes"]
+    withdraw = f"/v1/accepted-codes/{accepted['id']}/withdraw"
+    named = client.post(withdraw, json={"reason": f"错: {NONCONFORMING.lower()}"}, headers=admin.headers)
+    assert named.status_code == 422 and "names the code itself" in named.get_data(as_text=True)
+    assert client.post(withdraw, json={"reason": "错"}, headers=admin.headers).status_code == 200
     assert "18-character" in problems(code=NONCONFORMING[:17])["code"]
     assert "18-character" in problems(code=NONCONFORMING.lower())["code"]
     both = problems(code=CONFORMING, reason="   ")

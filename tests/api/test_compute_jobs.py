@@ -450,3 +450,24 @@ def test_a_subject_scoped_job_about_a_code_the_bureau_accepts(
     _run(runtime)
     body = _job(client, operator, queued.get_json()["job_id"])
     assert (body["status"], body["result"], body["subject"]) == ("succeeded", {"band": 1, "rows": 1}, code)
+
+
+def test_an_exact_release_with_epsilon_or_partitions_is_refused_not_ignored(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """Found in a sweep: both were dropped, and the job queued as an exact release."""
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, SUBJECT_BAND, exact=True)
+    for extra, fields in (
+        ({"epsilon": 0.5}, ["epsilon"]),
+        ({"partitions": 5}, ["partitions"]),
+        ({"epsilon": 0.5, "partitions": 5}, ["epsilon", "partitions"]),
+    ):
+        response = _queue(client, operator, contract, program, release="exact", **extra)
+        assert response.status_code == 422, response.get_json()
+        assert [d["field"] for d in response.get_json()["error"]["details"]] == fields
+    queued = _queue(client, operator, contract, program, release="exact")
+    assert queued.status_code == 202, queued.get_json()
+    usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert (usage["calls_today"], usage["epsilon_spent"]) == (0, 0.0)  # a call is spent when a job starts

@@ -15,7 +15,8 @@ from core.db import transaction
 from sandbox.models import DataLoad
 from sandbox.runtime import Runtime
 
-FIXED = datetime(2026, 11, 23, 8, 0, 0, 123456, tzinfo=UTC)
+# Later than any event of the runtime's own (an event is never stamped before the one before it).
+FIXED = datetime(2036, 11, 23, 8, 0, 0, 123456, tzinfo=UTC)
 ACTOR = Actor(ActorKind.ADMIN, "admin-1")
 
 
@@ -93,7 +94,7 @@ def test_entry_is_canonical_and_leaf_hash_is_rfc6962(runtime: Runtime) -> None:
     entry = event.entry.encode("utf-8")
     assert event.leaf_hash == hashlib.sha256(b"\x00" + entry).hexdigest()
     parsed = json.loads(entry)
-    assert parsed["time"] == "2026-11-23T08:00:00.123456Z"
+    assert parsed["time"] == "2036-11-23T08:00:00.123456Z"
     assert parsed["target"] == {"type": "dataset", "id": "户籍"}
     assert parsed["outcome"] == "denied" and parsed["error_code"] == "load_refused"
     assert "户籍.csv" in event.entry  # Chinese kept as text, not escaped
