@@ -54,3 +54,9 @@ def verify(source: str, jwks_source: str | None) -> None:
     click.echo(json.dumps(check.payload, ensure_ascii=False, indent=2, sort_keys=True))
     compared = f"; the response's {', '.join(check.compared)} match it" if check.compared else ""
     click.secho(f"seal OK: signed by key {check.kid}{compared}", fg="green", err=True)
+    if check.unsealed:
+        click.secho(
+            f"not sealed, so not vouched for: the response's {', '.join(check.unsealed)}",
+            fg="yellow",
+            err=True,
+        )

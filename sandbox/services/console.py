@@ -25,7 +25,7 @@ from catalog import Catalog
 from core import keyring
 from core.db import transaction
 from operators import services as operators
-from operators.models import Operator
+from operators.models import Operator, OperatorCredential
 from sandbox.engine.models import SealedResult
 from sandbox.runtime import Runtime
 
@@ -38,6 +38,7 @@ class SignedIn:
     id: str
     name: str
     subject_id: str | None = None
+    client_id: str | None = None  # an operator's: the credentials it signed in with
 
     @property
     def actor(self) -> Actor:
@@ -80,13 +81,14 @@ def sign_in_operator(
         if operator is None:
             raise Unauthenticated("invalid client credentials")
         operators.require_active(operator)
-        who = SignedIn(Role.OPERATOR, operator.id, operator.name)
+        who = SignedIn(Role.OPERATOR, operator.id, operator.name, client_id=client_id)
     _record_login(runtime, who, AuditAction.AUTH_TOKEN, request_id)
     return who
 
 
-def recheck(runtime: Runtime, role: str, party_id: str) -> SignedIn:
-    """The session's party as it is now: a disabled account or suspended operator is refused.
+def recheck(runtime: Runtime, role: str, party_id: str, client_id: str | None = None) -> SignedIn:
+    """The session's party as it is now: a disabled account, a suspended operator or the revoked
+    client id an operator signed in with is refused.
 
     Like a bearer token, a session proves identity only; what can change is read fresh.
     """
@@ -95,8 +97,15 @@ def recheck(runtime: Runtime, role: str, party_id: str) -> SignedIn:
             operator = session.get(Operator, party_id)
             if operator is None:
                 raise Unauthenticated("the operator does not exist")
+            credential = session.get(OperatorCredential, client_id) if client_id else None
+            if (
+                credential is None
+                or credential.operator_id != operator.id
+                or credential.revoked_at is not None
+            ):
+                raise Unauthenticated("the client id this session signed in with is revoked")
             operators.require_active(operator)
-            return SignedIn(Role.OPERATOR, operator.id, operator.name)
+            return SignedIn(Role.OPERATOR, operator.id, operator.name, client_id=client_id)
         account = session.get(Account, party_id)
         if account is None or account.disabled_at is not None or account.role != role:
             raise Unauthenticated("the account is not active")

@@ -30,6 +30,7 @@ class SealCheck:
     payload: dict[str, Any]
     kid: str
     compared: list[str]  # response fields found equal to the sealed ones
+    unsealed: list[str]  # response fields the seal does not hold: nothing vouches for them
 
 
 def read_jwks(source: str) -> dict[str, Any]:
@@ -93,11 +94,20 @@ def check_sealed(text: str, jwks: dict[str, Any]) -> SealCheck:
     else:
         token = text
     payload = verify_seal(token, jwks)
-    compared = []
+    compared, unsealed = [], []
     for name, shown in response.items():
-        if name == "seal" or name not in payload:
+        if name == "seal":
             continue
-        if payload[name] != shown:
+        if name not in payload:
+            unsealed.append(name)
+            continue
+        if not _same(payload[name], shown):
             raise SealInvalid(f"the response's {name!r} differs from the sealed one: it was changed")
         compared.append(name)
-    return SealCheck(payload=payload, kid=str(payload["kid"]), compared=compared)
+    return SealCheck(payload=payload, kid=str(payload["kid"]), compared=compared, unsealed=unsealed)
+
+
+def _same(sealed: Any, shown: Any) -> bool:
+    """Equal as JSON values, types included: Python's ``0 == False`` and ``1 == 1.0`` would pass a
+    sealed ``false`` shown as ``0`` (found in a sweep). Key order does not matter."""
+    return json.dumps(sealed, sort_keys=True) == json.dumps(shown, sort_keys=True)

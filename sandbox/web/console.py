@@ -111,7 +111,12 @@ def page(
 def sign_in(who: SignedIn) -> None:
     """Start a fresh session for ``who`` (a new CSRF token too: nothing from before carries over)."""
     session.clear()
-    session["user"] = {"role": who.role.value, "id": who.id, "at": int(time.time())}
+    session["user"] = {
+        "role": who.role.value,
+        "id": who.id,
+        "at": int(time.time()),
+        "client_id": who.client_id,
+    }
     csrf.rotate()
 
 
@@ -128,7 +133,13 @@ def signed_in() -> Principal | None:
         flash(i18n.t("flash.session_expired"), "info")
         return None
     try:
-        who = console_service.recheck(runtime(), str(data.get("role")), str(data.get("id")))
+        client_id = data.get("client_id")
+        who = console_service.recheck(
+            runtime(),
+            str(data.get("role")),
+            str(data.get("id")),
+            client_id if isinstance(client_id, str) else None,
+        )
     except (Unauthenticated, SandboxError) as exc:
         g.principal = Principal(role=Role(data["role"]), id=str(data["id"]), name=str(data["id"]))
         record_denial(exc.code)
@@ -152,8 +163,8 @@ def safe_next(target: str | None, default: str) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return default
-    if "\\" in target:
-        return default
+    if "\\" in target or not target.isprintable():
+        return default  # a header may hold no CR or LF (Werkzeug refuses them: a 500 had followed)
     return target
 
 

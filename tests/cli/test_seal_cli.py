@@ -53,6 +53,32 @@ def test_a_response_edited_after_sealing_is_caught(tmp_path: Path) -> None:
     assert code == 1 and "'result' differs" in output
 
 
+def test_a_value_shown_as_another_json_type_is_caught_and_unsealed_fields_are_named(tmp_path: Path) -> None:
+    """Found in a sweep: a sealed ``false`` shown as ``0`` passed (Python's ``0 == False``), and
+    a field added beside the sealed ones passed without a word."""
+    key = keys.generate()
+    sealed = {**ANSWER, "result": False, "score": 1, "params": {"year": 2024, "threshold": 5}}
+    answer, jwks, _ = _files(tmp_path, "")
+    jwks.write_text(json.dumps({"keys": [key.jwk()]}))
+    token = seals.seal(sealed, key)
+    for name, shown in (
+        ("result", 0),
+        ("score", True),
+        ("score", 1.0),
+        ("params", {"year": "2024", "threshold": 5}),
+    ):
+        answer.write_text(json.dumps({**sealed, name: shown, "seal": token}))
+        code, output = _run(str(answer), "--jwks", str(jwks))
+        assert code == 1 and f"'{name}' differs" in output, (name, shown, output)
+    # The same values, keys in another order: the same answer.
+    answer.write_text(json.dumps({**sealed, "params": {"threshold": 5, "year": 2024}, "seal": token}))
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 0 and "not sealed" not in output, output
+    answer.write_text(json.dumps({**sealed, "verdict": "APPROVED", "seal": token}))
+    code, output = _run(str(answer), "--jwks", str(jwks))
+    assert code == 0 and "not sealed, so not vouched for: the response's verdict" in output, output
+
+
 def test_one_changed_byte_of_the_seal_fails(tmp_path: Path) -> None:
     key = keys.generate()
     token = seals.seal(ANSWER, key)

@@ -335,9 +335,16 @@ def test_language_follows_the_browser_and_can_be_switched(client: FlaskClient) -
 
 
 def test_language_switch_does_not_redirect_off_site(client: FlaskClient) -> None:
-    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+    # A CR or LF (found in a sweep: Werkzeug refuses them in a header, and the redirect was a 500).
+    for target in (
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "/console/\n",
+        "/x\r\nSet-Cookie: a=b",
+    ):
         response = client.get("/console/lang/en", query_string={"next": target})
-        assert response.headers["Location"] == "/console/"
+        assert response.status_code == 302 and response.headers["Location"] == "/console/", target
 
 
 def test_a_suspended_operator_is_signed_out(client: FlaskClient, runtime: Runtime, op_a: Operator) -> None:
@@ -358,6 +365,37 @@ def test_a_suspended_operator_is_signed_out(client: FlaskClient, runtime: Runtim
             request_id=None,
         )
     assert client.get("/console/operator").status_code == 302
+
+
+def test_an_operator_signed_in_with_a_client_id_since_revoked_is_signed_out(
+    client: FlaskClient, runtime: Runtime, op_a: Operator
+) -> None:
+    """Found in a sweep: the session had outlived its client id's revocation by up to 8 hours."""
+    from audit import Actor, ActorKind
+    from core.db import transaction
+    from operators import services
+
+    sign_in_operator(client, op_a)
+    assert client.get("/console/operator").status_code == 200
+    with transaction(runtime.sessions) as session:
+        other, _ = services.issue_credentials(
+            session, op_a.id, actor=Actor(ActorKind.SYSTEM, "t"), request_id=None
+        )
+    assert client.get("/console/operator").status_code == 200  # another client id changes nothing
+    with transaction(runtime.sessions) as session:
+        services.revoke_credentials(
+            session,
+            op_a.id,
+            op_a.client_id,
+            reason="泄露",
+            actor=Actor(ActorKind.SYSTEM, "t"),
+            request_id=None,
+        )
+    refused = client.get("/console/operator")
+    assert refused.status_code == 302 and "/console/login" in refused.headers["Location"]
+    assert _events(runtime, "request.denied")[-1].error_code == "unauthenticated"
+    assert client.get("/console/operator").status_code == 302  # the session is gone, not refused once
+    assert other.client_id != op_a.client_id
 
 
 def test_reviewer_reads_a_program_and_approves_it_with_exact_release(
