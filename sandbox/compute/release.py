@@ -31,7 +31,7 @@ import random
 import secrets
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -54,6 +54,9 @@ Row = Mapping[str, Any]
 Progress = Callable[[int, int], None]
 MIN_PARTITIONS = 2
 MAX_PARTITIONS = 1000
+# The least wall time a partition's run is given, whatever its share: a fresh interpreter that
+# drops privileges and enters its namespaces needs a fraction of it before the program starts.
+MIN_RUN_WALL_SECONDS = 2.0
 
 
 class ReleaseMode(StrEnum):
@@ -194,6 +197,22 @@ def _check_private(program: CompiledProgram, epsilon: float, k: int) -> dict[Pat
     return flatten_bounds(program.output_bounds)
 
 
+def partition_limits(limits: Limits, partitions: int, concurrency: int) -> Limits:
+    """Each partition's limits: its even share of the job's wall time, at most a run's own limit
+    and at least ``MIN_RUN_WALL_SECONDS``; CPU time no more than that wall time.
+
+    The share is fixed before any run, from the job's shape and the worker's settings alone. A
+    partition that runs out of it contributes its midpoints like any failed one, so how long the
+    data made one run take moves only that partition's output, as sample-and-aggregate's bound
+    assumes. (Stopping the whole job at the first timeout would release, unnoised, that some
+    partition's data made the program slow.)
+    """
+    rounds = math.ceil(partitions / max(1, concurrency))
+    share = max(MIN_RUN_WALL_SECONDS, limits.job_wall_seconds / rounds)
+    wall = min(limits.wall_seconds, share)
+    return replace(limits, wall_seconds=wall, cpu_seconds=max(1, min(limits.cpu_seconds, math.ceil(wall))))
+
+
 def _run_partitions(
     program: CompiledProgram,
     parts: list[list[Row]],
@@ -267,7 +286,8 @@ def release_private(
     # A seeded generator is for tests only; real releases draw from the CSPRNG.
     rng = None if seed is None else random.Random(seed)  # noqa: S311
     parts = partition(rows, partitions, key=partition_key, rng=rng, groups=groups)
-    outcomes = _run_partitions(program, parts, params, limits, concurrency, progress)
+    shared = partition_limits(limits or Limits(), partitions, concurrency)
+    outcomes = _run_partitions(program, parts, params, shared, concurrency, progress)
     spent, runs = float(epsilon), tuple(outcomes)
     if not any(outcome.succeeded for outcome in outcomes):
         return _failed(

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from diffprivlib import BudgetAccountant
 
+from sandbox.compute import release
 from sandbox.compute.compile import compile_program
 from sandbox.compute.errors import ReleaseRefused
 from sandbox.compute.release import (
+    MIN_RUN_WALL_SECONDS,
     ReleaseMode,
     _clamped_mean,
     partition,
+    partition_limits,
     release_exact,
     release_private,
 )
@@ -90,6 +94,49 @@ def test_a_failing_partition_does_not_show(rows: list[dict[str, Any]], limits: L
     public = release.public_dict()
     assert public["error"] is None and "runs" not in public
     assert sum(not run.succeeded for run in release.runs) == 1  # staff can see it in the record
+
+
+@pytest.mark.parametrize(
+    ("partitions", "concurrency", "wall", "cpu"),
+    [
+        (10, 2, 20.0, 10),  # 5 rounds share 120 s: 24 s each, so a run's own 20 s stands
+        (100, 2, 2.4, 3),  # 50 rounds: 2.4 s each, CPU no more than that
+        (100, 1, 2.0, 2),  # 100 rounds: 1.2 s each, raised to the least a run is given
+        (2, 8, 20.0, 10),
+    ],
+)
+def test_a_private_jobs_runs_share_its_wall_time(
+    partitions: int, concurrency: int, wall: float, cpu: int
+) -> None:
+    """Found in a sweep: 100 partitions that each spun to their own 20 s held a worker 15 minutes."""
+    shared = partition_limits(Limits(), partitions, concurrency)
+    assert (shared.wall_seconds, shared.cpu_seconds) == (wall, cpu)
+    assert shared.memory_bytes == Limits().memory_bytes
+    rounds = math.ceil(partitions / concurrency)
+    assert rounds * shared.wall_seconds <= max(Limits().job_wall_seconds, rounds * MIN_RUN_WALL_SECONDS)
+
+
+def test_each_partition_runs_under_its_share_and_one_that_runs_out_does_not_show(
+    rows: list[dict[str, Any]], limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given: list[Limits] = []
+
+    def run(source: str, part: Any, params: Any, *, sha256: str, limits: Limits) -> RunOutcome:
+        given.append(limits)
+        if len(given) == 1:  # the share ran out on the data of this one
+            return RunOutcome(status=RunStatus.TIMED_OUT)
+        return real(source, part, params, sha256=sha256, limits=limits)
+
+    real = release.run_program
+    monkeypatch.setattr(release, "run_program", run)
+    budget = replace(limits, job_wall_seconds=2 * MIN_RUN_WALL_SECONDS)
+    source = "OUTPUT_BOUNDS = [0, 5000]\nresult = stats.mean(stats.column(data, 'income'))\n"
+    released = release_private(
+        compile_program(source), rows, epsilon=1.0, partitions=4, limits=budget, seed=2
+    )
+    assert released.status is RunStatus.SUCCEEDED
+    assert [r.status for r in released.runs].count(RunStatus.TIMED_OUT) == 1
+    assert {g.wall_seconds for g in given} == {MIN_RUN_WALL_SECONDS} and len(given) == 4
 
 
 def test_when_every_partition_fails_the_release_fails_with_class_and_line(
