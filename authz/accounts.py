@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 
 from sqlalchemy import select
@@ -41,6 +42,12 @@ def create_account(
         problems.append({"field": "role", "message": f"one of {', '.join(r.value for r in ACCOUNT_ROLES)}"})
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         problems.append({"field": "password", "message": f"{MIN_PASSWORD}-{MAX_PASSWORD} characters"})
+    elif any(unicodedata.category(ch) in ("Cc", "Cs") or ch == "\ufeff" for ch in password):
+        # No sign-in form could send it back (a NUL is refused in every form and body): an account
+        # made with one could never sign in.
+        problems.append(
+            {"field": "password", "message": "no control characters, byte order marks or surrogates"}
+        )
     if role is Role.SUBJECT and not subject_id:
         problems.append(
             {"field": "subject_id", "message": "a subject account names its credit code or ID number"}

@@ -18,6 +18,8 @@ from core.text import line_problem, required_note
 from operators.errors import OperatorSuspended
 from operators.models import Operator, OperatorCredential, OperatorStatus
 
+MAX_QUALIFICATIONS = 20
+
 
 def register_operator(
     session: Session,
@@ -38,7 +40,9 @@ def register_operator(
         problems.append({"field": "credit_code", "message": found})
     if (found := line_problem(license_no, 64)) is not None:
         problems.append({"field": "license_no", "message": found})
-    for index, qualification in enumerate(qualifications):
+    if len(qualifications) > MAX_QUALIFICATIONS:
+        problems.append({"field": "qualifications", "message": f"at most {MAX_QUALIFICATIONS} items"})
+    for index, qualification in enumerate(qualifications[:MAX_QUALIFICATIONS]):
         if (found := line_problem(qualification, 200)) is not None:
             problems.append({"field": f"qualifications.{index}", "message": found})
     if problems:

@@ -71,6 +71,10 @@ def create_app(
 
 
 _FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+_CONSOLE = "/console"
+# The console's fields that take several values (a consent's templates, ticked); any other given
+# twice is refused: which one counts would be a guess.
+_MULTI_FIELDS = frozenset({"templates"})
 
 
 def _request_ids(app: Flask) -> None:
@@ -99,8 +103,18 @@ def _request_ids(app: Flask) -> None:
             except UnicodeDecodeError:  # a raw non-UTF-8 byte in the query (a 500 until now)
                 raise BadRequest("the query string is not UTF-8") from None
         if request.mimetype in _FORM_TYPES:
-            body_bytes()  # read here, where a body that cannot be read is a clear 400
+            body = body_bytes()  # read here, where a body that cannot be read is a clear 400
+            if request.mimetype == "application/x-www-form-urlencoded":
+                try:  # as for the query: Werkzeug kept an escape that is no UTF-8 as literal text
+                    unquote_to_bytes(body.replace(b"+", b" ")).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadRequest("the form is not UTF-8") from None
             fields.append(request.form)
+        if request.path.startswith(_CONSOLE):  # the API refuses its own (parsing.single_values)
+            for found in fields:
+                for key in found:
+                    if key not in _MULTI_FIELDS and len(found.getlist(key)) > 1:
+                        raise BadRequest(f"the field {key[:64]!r} is given more than once")
         if "\x00" in request.path or any(
             "\x00" in k or "\x00" in v for found in fields for k, v in found.items(multi=True)
         ):

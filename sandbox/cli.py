@@ -162,7 +162,8 @@ def users_add(role: str, username: str, subject_id: str | None, password_stdin: 
         raise click.UsageError("--password-stdin, but standard input is closed")
     try:
         password = (
-            sys.stdin.readline().rstrip("\r\n")  # a line ended CRLF (a Windows editor) ends there too
+            # A line ended CRLF (a Windows editor) ends there too; a byte order mark is no part of it.
+            sys.stdin.readline().rstrip("\r\n").removeprefix("\ufeff")
             if password_stdin
             else click.prompt("password", hide_input=True, confirmation_prompt=True)
         )
@@ -443,13 +444,14 @@ def _open_and_sync_policy(settings: Settings) -> None:
     from sandbox.data.stores import stale_datasets
     from sandbox.runtime import open_runtime, sync_policy
 
-    runtime = open_runtime(settings)
-    try:
-        with transaction(runtime.sessions) as session:
-            sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
-        _warn_stale(stale_datasets(runtime.stores, runtime.catalog))
-    finally:
-        runtime.close()
+    with _errors():  # a spawned process: its refusals are said as the command's own would be
+        runtime = open_runtime(settings)
+        try:
+            with transaction(runtime.sessions) as session:
+                sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
+            _warn_stale(stale_datasets(runtime.stores, runtime.catalog))
+        finally:
+            runtime.close()
 
 
 @main.command()

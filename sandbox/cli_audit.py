@@ -13,8 +13,8 @@ from audit.sources import SourceError, checkpoints_from_file, load_public_keys, 
 from audit.verify import Report, SourcedCheckpoint, read_export, verify_log, verify_window
 from audit.verify_db import verify_database
 from core.config import load_settings
-from core.db import display_url
-from core.errors import SandboxError
+from core.db import display_url, usable_url
+from core.errors import ConfigurationError, SandboxError
 
 USAGE = 2
 
@@ -106,8 +106,13 @@ def _verify_export(path: Path, checkpoints: list[SourcedCheckpoint], keys: list[
 
 
 def _verify_db(url: str, checkpoints: list[SourcedCheckpoint], keys: list[Any]) -> Report:
+    """A log that cannot be read (a malformed URL, a driver not installed, no database there) is
+    a usage error, exit 2: exit 1 says the log was read and found tampered."""
     try:
-        return verify_database(url, checkpoints, keys)
+        with usable_url(url):
+            return verify_database(url, checkpoints, keys)
+    except ConfigurationError as exc:
+        raise SourceError(exc.message) from exc
     except SQLAlchemyError as exc:
         raise SourceError(
             f"cannot read the audit log at {display_url(url)}: {exc.__class__.__name__}"

@@ -28,7 +28,7 @@ class OperatorIn(BaseModel):
     credit_code: str = Field(min_length=18, max_length=18)
     license_no: str = Field(min_length=1, max_length=64)
     qualifications: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=20
+        default_factory=list, max_length=services.MAX_QUALIFICATIONS
     )
 
 

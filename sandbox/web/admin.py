@@ -57,7 +57,7 @@ def admin_register_operator() -> Response:
             name=request.form.get("name", ""),
             credit_code=request.form.get("credit_code", "").strip(),
             license_no=request.form.get("license_no", ""),
-            qualifications=qualifications[:20],
+            qualifications=qualifications,
             actor=user().actor,
             request_id=g.request_id,
             clock=rt.clock,

@@ -163,6 +163,11 @@ def test_verify_the_export_of_a_time_window(
         ["--key", "{odd_jwks}"],
         ["--key", "{jwks}", "--export", "{huge_seq}"],
         ["--key", "{jwks}", "--export", "{nested}"],
+        # Found by another: a traceback (a driver not installed), and exit 1, "tampered", for a
+        # URL that could not be parsed.
+        ["--key", "{jwks}", "--db", "mysql://x"],
+        ["--key", "{jwks}", "--db", "garbage"],
+        ["--key", "{jwks}", "--db", "sqlite:///{missing}/control.sqlite"],
     ],
 )
 def test_usage_errors_exit_2(cli: CliRunner, jwks: Path, tmp_path: Path, args: list[str]) -> None:
@@ -175,7 +180,8 @@ def test_usage_errors_exit_2(cli: CliRunner, jwks: Path, tmp_path: Path, args: l
     }
     for name, content in files.items():
         (tmp_path / name).write_text(content, encoding="utf-8")
-    filled = [a.format(jwks=jwks, **{name: tmp_path / name for name in files}) for a in args]
+    paths = {name: tmp_path / name for name in [*files, "missing"]}
+    filled = [a.format(jwks=jwks, **paths) for a in args]
     result = cli.invoke(main, ["audit", "verify", *filled])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 
 from audit import AuditEvent
+from authz.accounts import authenticate
 from core.config import Settings
 from sandbox.cli import main
 from sandbox.data.stores import row_counts
@@ -202,6 +203,27 @@ def test_users_add_reads_the_password_from_stdin(cli: CliRunner, settings: Setti
     )
     assert short.exit_code == 1
     assert "password" in short.output and "subject_id" in short.output
+
+
+def test_a_password_no_sign_in_could_send_is_refused_and_a_bom_is_no_part_of_it(
+    cli: CliRunner, settings: Settings
+) -> None:
+    """Found in a sweep: a NUL made an account that could never sign in (every form refuses one),
+    and a byte order mark on stdin became the password's first character."""
+    add = ["users", "add", "--role", "reviewer", "--password-stdin", "--username"]
+    for n, password in enumerate(
+        ("long enough\x00password", "long enough\x1bpassword", "long\ufeffenough pw")
+    ):
+        refused = cli.invoke(main, [*add, f"refused{n}"], input=password + "\n")
+        assert refused.exit_code == 1 and "no control characters" in refused.output, password
+    bom = cli.invoke(main, [*add, "bom.user"], input="\ufeffa long enough password\r\n")
+    assert bom.exit_code == 0, bom.output
+    runtime = open_runtime(settings)
+    try:
+        with runtime.sessions() as session:
+            assert authenticate(session, username="bom.user", password="a long enough password") is not None
+    finally:
+        runtime.close()
 
 
 def test_a_database_error_is_one_line_with_the_drivers_reason(

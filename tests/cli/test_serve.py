@@ -225,3 +225,17 @@ def test_a_worker_exiting_leaves_the_checkpointer_and_compute_workers_running(tm
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_serve_on_a_home_that_was_never_initialized_says_so_in_one_line(tmp_path: Path) -> None:
+    """Found in a sweep: the refusal came from the spawned check as a Python traceback."""
+    for home in (tmp_path / "empty", tmp_path / "missing"):
+        if home.name == "empty":
+            home.mkdir()
+        env = {**os.environ, "SANDBOX_HOME": str(home), "SANDBOX_POLICIES": str(POLICIES)}
+        done = subprocess.run(
+            [sys.executable, "-m", "sandbox.cli", "serve", "--port", "1", "--no-workers"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and done.stderr.startswith("error: "), done.stderr

@@ -591,3 +591,46 @@ def test_admin_accepts_a_non_conforming_code_and_withdraws_it(client: FlaskClien
     theirs = csrf_of(client, "/console/review")
     forged = client.post("/console/admin/codes", data={"csrf_token": theirs, "code": code, "reason": "x"})
     assert forged.status_code == 403 and len(_events(runtime, "code.accept")) == 1
+
+
+def test_a_console_field_given_twice_or_a_form_that_is_not_utf8_is_a_400(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    """Found in a sweep: the first of two roles made the account, and a form's %ED%A0%80 was kept
+    as the literal text of an operator's name (a raw byte read as a bad CSRF token)."""
+    sign_in(client, "admin1")
+    token = csrf_of(client, "/console/admin")
+    before = len(_events(runtime, "account.create"))
+    twice = client.post(
+        "/console/admin/accounts",
+        data=f"csrf_token={token}&username=rev9&role=auditor&role=admin&password={'p' * 14}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert twice.status_code == 400
+    assert "&#39;role&#39; is given more than once" in twice.get_data(as_text=True)
+    assert client.get("/console/admin?status=pending&status=revoked").status_code == 400
+    for body in (b"name=ab%ED%A0%80cd", b"name=ab\xffcd"):
+        response = client.post(
+            "/console/admin/operators",
+            data=b"csrf_token=" + token.encode() + b"&credit_code=x&license_no=L&" + body,
+            content_type="application/x-www-form-urlencoded",
+        )
+        assert response.status_code == 400 and "not UTF-8" in response.get_data(as_text=True), body
+    assert len(_events(runtime, "account.create")) == before and _events(runtime, "operator.register") == []
+    # 25 qualifications are refused as the API refuses them, not cut to 20 (found in the sweep).
+    many = client.post(
+        "/console/admin/operators",
+        data={"csrf_token": token, "name": "历下征信", "credit_code": "913701023C5XXXX3XY",
+              "license_no": "L-9", "qualifications": ",".join(f"资质{n}" for n in range(25))},
+        follow_redirects=True,
+    )  # fmt: skip
+    assert "at most 20 items" in many.get_data(as_text=True)
+    assert _events(runtime, "operator.register") == []
+    # A consent's templates are ticked several at once: those may repeat.
+    sign_in(client, "firm1")
+    consents = client.post(
+        "/console/me/consents",
+        data={"csrf_token": csrf_of(client, "/console/me"), "operator_id": "x", "purpose": "贷款",
+              "templates": ["tax_paid_at_least", "enterprise_active"], "valid_days": "30"},
+    )  # fmt: skip
+    assert consents.status_code != 400
