@@ -117,11 +117,15 @@ def _check_seal(ctx: DemoContext, job: dict[str, Any]) -> None:
         timeout=60,
         check=False,
     )
-    last = checked.stderr.strip().splitlines()[-1] if checked.stderr.strip() else ""
+    said = checked.stderr.strip().splitlines()
+    verdict = next((line for line in said if line.startswith("seal ")), said[-1] if said else "")
     ctx.echo(
         f"   $ sandbox seal verify {result_file.name} --jwks {jwks_file.name}"
-        f" → exit {checked.returncode}: {last}"
+        f" → exit {checked.returncode}: {verdict}"
     )
+    for line in said:
+        if line.startswith("not sealed"):  # the job's bookkeeping beside its sealed result
+            ctx.echo(f"     {line}")
 
 
 def step_compute(ctx: DemoContext) -> None:
@@ -152,7 +156,8 @@ def step_compute(ctx: DemoContext) -> None:
         f"{job['network_isolation']}; sealed, audit #{job['audit_seq']}"
     )
     _check_seal(ctx, job)
-    status, _, refused = http(ctx, "POST", "/v1/jobs", {**request, "release": "exact"}, operator)
+    exact = {k: v for k, v in request.items() if k not in ("epsilon", "partitions")} | {"release": "exact"}
+    status, _, refused = http(ctx, "POST", "/v1/jobs", exact, operator)
     ctx.echo(
         f'   the same job with "release": "exact" → {status} {refused["error"]["code"]}'
         " (no reviewer allowed it)"
