@@ -1,4 +1,5 @@
-"""Control-database tables owned by the sandbox layer: policy versions and data loads."""
+"""Control-database tables owned by the sandbox layer: policy versions, data loads and console
+sessions."""
 
 from __future__ import annotations
 
@@ -35,3 +36,21 @@ class DataLoad(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     rows: Mapped[int] = mapped_column(BigInteger)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ConsoleSession(Base):
+    """A console sign-in, so that signing out ends it on the server too.
+
+    The browser holds a signed cookie naming the row; the row holds whether the session still
+    stands. Without it, a copy of the cookie taken before signing out kept working for its 8 hours.
+    Rows older than a session's life are dropped at the next sign-in.
+    """
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    party_id: Mapped[str] = mapped_column(String(128))
+    client_id: Mapped[str | None] = mapped_column(String(64))  # an operator's, that it signed in with
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -8,11 +8,12 @@ it is the same proof of identity and the log should not tell the two apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from audit import Actor, ActorKind, AuditAction, Target, record_event
@@ -27,7 +28,11 @@ from core.db import transaction
 from operators import services as operators
 from operators.models import Operator, OperatorCredential
 from sandbox.engine.models import SealedResult
+from sandbox.models import ConsoleSession
 from sandbox.runtime import Runtime
+
+SESSION_HOURS = 8
+SESSION_LIFE = timedelta(hours=SESSION_HOURS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class SignedIn:
     name: str
     subject_id: str | None = None
     client_id: str | None = None  # an operator's: the credentials it signed in with
+    session_id: str | None = None  # the console session it holds (see ConsoleSession)
 
     @property
     def actor(self) -> Actor:
@@ -46,8 +52,19 @@ class SignedIn:
         return Actor(ActorKind(self.role.value), self.id)
 
 
-def _record_login(runtime: Runtime, who: SignedIn, action: AuditAction, request_id: str | None) -> None:
+def _record_login(runtime: Runtime, who: SignedIn, action: AuditAction, request_id: str | None) -> SignedIn:
+    """The sign-in's event and its console session (sessions past their life are dropped here)."""
+    now = runtime.clock()
     with transaction(runtime.sessions) as session:
+        session.execute(delete(ConsoleSession).where(ConsoleSession.started_at < now - SESSION_LIFE))
+        row = ConsoleSession(
+            id=str(uuid.uuid4()),
+            role=who.role.value,
+            party_id=who.id,
+            client_id=who.client_id,
+            started_at=now,
+        )
+        session.add(row)
         record_event(
             session,
             action=action,
@@ -56,6 +73,20 @@ def _record_login(runtime: Runtime, who: SignedIn, action: AuditAction, request_
             request_id=request_id,
             details={"via": "console"},
             clock=runtime.clock,
+        )
+    return replace(who, session_id=row.id)
+
+
+def sign_out(runtime: Runtime, session_id: object) -> None:
+    """End the console session ``session_id`` on the server: its cookie, wherever a copy of it is,
+    no longer signs anyone in. An unknown or ended one is left as it is."""
+    if not isinstance(session_id, str):
+        return
+    with transaction(runtime.sessions) as session:
+        session.execute(
+            update(ConsoleSession)
+            .where(ConsoleSession.id == session_id, ConsoleSession.ended_at.is_(None))
+            .values(ended_at=runtime.clock())
         )
 
 
@@ -66,8 +97,7 @@ def sign_in_person(runtime: Runtime, *, username: str, password: str, request_id
         if account is None:
             raise Unauthenticated("invalid username or password")
         who = SignedIn(Role(account.role), account.id, account.username, account.subject_id)
-    _record_login(runtime, who, AuditAction.AUTH_LOGIN, request_id)
-    return who
+    return _record_login(runtime, who, AuditAction.AUTH_LOGIN, request_id)
 
 
 def sign_in_operator(
@@ -82,22 +112,25 @@ def sign_in_operator(
             raise Unauthenticated("invalid client credentials")
         operators.require_active(operator)
         who = SignedIn(Role.OPERATOR, operator.id, operator.name, client_id=client_id)
-    _record_login(runtime, who, AuditAction.AUTH_TOKEN, request_id)
-    return who
+    return _record_login(runtime, who, AuditAction.AUTH_TOKEN, request_id)
 
 
-def recheck(runtime: Runtime, role: str, party_id: str, client_id: str | None = None) -> SignedIn:
-    """The session's party as it is now: a disabled account, a suspended operator or the revoked
-    client id an operator signed in with is refused.
+def recheck(runtime: Runtime, session_id: object) -> SignedIn:
+    """The party of console session ``session_id`` as it is now: a session signed out, past its
+    life or unknown is refused, and so is a disabled account, a suspended operator or the revoked
+    client id an operator signed in with.
 
     Like a bearer token, a session proves identity only; what can change is read fresh.
     """
     with runtime.sessions() as session:
-        if role == Role.OPERATOR.value:
-            operator = session.get(Operator, party_id)
+        held = session.get(ConsoleSession, session_id) if isinstance(session_id, str) else None
+        if held is None or held.ended_at is not None or held.started_at < runtime.clock() - SESSION_LIFE:
+            raise Unauthenticated("the session has ended: sign in again")
+        if held.role == Role.OPERATOR.value:
+            operator = session.get(Operator, held.party_id)
             if operator is None:
                 raise Unauthenticated("the operator does not exist")
-            credential = session.get(OperatorCredential, client_id) if client_id else None
+            credential = session.get(OperatorCredential, held.client_id) if held.client_id else None
             if (
                 credential is None
                 or credential.operator_id != operator.id
@@ -105,11 +138,15 @@ def recheck(runtime: Runtime, role: str, party_id: str, client_id: str | None = 
             ):
                 raise Unauthenticated("the client id this session signed in with is revoked")
             operators.require_active(operator)
-            return SignedIn(Role.OPERATOR, operator.id, operator.name, client_id=client_id)
-        account = session.get(Account, party_id)
-        if account is None or account.disabled_at is not None or account.role != role:
+            return SignedIn(
+                Role.OPERATOR, operator.id, operator.name, client_id=held.client_id, session_id=held.id
+            )
+        account = session.get(Account, held.party_id)
+        if account is None or account.disabled_at is not None or account.role != held.role:
             raise Unauthenticated("the account is not active")
-        return SignedIn(Role(account.role), account.id, account.username, account.subject_id)
+        return SignedIn(
+            Role(account.role), account.id, account.username, account.subject_id, session_id=held.id
+        )
 
 
 def list_accounts(session: Session) -> list[Account]:

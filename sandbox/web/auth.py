@@ -65,7 +65,10 @@ def _failed(exc: SandboxError, target: str | None) -> tuple[str, int]:
 
 @page("/logout", permission=PUBLIC, methods=("POST",))
 def logout() -> Response:
-    """End the session (the cookie is cleared; the CSRF check above still applied)."""
+    """End the session, on the server too (a copy of the cookie no longer signs in), and clear the
+    cookie; the CSRF check above still applied."""
+    user = session.get("user")
+    console_service.sign_out(runtime(), user.get("sid") if isinstance(user, dict) else None)
     session.clear()
     flash(i18n.t("flash.signed_out"), "info")
     return redirect(url_for("web.login"))  # type: ignore[return-value]

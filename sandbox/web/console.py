@@ -42,7 +42,7 @@ from sandbox.services.console import SignedIn
 from sandbox.web import PREFIX, csrf, i18n, is_console_path
 
 F = TypeVar("F", bound=Callable[..., Any])
-SESSION_HOURS = 8
+SESSION_HOURS = console_service.SESSION_HOURS
 
 bp = Blueprint(
     "web",
@@ -115,7 +115,7 @@ def sign_in(who: SignedIn) -> None:
         "role": who.role.value,
         "id": who.id,
         "at": int(time.time()),
-        "client_id": who.client_id,
+        "sid": who.session_id,  # the server's record of the session: signing out ends it there
     }
     csrf.rotate()
 
@@ -133,13 +133,7 @@ def signed_in() -> Principal | None:
         flash(i18n.t("flash.session_expired"), "info")
         return None
     try:
-        client_id = data.get("client_id")
-        who = console_service.recheck(
-            runtime(),
-            str(data.get("role")),
-            str(data.get("id")),
-            client_id if isinstance(client_id, str) else None,
-        )
+        who = console_service.recheck(runtime(), data.get("sid"))
     except (Unauthenticated, SandboxError) as exc:
         g.principal = Principal(role=Role(data["role"]), id=str(data["id"]), name=str(data["id"]))
         record_denial(exc.code)

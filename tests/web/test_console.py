@@ -634,3 +634,56 @@ def test_a_console_field_given_twice_or_a_form_that_is_not_utf8_is_a_400(
               "templates": ["tax_paid_at_least", "enterprise_active"], "valid_days": "30"},
     )  # fmt: skip
     assert consents.status_code != 400
+
+
+def test_signing_out_ends_the_session_on_the_server_so_a_copy_of_its_cookie_signs_nobody_in(
+    app: Flask, client: FlaskClient, runtime: Runtime
+) -> None:
+    """Found in a sweep: the cookie was the whole session, so a copy taken before signing out
+    (and its CSRF token) kept working for its 8 hours, and made an account."""
+    from sandbox.models import ConsoleSession
+
+    sign_in(client, "admin1")
+    token = csrf_of(client, "/console/admin")
+    cookie = client.get_cookie("sandbox_console", path="/console")
+    assert cookie is not None
+    assert client.post("/console/logout", data={"csrf_token": token}).status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("sandbox_console", cookie.value, path="/console")
+    page = thief.get("/console/admin")
+    assert page.status_code == 302 and "/console/login" in page.headers["Location"]
+    before = len(_events(runtime, "account.create"))
+    thief.set_cookie("sandbox_console", cookie.value, path="/console")
+    made = thief.post(
+        "/console/admin/accounts",
+        data={"csrf_token": token, "username": "replayed", "role": "reviewer", "password": "p" * 14},
+    )
+    assert made.status_code in (302, 400, 403) and len(_events(runtime, "account.create")) == before
+    with runtime.sessions() as session:
+        ended = session.execute(select(ConsoleSession).where(ConsoleSession.ended_at.is_not(None))).scalars()
+        assert [s.role for s in ended] == ["admin"]
+    sign_in(client, "admin1")  # a new sign-in is a new session
+    assert client.get("/console/admin").status_code == 200
+
+
+def test_console_sessions_past_their_life_are_refused_and_dropped_at_the_next_sign_in(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core.db import transaction
+    from sandbox.models import ConsoleSession
+    from sandbox.services.console import SESSION_LIFE
+
+    sign_in(client, "auditor1")
+    assert client.get("/console/audit").status_code == 200
+    with transaction(runtime.sessions) as session:  # as if signed in 8 hours and a second ago
+        old = runtime.clock() - SESSION_LIFE - timedelta(seconds=1)
+        session.execute(update(ConsoleSession).values(started_at=old))
+    assert client.get("/console/audit").status_code == 302
+    sign_in(client, "auditor1")
+    with runtime.sessions() as session:
+        rows = session.execute(select(ConsoleSession)).scalars().all()
+    assert len(rows) == 1 and rows[0].ended_at is None
