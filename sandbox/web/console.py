@@ -93,7 +93,7 @@ def page(
             if not isinstance(permission, _Public):
                 user = signed_in()
                 if user is None:
-                    return redirect(url_for("web.login", next=here()))
+                    return redirect(url_for("web.login", next=_back_to()))
                 if not allows(user.role, permission):
                     raise Forbidden(f"role {user.role.value} may not {permission.value}")
             return view(*args, **kwargs)
@@ -243,6 +243,17 @@ def _http_error(exc: HTTPException) -> Response:
         "error.html", status=status, code=code, message=i18n.error_text(code, exc.description or "")
     )
     return with_allow(make_response(page, status), exc)
+
+
+def _back_to() -> str | None:
+    """Where to go once signed in: this page, or for a form posted by a session that had ended,
+    the page the form was on (the form's own address takes only a POST: it had been a 405)."""
+    if request.method in ("GET", "HEAD"):
+        return here()
+    referer = urlsplit(request.headers.get("Referer", ""))
+    if referer.netloc == request.host and referer.path.startswith(url_for("web.index")):
+        return referer.path + (f"?{referer.query}" if referer.query else "")
+    return None
 
 
 def here() -> str:

@@ -687,3 +687,28 @@ def test_console_sessions_past_their_life_are_refused_and_dropped_at_the_next_si
     with runtime.sessions() as session:
         rows = session.execute(select(ConsoleSession)).scalars().all()
     assert len(rows) == 1 and rows[0].ended_at is None
+
+
+def test_a_form_posted_after_the_session_ended_comes_back_to_its_page_not_to_a_post_only_address(
+    client: FlaskClient,
+) -> None:
+    """Found in a sweep: next= named the form's address, which takes only a POST: a 405 after signing in."""
+    token = csrf_of(client)
+    cases = (
+        (
+            {"Referer": "http://localhost/console/admin?tab=keys"},
+            "/console/login?next=/console/admin?tab%3Dkeys",
+        ),
+        ({"Referer": "https://evil.example/console/admin"}, "/console/login"),
+        ({}, "/console/login"),
+    )
+    for headers, location in cases:
+        response = client.post("/console/admin/keys/rotate", data={"csrf_token": token}, headers=headers)
+        assert response.status_code == 302, headers
+        assert response.headers["Location"].replace("%2F", "/") == location, (headers, response.headers)
+    assert (
+        client.get("/console/admin?x=1")
+        .headers["Location"]
+        .replace("%2F", "/")
+        .endswith("next=/console/admin?x%3D1")
+    )
