@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -347,14 +347,33 @@ def _parse_column(
     return values
 
 
+# The longest line read: the csv module takes a whole line into memory before it parses it, so a
+# file of one 200 MB line cost 600 MB before its first field was refused (found in a sweep).
+MAX_LINE_CHARS = 16 * 1024 * 1024
+
+
+class _LineTooLong(Exception):
+    pass
+
+
+def _lines(handle: TextIO) -> Iterator[str]:
+    while line := handle.readline(MAX_LINE_CHARS + 1):
+        if len(line) > MAX_LINE_CHARS:
+            raise _LineTooLong
+        yield line
+
+
 def _csv_records(path: Path, problems: _Problems) -> Iterator[list[str]]:
     """The file's non-blank records; a syntax error ends the file, as a problem."""
     with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle, strict=True)
+        reader = csv.reader(_lines(handle), strict=True)
         try:
             yield from (cells for cells in reader if cells)
         except csv.Error as error:
             problems.add(None, None, f"unreadable CSV at line {reader.line_num}: {error}")
+        except _LineTooLong:
+            where = f"unreadable CSV at line {reader.line_num + 1}"
+            problems.add(None, None, f"{where}: over {MAX_LINE_CHARS:,} characters")
 
 
 def _numbered(
@@ -371,7 +390,8 @@ def _csv_batches(path: Path, dataset: Dataset, problems: _Problems, size: int) -
     records = _csv_records(path, problems)
     header = next(records, None)
     if header is None:
-        problems.add(None, None, "the file is empty; its first row must name the columns")
+        if not problems:  # not when its first line could not be read
+            problems.add(None, None, "the file is empty; its first row must name the columns")
         return
     positions = _positions(dataset, header, problems)
     types = {f.name: ARROW_TYPES[f.type] for f in dataset.fields}

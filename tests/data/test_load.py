@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from catalog import Catalog, Classification, Dataset, Field, FieldFormat, FieldType, Use
+from sandbox.data import load as load_module
 from sandbox.data.load import LoadProblem, LoadRefused, LoadResult, load_file
 from sandbox.data.stores import DataStores, StagedLoad, dataset_table, ensure_tables
 from tests.factories import uscc
@@ -322,6 +323,8 @@ FILES = {
     "empty.csv": b"\xef\xbb\xbf\n\n",
     "quotes.csv": ",".join(PERMIT_HEADER).encode() + b'\n"913701023C00001X2B"x,\n',
     "broken.parquet": b"PAR1 not really",
+    # One field past the csv module's limit on the first line: that alone (it had also said "empty").
+    "bigfield.csv": b'"' + b"x" * 140_000 + b'"\n',
 }
 
 
@@ -334,6 +337,7 @@ FILES = {
         ("permits", "empty.csv", "the file is empty"),
         ("permits", "quotes.csv", "unreadable CSV at line 2"),
         ("permits", "broken.parquet", "not a readable Parquet file"),
+        ("permits", "bigfield.csv", "unreadable CSV at line 1: field larger than field limit"),
     ],
 )
 def test_unusable_file_or_dataset_refused(
@@ -345,6 +349,18 @@ def test_unusable_file_or_dataset_refused(
         load_file(stores, intake_catalog, dataset, tmp_path / name)
     assert caught.value.problems == [LoadProblem(None, None, caught.value.problems[0].message)]
     assert _table_rows(stores, intake_catalog.dataset("permits")) == []
+
+
+def test_a_line_too_long_is_refused_before_it_is_read_whole(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in a sweep: a 200 MB file of one line took 576 MB before its first field was refused."""
+    monkeypatch.setattr(load_module, "MAX_LINE_CHARS", 1000)
+    path = tmp_path / "one-line.csv"
+    path.write_text(",".join(PERMIT_HEADER) + "\n" + "9" * 5000, encoding="utf-8")  # no newline, ever
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", path)
+    assert [p.message for p in caught.value.problems] == ["unreadable CSV at line 2: over 1,000 characters"]
 
 
 def test_problems_truncated_at_max_with_count_of_the_rest(
