@@ -505,11 +505,17 @@ def _count(value: Any) -> int:
 
 def read_export(lines: Iterable[str]) -> tuple[Window | None, Iterator[LogRecord]]:
     """An NDJSON export (``GET /v1/audit/export``): a window's proof if it opens with one, and
-    its records; ``ValueError`` on a line that is neither, as the records are read."""
-    numbered = ((n, line) for n, line in enumerate(lines, start=1) if line.strip())
+    its records; ``ValueError`` on a line that is neither, as the records are read, and on a file
+    with no line at all (an export holds at least its own ``audit.export`` event: an empty file is
+    a download that failed, not an intact log). A byte order mark, as some editors save, is skipped."""
+    numbered = (
+        (n, line.removeprefix("\ufeff") if n == 1 else line)
+        for n, line in enumerate(lines, start=1)
+        if line.strip()
+    )
     first = next(numbered, None)
     if first is None:
-        return None, iter(())
+        raise ValueError("the export is empty: every export holds at least its own audit.export event")
     try:
         value = json.loads(first[1])
     except (ValueError, RecursionError) as exc:

@@ -14,7 +14,7 @@ from audit.verify import Report, SourcedCheckpoint, read_export, verify_log, ver
 from audit.verify_db import verify_database
 from core.config import load_settings
 from core.db import display_url, usable_url
-from core.errors import ConfigurationError, SandboxError
+from core.errors import ConfigurationError
 
 USAGE = 2
 
@@ -30,10 +30,7 @@ def checkpoint() -> None:
     from sandbox.runtime import open_runtime
     from sandbox.services import audit_log
 
-    try:
-        runtime = open_runtime(load_settings())
-    except SandboxError as exc:
-        raise click.ClickException(exc.message) from None
+    runtime = open_runtime(load_settings())  # a refusal is "error: …", exit 1, as for every command
     try:
         click.echo(json.dumps(audit_log.sign_now(runtime), ensure_ascii=False, indent=2))
     finally:

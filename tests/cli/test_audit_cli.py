@@ -168,6 +168,7 @@ def test_verify_the_export_of_a_time_window(
         ["--key", "{jwks}", "--db", "mysql://x"],
         ["--key", "{jwks}", "--db", "garbage"],
         ["--key", "{jwks}", "--db", "sqlite:///{missing}/control.sqlite"],
+        ["--key", "{jwks}", "--export", "{empty}"],  # had been "intact: 0 events", exit 0
     ],
 )
 def test_usage_errors_exit_2(cli: CliRunner, jwks: Path, tmp_path: Path, args: list[str]) -> None:
@@ -202,3 +203,26 @@ def test_a_key_that_did_not_sign_is_tampered_not_usage(cli: CliRunner, tmp_path:
     result = cli.invoke(main, ["audit", "verify", "--key", str(other), "--json"])
     assert result.exit_code == 1
     assert json.loads(result.stdout)["reason"] == "bad_checkpoint_signature"
+
+
+def test_an_export_saved_with_a_bom_verifies(
+    cli: CliRunner, jwks: Path, settings: Settings, tmp_path: Path
+) -> None:
+    """Found in a sweep: seal verify and data load took a BOM, audit verify called line 1 no JSON."""
+    from audit.queries import EventFilter, export_lines
+
+    _checkpoint(cli)
+    export = tmp_path / "bom.ndjson"
+    runtime = open_runtime(settings)
+    try:
+        export.write_text("\ufeff" + "".join(export_lines(runtime.sessions, EventFilter())), encoding="utf-8")
+    finally:
+        runtime.close()
+    result = cli.invoke(main, ["audit", "verify", "--key", str(jwks), "--export", str(export)])
+    assert result.exit_code == 0 and "intact" in result.output, result.output
+
+
+def test_checkpoint_on_a_home_that_cannot_be_opened_is_one_error_line(tmp_path: Path) -> None:
+    runner = CliRunner(env={"SANDBOX_HOME": str(tmp_path / "missing")})
+    result = runner.invoke(main, ["audit", "checkpoint"])
+    assert result.exit_code == 1 and result.output.startswith("error: "), result.output
