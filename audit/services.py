@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, case, insert, or_, select, update
@@ -19,6 +21,7 @@ from core.ids import time_ordered_id
 from core.prepared import Prepared
 
 MAX_DETAILS_BYTES = 16_384
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,25 @@ _ADVANCE_HEAD = Prepared(
     .returning(_HEAD.c.tree_size, _HEAD.c.last_at)
 )
 _EVENT_COLUMNS = [column.name for column in _EVENTS.columns]
+# A clock this far behind the log's latest time is said in the server's log (once a minute at most):
+# until it catches up, every event is stamped with that time. A clock once set far ahead, here or
+# on another host writing the log, leaves such a time behind it.
+CLOCK_BEHIND_WARNING = timedelta(minutes=1)
+_warned_at = [float("-inf")]
+
+
+def _warn_clock_behind(now: datetime, latest: datetime) -> None:
+    if time.monotonic() - _warned_at[0] >= 60:
+        _warned_at[0] = time.monotonic()
+        _log.warning(
+            "this host's clock (%s) is %s behind the audit log's latest time (%s): events are stamped "
+            "with that time until the clock catches up; check the clocks of every host writing the log",
+            rfc3339(now),
+            latest - now,
+            rfc3339(latest),
+        )
+
+
 _INSERT_EVENT = Prepared(insert(_EVENTS), column_keys=_EVENT_COLUMNS)
 
 
@@ -125,12 +147,14 @@ def record_event(
     if len(json.dumps(details, ensure_ascii=False, default=str)) > MAX_DETAILS_BYTES:
         raise ValueError("audit details are too large; record a digest instead")
     conn = writing_connection(session)  # the rows this event describes are written before it
-    head = _ADVANCE_HEAD.first(conn, {"now": clock()})
+    now = clock()
+    head = _ADVANCE_HEAD.first(conn, {"now": now})
     if head is None:  # a log that has never been written: its head row starts here
-        moment = clock()
-        conn.execute(insert(_HEAD).values(id=1, tree_size=1, last_at=moment))
-        head = (1, moment)
+        conn.execute(insert(_HEAD).values(id=1, tree_size=1, last_at=now))
+        head = (1, now)
     size, moment = head
+    if moment - now > CLOCK_BEHIND_WARNING:
+        _warn_clock_behind(now, moment)
     seq = int(size) - 1
     event_id = time_ordered_id()
     fields: dict[str, Any] = {

@@ -45,16 +45,27 @@ def records_from_database(
         while rows := cursor.fetchmany(batch):
             for seq, entry, leaf, event_id, at, *middle, details in rows:
                 if isinstance(details, str):  # SQLite gives JSON text; psycopg parses it
-                    details = orjson.loads(details)
+                    try:
+                        details = orjson.loads(details)
+                    except orjson.JSONDecodeError:
+                        details = UNREADABLE
                 yield LogRecord(seq, entry, leaf, (event_id, _utc(at), *middle, details))
     finally:
         cursor.close()  # a verifier that stops at the first problem must not leave a server cursor
 
 
+# A stored column that cannot be read (edited to "yesterday", or to JSON that is none): it agrees
+# with no entry, so the verifier reports the row as an entry mismatch at its seq.
+UNREADABLE = object()
+
+
 def _utc(value: Any) -> Any:
     # SQLite returns naive UTC text; PostgreSQL an aware datetime (aware ones compare across zones).
     if isinstance(value, str):
-        return datetime.fromisoformat(value + "+00:00")
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:
+            return UNREADABLE
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value

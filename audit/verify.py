@@ -586,7 +586,6 @@ def verify_window(
         times.append(time)
         order.add(record.seq, time)
         expected += 1
-    order.warn(report)
     report.events = expected - window.start
     if report.problems:
         return report
@@ -606,6 +605,8 @@ def verify_window(
         return report
     report.verified_size = window.tree_size
     _check_fences(window, times, report)
+    if not report.problems:  # as for the whole log: a tampered window's verdict is the tampering
+        order.warn(report)
     others = sorted(size for size in roots if size != window.tree_size)
     if others:
         report.warnings.append(

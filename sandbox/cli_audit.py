@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.sources import SourceError, checkpoints_from_file, load_public_keys, trusted_checkpoint
 from audit.verify import Report, SourcedCheckpoint, read_export, verify_log, verify_window
 from audit.verify_db import verify_database
 from core.config import load_settings
-from core.db import display_url, usable_url
+from core.db import display_url, usable_url, with_driver
 from core.errors import ConfigurationError
 
 USAGE = 2
@@ -106,10 +107,12 @@ def _verify_db(url: str, checkpoints: list[SourcedCheckpoint], keys: list[Any]) 
     """A log that cannot be read (a malformed URL, a driver not installed, no database there) is
     a usage error, exit 2: exit 1 says the log was read and found tampered."""
     try:
-        with usable_url(url):
-            return verify_database(url, checkpoints, keys)
+        with usable_url(url):  # the URL and its driver only: a row that cannot be read is tampering
+            create_engine(with_driver(url)).dispose()
     except ConfigurationError as exc:
         raise SourceError(exc.message) from exc
+    try:
+        return verify_database(url, checkpoints, keys)
     except SQLAlchemyError as exc:
         raise SourceError(
             f"cannot read the audit log at {display_url(url)}: {exc.__class__.__name__}"

@@ -228,8 +228,9 @@ def _finish(
     """Record the outcome (and seal a released result) while the claim still holds the job.
 
     A job that fails before its program saw a row (``ran=False``: the data could not be read, or
-    held too many rows) gives its ε back: no output was released that the ε paid for, and the
-    failure's class, which the operator sees, is not noised by it either. The call stays spent.
+    held too many rows) at its first attempt gives its ε back: no output was released that the ε
+    paid for, and the failure's class, which the operator sees, is not noised by it either. The
+    call stays spent.
     """
     with transaction(runtime.sessions) as session:
         job = owned(session, claim)
@@ -257,7 +258,10 @@ def _finish(
                 "line": released.error_line,
                 "problem": released.problem,
             }
-            refunded = job.epsilon_spent if not ran and job.epsilon_spent > 0 else 0.0
+            # Only a first attempt: an earlier one, whose lease was lost, may have run the program
+            # (its progress showed meanwhile), and the ε paid for that.
+            first = claim.attempt == 1
+            refunded = job.epsilon_spent if not ran and first and job.epsilon_spent > 0 else 0.0
             if refunded:
                 usage.refund_epsilon(session, job.authorization_id, refunded)
                 job.epsilon_spent = 0.0

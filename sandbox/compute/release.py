@@ -54,9 +54,9 @@ Row = Mapping[str, Any]
 Progress = Callable[[int, int], None]
 MIN_PARTITIONS = 2
 MAX_PARTITIONS = 1000
-# The least wall time a partition's run is given, whatever its share: a fresh interpreter that
-# drops privileges and enters its namespaces needs a fraction of it before the program starts.
-MIN_RUN_WALL_SECONDS = 2.0
+# The least time a partition's run is given, whatever its share: a fresh interpreter that drops
+# privileges and enters its namespaces needs a fraction of it before the program starts.
+MIN_RUN_SECONDS = 2.0
 
 
 class ReleaseMode(StrEnum):
@@ -198,19 +198,20 @@ def _check_private(program: CompiledProgram, epsilon: float, k: int) -> dict[Pat
 
 
 def partition_limits(limits: Limits, partitions: int, concurrency: int) -> Limits:
-    """Each partition's limits: its even share of the job's wall time, at most a run's own limit
-    and at least ``MIN_RUN_WALL_SECONDS``; CPU time no more than that wall time.
+    """Each partition's limits: its even share of the job's time as CPU time (at most a run's own
+    limit, at least ``MIN_RUN_SECONDS``), and twice that as wall time, a backstop.
 
-    The share is fixed before any run, from the job's shape and the worker's settings alone. A
-    partition that runs out of it contributes its midpoints like any failed one, so how long the
-    data made one run take moves only that partition's output, as sample-and-aggregate's bound
-    assumes. (Stopping the whole job at the first timeout would release, unnoised, that some
-    partition's data made the program slow.)
+    The share is fixed before any run, from the job's shape and the worker's settings alone. It is
+    enforced as CPU time, which is each process's own (``RLIMIT_CPU``): a partition that runs long
+    on its data does not take time from its neighbours, so one subject still moves one partition's
+    output only, as sample-and-aggregate's bound assumes. A partition that runs out contributes its
+    midpoints like any failed one. (Stopping the whole job at the first timeout would release,
+    unnoised, that some partition's data made the program slow.)
     """
     rounds = math.ceil(partitions / max(1, concurrency))
-    share = max(MIN_RUN_WALL_SECONDS, limits.job_wall_seconds / rounds)
-    wall = min(limits.wall_seconds, share)
-    return replace(limits, wall_seconds=wall, cpu_seconds=max(1, min(limits.cpu_seconds, math.ceil(wall))))
+    share = max(MIN_RUN_SECONDS, limits.job_wall_seconds / rounds)
+    cpu = max(1, min(limits.cpu_seconds, math.ceil(share)))
+    return replace(limits, cpu_seconds=cpu, wall_seconds=min(limits.wall_seconds, 2 * max(share, cpu)))
 
 
 def _run_partitions(

@@ -108,6 +108,16 @@ def check_sealed(text: str, jwks: dict[str, Any]) -> SealCheck:
 
 
 def _same(sealed: Any, shown: Any) -> bool:
-    """Equal as JSON values, types included: Python's ``0 == False`` and ``1 == 1.0`` would pass a
-    sealed ``false`` shown as ``0`` (found in a sweep). Key order does not matter."""
-    return json.dumps(sealed, sort_keys=True) == json.dumps(shown, sort_keys=True)
+    """Equal as JSON values: ``true``/``false`` and ``null`` are no numbers (Python's ``0 == False``
+    had passed a sealed ``false`` shown as ``0``, found in a sweep), while numbers compare by value,
+    as JSON has one number type (``1`` and ``1.0`` are one value, which tools print either way).
+    Key order does not matter."""
+    if isinstance(sealed, bool) or isinstance(shown, bool) or sealed is None or shown is None:
+        return type(sealed) is type(shown) and sealed == shown
+    if isinstance(sealed, int | float) and isinstance(shown, int | float):
+        return sealed == shown
+    if isinstance(sealed, dict) and isinstance(shown, dict):
+        return sealed.keys() == shown.keys() and all(_same(sealed[k], shown[k]) for k in sealed)
+    if isinstance(sealed, list) and isinstance(shown, list):
+        return len(sealed) == len(shown) and all(_same(a, b) for a, b in zip(sealed, shown, strict=True))
+    return type(sealed) is type(shown) and sealed == shown

@@ -243,6 +243,31 @@ def test_a_job_that_fails_before_its_program_saw_a_row_gives_its_epsilon_back(
     assert chart.totals["epsilon"] == 0.7 and chart.totals["calls"] == 2
 
 
+def test_a_job_whose_earlier_attempt_may_have_run_its_program_keeps_its_epsilon(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """Found in review: attempt 1 ran every partition, lost its lease, and attempt 2's load failure
+    gave the ε back although attempt 1's progress had been seen."""
+    from authz import usage
+    from sandbox.compute.models import ComputeJob
+
+    write_tax(runtime, TAXES)
+    contract = compute_contract(runtime, operator.id, epsilon_total=1.0, epsilon_per_query=1.0)
+    program = approved_program(runtime, operator.id, contract)
+    job_id = _queue(client, operator, contract, program, epsilon=0.7).get_json()["job_id"]
+    with transaction(runtime.sessions) as session:  # what a first attempt that was re-queued leaves
+        job = session.get(ComputeJob, job_id)
+        assert job is not None
+        job.attempts, job.charged, job.epsilon_spent = 1, True, 0.7
+        usage.spend_epsilon(session, contract, 0.7)
+    assert run_pending(runtime, replace(OPTIONS, max_rows=len(TAXES) - 1), worker="test-worker") == [job_id]
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["error"]["class"], body["epsilon_spent"]) == ("failed", "InputTooLarge", 0.7)
+    assert _details(runtime, job_id, "job.finish")["refunded_epsilon"] == 0.0
+    usage_now = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert usage_now["epsilon_spent"] == 0.7
+
+
 def test_a_job_whose_program_failed_keeps_its_epsilon_charged(
     runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
+import pytest
 from sqlalchemy import select, update
 
-from audit import AuditAction, AuditEvent, Target, record_event
+from audit import AuditAction, AuditEvent, Target, record_event, services
 from audit.models import AuditHead
 from audit.services import SYSTEM, RecordedEvent
 from audit.verify import Reason, read_export, verify_window
@@ -49,15 +50,22 @@ def _time_warnings(runtime: Runtime) -> list[tuple[Reason, int | None, str]]:
     return [(w.reason, w.seq, w.message) for w in report.warnings if w.reason is Reason.TIME_WENT_BACK]
 
 
-def test_an_event_whose_clock_is_behind_the_log_is_stamped_with_the_logs_last_time(runtime: Runtime) -> None:
+def test_an_event_whose_clock_is_behind_the_log_is_stamped_with_the_logs_last_time(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "_warned_at", [float("-inf")])
     ahead = _last_at(runtime) + timedelta(hours=1)
     assert _event(runtime, ahead).occurred_at == ahead
-    behind = _event(runtime, ahead - timedelta(minutes=5))  # the clock set back, or a slower host's
+    assert _event(runtime, ahead - timedelta(seconds=30)).occurred_at == ahead  # a slower host's
+    assert not caplog.records  # within a minute: no warning
+    behind = _event(runtime, ahead - timedelta(minutes=5))  # the clock set back
     assert behind.occurred_at == ahead and json.loads(behind.entry)["time"] == rfc3339(ahead)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "0:05:00 behind the audit log's latest time" in caplog.records[0].getMessage()
     later = ahead + timedelta(microseconds=1)
     assert _event(runtime, later).occurred_at == later
     times = _times(runtime)
-    assert times == sorted(times) and times[-3:] == [ahead, ahead, later]
+    assert times == sorted(times) and times[-4:] == [ahead, ahead, ahead, later]
     assert _last_at(runtime) == later
     assert _time_warnings(runtime) == []
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from audit.models import AuditEvent
 from audit.services import SYSTEM
@@ -74,6 +75,34 @@ def test_verify_json_reports_first_failing_seq_and_reason_with_exit_1(
         4,
         "leaf_hash_mismatch",
     )
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "occurred_at = 'yesterday'",  # PostgreSQL reads it as a time, SQLite keeps the text
+        "details = '{not json'",
+    ],
+)
+def test_a_column_edited_into_something_unreadable_is_tampering_exit_1(
+    cli: CliRunner, jwks: Path, settings: Settings, edit: str
+) -> None:
+    """Found in review: a column that could not be parsed was called an unusable URL (exit 2)."""
+    runtime = open_runtime(settings, read_only_data=False)
+    try:
+        add_events(runtime, 6)
+        _checkpoint(cli)
+        try:
+            with attacker(runtime) as conn:
+                conn.execute(text(f"UPDATE audit_events SET {edit} WHERE seq = 4"))
+        except DBAPIError:
+            pytest.skip("this database refuses the edit itself (PostgreSQL's json type)")
+    finally:
+        runtime.close()
+    result = cli.invoke(main, ["audit", "verify", "--key", str(jwks), "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert (report["first_failing_seq"], report["reason"]) == (4, "entry_mismatch")
 
 
 def test_verify_an_export_with_a_trusted_checkpoint(

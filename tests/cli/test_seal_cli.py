@@ -63,15 +63,19 @@ def test_a_value_shown_as_another_json_type_is_caught_and_unsealed_fields_are_na
     token = seals.seal(sealed, key)
     for name, shown in (
         ("result", 0),
+        ("result", None),
         ("score", True),
-        ("score", 1.0),
+        ("score", "1"),
         ("params", {"year": "2024", "threshold": 5}),
+        ("params", {"year": 2024}),
     ):
         answer.write_text(json.dumps({**sealed, name: shown, "seal": token}))
         code, output = _run(str(answer), "--jwks", str(jwks))
         assert code == 1 and f"'{name}' differs" in output, (name, shown, output)
-    # The same values, keys in another order: the same answer.
-    answer.write_text(json.dumps({**sealed, "params": {"threshold": 5, "year": 2024}, "seal": token}))
+    # The same values, keys in another order, 1 printed as 1.0 (JSON has one number type, and
+    # JavaScript's JSON.stringify prints 1.0 as 1): the same answer.
+    same = {**sealed, "score": 1.0, "params": {"threshold": 5.0, "year": 2024}}
+    answer.write_text(json.dumps({**same, "seal": token}))
     code, output = _run(str(answer), "--jwks", str(jwks))
     assert code == 0 and "not sealed" not in output, output
     answer.write_text(json.dumps({**sealed, "verdict": "APPROVED", "seal": token}))
