@@ -359,11 +359,14 @@ def _check_record(record: LogRecord, expected: int) -> tuple[Finding | None, dat
         return Finding(Reason.MALFORMED_ENTRY, "entry is not JSON", record.seq), None
     if not isinstance(fields, dict) or fields.get("seq") != record.seq:
         return Finding(Reason.SEQUENCE_MISMATCH, "the entry was written for another seq", record.seq), None
-    if record.columns is not None and record.columns != columns_of(fields):
+    if record.columns is None:
+        return None, _time_of(fields)
+    implied = columns_of(fields)
+    if implied is None or record.columns != implied:
         return Finding(
             Reason.ENTRY_MISMATCH, "stored columns disagree with the hashed entry", record.seq
         ), None
-    return None, _time_of(fields)
+    return None, implied[1]  # the entry's time, parsed once, equal to the stored aware one
 
 
 def _time_of(fields: dict[str, Any]) -> datetime | None:
