@@ -18,7 +18,7 @@ from sandbox.api import audit as audit_api
 from sandbox.api import auth, authorizations, catalog, codes, consents, errors, identity, meta, operators
 from sandbox.api import jobs as jobs_api
 from sandbox.api import programs as programs_api
-from sandbox.api.parsing import body_bytes
+from sandbox.api.parsing import body_bytes, single_values
 from sandbox.runtime import Runtime, open_runtime, sync_policy
 from sandbox.web import init_app as init_console
 
@@ -110,11 +110,9 @@ def _request_ids(app: Flask) -> None:
                 except UnicodeDecodeError:
                     raise BadRequest("the form is not UTF-8") from None
             fields.append(request.form)
-        if request.path.startswith(_CONSOLE):  # the API refuses its own (parsing.single_values)
+        if request.path.startswith(_CONSOLE):  # the API's views check their own
             for found in fields:
-                for key in found:
-                    if key not in _MULTI_FIELDS and len(found.getlist(key)) > 1:
-                        raise BadRequest(f"the field {key[:64]!r} is given more than once")
+                single_values(found, "the field", repeatable=_MULTI_FIELDS)
         if "\x00" in request.path or any(
             "\x00" in k or "\x00" in v for found in fields for k, v in found.items(multi=True)
         ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import types
+from collections.abc import Collection
 from typing import Any, TypeVar, Union, get_args, get_origin
 
 from flask import request
@@ -195,12 +196,15 @@ def _integer_field(annotation: Any) -> bool:
     return False
 
 
-def single_values(given: MultiDict[str, str], what: str) -> dict[str, str]:
-    """Each name's one value; a name given twice is refused (which one counts would be a guess)."""
+def single_values(
+    given: MultiDict[str, str], what: str, *, repeatable: Collection[str] = ()
+) -> dict[str, str]:
+    """Each name's one value; a name given twice is refused (which one counts would be a guess),
+    unless it is ``repeatable`` (its first value is then the one returned)."""
     found: dict[str, str] = {}
     for key in given:
         values = given.getlist(key)
-        if len(values) > 1:
+        if len(values) > 1 and key not in repeatable:
             raise BadRequest(f"{what} {key[:64]!r} is given more than once")
         found[key] = values[0]
     return found
