@@ -144,19 +144,6 @@ class Report:
 
 
 @dataclass
-class Chunk:
-    """What one pass over consecutive records from ``start`` found: how many were sound, the
-    first problem, and the compact range of ``[start, size)`` at each size asked for and at the end;
-    and its sound records' first and last times and where a time went back (see ``TimeOrder``)."""
-
-    start: int
-    count: int = 0
-    problem: Finding | None = None
-    stacks: dict[int, list[bytes]] = field(default_factory=dict)
-    times: TimeOrder = field(default_factory=lambda: TimeOrder())
-
-
-@dataclass
 class TimeOrder:
     """Where events' times went back along the log: the writer stamps none earlier than the one
     before it (audit.services), so a time window's neighbours outside its range prove that none of
@@ -169,28 +156,28 @@ class TimeOrder:
     first_back: int | None = None  # the seq of the first
 
     def add(self, seq: int, time: datetime | None) -> None:
-        """The next event's time (``None``: an entry without a readable one, which is skipped)."""
+        """The next event's time (``None``: an entry without a readable one, which is skipped).
+        Inline rather than a one-event ``join``: it runs once per event of the log."""
         if time is None:
             return
         if self.last is not None and time < self.last:
-            self.back += 1
-            if self.first_back is None:
-                self.first_back = seq
-        if self.first is None:
-            self.first = time
+            self._went_back(seq, 1)
+        self.first = self.first or time
         self.last = time
 
     def join(self, following: TimeOrder, first_seq: int) -> None:
         """Continue with the next chunk's order, whose first event is ``first_seq``."""
         if self.last is not None and following.first is not None and following.first < self.last:
-            self.back += 1
-            if self.first_back is None:
-                self.first_back = first_seq
-        self.back += following.back
-        if self.first_back is None:
-            self.first_back = following.first_back
+            self._went_back(first_seq, 1)
+        if following.back:
+            self._went_back(following.first_back, following.back)
         self.first = self.first or following.first
         self.last = following.last or self.last
+
+    def _went_back(self, seq: int | None, count: int) -> None:
+        self.back += count
+        if self.first_back is None:
+            self.first_back = seq
 
     def warn(self, report: Report) -> None:
         """A warning on ``report`` if any time went back."""
@@ -204,6 +191,19 @@ class TimeOrder:
                     seq=self.first_back,
                 )
             )
+
+
+@dataclass
+class Chunk:
+    """What one pass over consecutive records from ``start`` found: how many were sound, the
+    first problem, and the compact range of ``[start, size)`` at each size asked for and at the end;
+    and its sound records' first and last times and where a time went back (see ``TimeOrder``)."""
+
+    start: int
+    count: int = 0
+    problem: Finding | None = None
+    stacks: dict[int, list[bytes]] = field(default_factory=dict)
+    times: TimeOrder = field(default_factory=TimeOrder)
 
 
 def scan_chunk(records: Iterable[LogRecord], start: int, sizes: Collection[int]) -> Chunk:
