@@ -37,6 +37,7 @@ class AuditAction(StrEnum):
     ACCOUNT_CREATE = "account.create"
     AUTH_LOGIN = "auth.login"
     AUTH_TOKEN = "auth.token"  # noqa: S105 - an action name, not a secret
+    AUTH_LOGOUT = "auth.logout"  # a console session ended by its holder
     OPERATOR_REGISTER = "operator.register"
     OPERATOR_CREDENTIALS = "operator.credentials"
     OPERATOR_CREDENTIALS_REVOKE = "operator.credentials_revoke"

@@ -3,7 +3,8 @@ re-check of a signed-in party on each request, and a few read models (sealed res
 
 Sign-in checks the same credentials as the token endpoints and records the same audit event
 (``auth.login`` for people, ``auth.token`` for operators); a session is not a bearer token, but
-it is the same proof of identity and the log should not tell the two apart.
+it is the same proof of identity and the log should not tell the two apart. Signing out, which a
+token has no counterpart of, records ``auth.logout``.
 """
 
 from __future__ import annotations
@@ -77,16 +78,31 @@ def _record_login(runtime: Runtime, who: SignedIn, action: AuditAction, request_
     return replace(who, session_id=row.id)
 
 
-def sign_out(runtime: Runtime, session_id: object) -> None:
-    """End the console session ``session_id`` on the server: its cookie, wherever a copy of it is,
-    no longer signs anyone in. An unknown or ended one is left as it is."""
+def sign_out(runtime: Runtime, session_id: object, *, request_id: str | None) -> None:
+    """End the console session ``session_id`` on the server, and record it (``auth.logout``): its
+    cookie, wherever a copy of it is, no longer signs anyone in. An unknown or ended one is left as
+    it is, and records nothing."""
     if not isinstance(session_id, str):
         return
+    now = runtime.clock()
     with transaction(runtime.sessions) as session:
-        session.execute(
+        ended = session.execute(
             update(ConsoleSession)
             .where(ConsoleSession.id == session_id, ConsoleSession.ended_at.is_(None))
-            .values(ended_at=runtime.clock())
+            .values(ended_at=now)
+            .returning(ConsoleSession.role, ConsoleSession.party_id)
+        ).first()
+        if ended is None:
+            return
+        role, party_id = ended
+        record_event(
+            session,
+            action=AuditAction.AUTH_LOGOUT,
+            actor=Actor(ActorKind(role), party_id),
+            target=Target(role, party_id),
+            request_id=request_id,
+            details={"via": "console"},
+            clock=runtime.clock,
         )
 
 

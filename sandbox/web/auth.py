@@ -68,7 +68,9 @@ def logout() -> Response:
     """End the session, on the server too (a copy of the cookie no longer signs in), and clear the
     cookie; the CSRF check above still applied."""
     user = session.get("user")
-    console_service.sign_out(runtime(), user.get("sid") if isinstance(user, dict) else None)
+    console_service.sign_out(
+        runtime(), user.get("sid") if isinstance(user, dict) else None, request_id=g.request_id
+    )
     session.clear()
     flash(i18n.t("flash.signed_out"), "info")
     return redirect(url_for("web.login"))  # type: ignore[return-value]

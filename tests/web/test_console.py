@@ -93,8 +93,23 @@ def test_session_cookie_flags_and_logout(client: FlaskClient) -> None:
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     sign_in(client, "reviewer1")
     assert client.get("/console/review").status_code == 200
-    client.post("/console/logout", data={"csrf_token": csrf_of(client, "/console/review")})
+    token = csrf_of(client, "/console/review")
+    client.post("/console/logout", data={"csrf_token": token})
     assert client.get("/console/review").status_code == 302
+
+
+def test_signing_out_is_an_audit_event_of_the_party_once(client: FlaskClient, runtime: Runtime) -> None:
+    """Signing in was recorded and signing out was not: the log could not say when a session ended."""
+    sign_in(client, "reviewer1")
+    token = csrf_of(client, "/console/review")
+    assert client.post("/console/logout", data={"csrf_token": token}).status_code == 302
+    (login,) = _events(runtime, "auth.login")
+    (logout,) = _events(runtime, "auth.logout")
+    assert (logout.actor_kind, logout.actor_id) == ("reviewer", login.actor_id)
+    assert (logout.target_type, logout.target_id) == ("reviewer", login.actor_id)
+    assert logout.outcome == "success" and logout.details == {"via": "console"} and logout.seq > login.seq
+    client.post("/console/logout", data={"csrf_token": token})  # no session: nothing more to record
+    assert len(_events(runtime, "auth.logout")) == 1
 
 
 def test_only_console_paths_open_the_session(app: Flask, client: FlaskClient) -> None:
