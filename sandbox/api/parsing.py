@@ -62,6 +62,11 @@ def json_body() -> Any:
     """The request's JSON body; ``bad_request`` when it is missing, not JSON or not UTF-8."""
     if not request.mimetype or request.mimetype != "application/json":
         raise BadRequest("send the body as JSON with Content-Type: application/json")
+    charset = request.mimetype_params.get("charset")
+    if charset is not None and charset.strip().lower() not in ("utf-8", "utf8"):
+        # JSON is UTF-8 (RFC 8259 §8.1) and read as such: a body declared in another charset
+        # would be read as other text than its client meant, or refused as "not UTF-8".
+        raise BadRequest(f"the body is declared charset={charset[:32]!r}: send JSON as UTF-8")
     raw = body_bytes()
     try:
         text = raw.decode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -423,6 +424,37 @@ def test_query_parameters_beside_a_body_are_refused_not_ignored(
         assert response.status_code == 400 and "not UTF-8" in response.get_json()["error"]["message"], path
     assert _calls_today(client, operator, contract) == 0
     assert client.post("/v1/verify", json=body, headers=operator.headers).status_code == 200
+
+
+@pytest.mark.usefixtures("data")
+def test_a_body_declared_in_a_charset_other_than_utf8_is_refused(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """JSON is UTF-8: a body declared latin-1 had been read as UTF-8 all the same, as other text
+    than its client meant whenever it held a byte over 0x7f."""
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    body = {"authorization_id": contract.id, "template": "tax_paid_at_least", "subject": rows.FIRM}
+    data = json.dumps({**body, "params": TAX_2024}).encode()
+    for charset in ("latin-1", "iso-8859-1", "gbk", "utf-16", "utf-8x"):
+        response = client.post(
+            "/v1/verify",
+            data=data,
+            content_type=f"application/json; charset={charset}",
+            headers=operator.headers,
+        )
+        assert response.status_code == 400, charset
+        error = response.get_json()["error"]
+        assert error["code"] == "bad_request" and "send JSON as UTF-8" in error["message"], charset
+    assert _calls_today(client, operator, contract) == 0
+    for charset in ("utf-8", "UTF-8", '"utf-8"', "utf8"):
+        response = client.post(
+            "/v1/verify",
+            data=data,
+            content_type=f"application/json; charset={charset}",
+            headers=operator.headers,
+        )
+        assert response.status_code == 200, (charset, response.get_json())
 
 
 def test_only_operators_may_verify(runtime: Runtime, client: FlaskClient) -> None:
