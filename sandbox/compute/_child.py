@@ -44,6 +44,10 @@ READ_CHUNK = 1 << 20
 def _import_trusted(import_root: str, rp_root: str) -> Any:
     """Import the sandbox's own modules now, while files can still be opened."""
     sys.path[:0] = [import_root, rp_root]
+    # The parser imports unicodedata when a name is not ASCII (to NFKC-normalize it): after the
+    # lock-down that import fails, and a program naming a value 税额 could never run.
+    import unicodedata  # noqa: F401
+
     from sandbox.compute import guards, policy, shape
 
     return guards, policy, shape

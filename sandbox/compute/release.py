@@ -11,8 +11,12 @@ meaningful on a sample (a mean, a rate, a quantile, a score): a sum over a parti
 the total. The keys of the release are those declared, never ones the data chose.
 
 A partition whose run fails, or whose output lacks a declared leaf or is not a number there,
-contributes the midpoint of that leaf's range: its failure must not show. Only when every
-partition fails does the release fail, reporting the first failure's class and line.
+contributes the midpoint of that leaf's range: its failure must not show. That holds when every
+partition fails too: whether a run fails, and its error's class, line and problem, can depend on
+the data (``if v > t: raise``), and a job that failed, or said where, would release without noise
+what the ε was meant to cover (a sweep recovered a firm's exact tax from the failing line). So a
+private release fails only for what no row can cause: the program not compiling, or not being
+the program approved. What the runs did is in the staff's record of the job, not the operator's.
 
 **Exact**, only for programs a reviewer allowed it for (the caller checks): one run over all the
 rows it was given — the whole authorized data, or one consenting subject's rows for a
@@ -57,6 +61,9 @@ MAX_PARTITIONS = 1000
 # The least time a partition's run is given, whatever its share: a fresh interpreter that drops
 # privileges and enters its namespaces needs a fraction of it before the program starts.
 MIN_RUN_SECONDS = 2.0
+# Failures no row can cause: the child checks the program before it reads its input. Only these
+# fail a private release, and only when every partition failed so (see the module docstring).
+DATA_INDEPENDENT = frozenset({"ProgramInvalid", "ProgramChanged"})
 
 
 class ReleaseMode(StrEnum):
@@ -290,9 +297,10 @@ def release_private(
     shared = partition_limits(limits or Limits(), partitions, concurrency)
     outcomes = _run_partitions(program, parts, params, shared, concurrency, progress)
     spent, runs = float(epsilon), tuple(outcomes)
-    if not any(outcome.succeeded for outcome in outcomes):
+    unrunnable = [o for o in outcomes if o.error_class in DATA_INDEPENDENT]
+    if len(unrunnable) == len(outcomes):
         return _failed(
-            ReleaseMode.PRIVATE, outcomes[0], epsilon_spent=spent, partitions=partitions, runs=runs
+            ReleaseMode.PRIVATE, unrunnable[0], epsilon_spent=spent, partitions=partitions, runs=runs
         )
     means = _clamped_mean(outcomes, bounds)
     value = unflatten(_noised(means, bounds, spent, partitions, seed))

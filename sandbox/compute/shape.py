@@ -129,7 +129,10 @@ def parse_bounds(value: object) -> OutputBounds:
 def _parse_bounds_node(value: object, depth: int, leaves: list[int]) -> OutputBounds:
     if isinstance(value, list | tuple):
         # OUTPUT_BOUNDS comes from ast.literal_eval: plain literals, no subclasses to fear.
-        ends = [float(end) for end in value if isinstance(end, int | float) and not isinstance(end, bool)]
+        try:
+            ends = [float(end) for end in value if isinstance(end, int | float) and not isinstance(end, bool)]
+        except OverflowError:  # an int beyond any float (a 400-digit bound had been a 500)
+            raise ShapeError(ShapeProblem.BAD_BOUNDS) from None
         if len(value) != 2 or len(ends) != 2:
             raise ShapeError(ShapeProblem.BAD_BOUNDS)
         low, high = ends

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from sandbox.compute._child import _isolate_network
+from sandbox.compute.compile import compile_program
+from sandbox.compute.errors import ProgramInvalid
 from sandbox.compute.runner import (
     Limits,
     RunStatus,
@@ -39,6 +41,28 @@ def test_a_program_runs_over_read_only_rows_and_returns_its_result(limits: Limit
 def test_params_reach_the_program(limits: Limits) -> None:
     outcome = run_program("result = params['n'] * 2", [], {"n": 21}, limits=limits)
     assert outcome.result == 42
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["税额 = stats.sum(stats.column(data, 'tax'))\nresult = 税额\n", "de\ufb01ne = 40.0\nresult = define\n"],
+)
+def test_a_program_whose_names_are_not_ascii_runs_as_submission_accepted_it(
+    source: str, limits: Limits
+) -> None:
+    """Found by a sweep: the parser imports unicodedata for such a name, which the locked-down
+    child could no longer open, so an approved program every run of which ended ChildError."""
+    compile_program(source)
+    outcome = run_program(source, [{"tax": 10.0}, {"tax": 30.0}], limits=limits)
+    assert outcome.status is RunStatus.SUCCEEDED and outcome.result == 40.0
+
+
+def test_a_name_that_normalizes_to_a_forbidden_one_is_refused_in_the_child_too(limits: Limits) -> None:
+    source = "ｅｖａｌ('1')\nresult = 1\n"  # NFKC: eval
+    with pytest.raises(ProgramInvalid):
+        compile_program(source)
+    outcome = run_program(source, [], limits=limits)
+    assert (outcome.status, outcome.error_class) == (RunStatus.FAILED, "ProgramInvalid")
 
 
 def test_the_child_is_isolated_before_it_reads_anything() -> None:

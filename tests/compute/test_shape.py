@@ -67,6 +67,10 @@ def test_bounds_parse_flatten_and_round_trip() -> None:
     assert flatten_bounds(bounds) == {("a",): (0.0, 1.0), ("b", "c"): (-1.5, 2.0)}
     assert parse_bounds([0, 10]) == (0.0, 10.0)
     assert unflatten(flatten({"a": 1, "b": {"c": 2}})) == {"a": 1.0, "b": {"c": 2.0}}
-    for bad in ([1, 1], [0], [0, "1"], [0, True], {"a": {"b": {"c": [0, 1]}}}, {}, {"": [0, 1]}, 5):
+    huge = 10**400  # beyond any float: it had escaped as OverflowError, a 500 at submission
+    for bad in (
+        [1, 1], [0], [0, "1"], [0, True], {"a": {"b": {"c": [0, 1]}}}, {}, {"": [0, 1]}, 5,
+        [0, huge], {"a": [-huge, 0]}, [0, 1e400],
+    ):  # fmt: skip
         with pytest.raises(ShapeError):
             parse_bounds(bad)
