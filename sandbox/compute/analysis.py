@@ -11,6 +11,7 @@ here is to show the reviewer where to look.
 from __future__ import annotations
 
 import ast
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,15 +114,33 @@ def _reads(tree: ast.Module) -> tuple[set[str], set[str]]:
 _NONE, _RECORD, _ROWS = 0, 1, 2
 
 
+# Work the taint pass may do (calls of ``_RowTaint.level``, about 1 µs each) before it gives up
+# and takes the output as possibly carrying rows: a program is analysed at submission, approval,
+# queueing and start, and 3,900 chained assignments had taken 158 s to analyse by passes.
+MAX_TAINT_VISITS = 2_000_000
+TOO_COMPLEX = "the program is too large to follow: take its output as possibly carrying rows"
+_STEPS = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.NamedExpr, ast.For, ast.comprehension, ast.Call)
+
+
+class _TooComplex(Exception):
+    pass
+
+
 class _RowTaint:
     """Which names may hold a record or rows; grown to a fixpoint over the program's bindings."""
 
     def __init__(self, tree: ast.Module) -> None:
         self.tree = tree
         self.levels: dict[str, int] = {"data": _ROWS}
+        self.visits_left = MAX_TAINT_VISITS
 
     def level(self, node: ast.AST | None) -> int:
-        """What evaluating ``node`` could give: nothing from rows, a record, or rows."""
+        """What evaluating ``node`` could give: nothing from rows, a record, or rows.
+
+        ``_TooComplex`` once the pass has spent its visits."""
+        self.visits_left -= 1
+        if self.visits_left < 0:
+            raise _TooComplex
         if node is None or isinstance(node, ast.Constant | ast.Lambda | ast.Compare):
             return _NONE
         if isinstance(node, ast.Name):
@@ -148,17 +167,19 @@ class _RowTaint:
         """Whether ``node`` reads a name holding a record or rows (a field of one, say)."""
         return any(isinstance(n, ast.Name) and self.levels.get(n.id, _NONE) for n in ast.walk(node))
 
-    def _bind(self, target: ast.AST, level: int) -> bool:
-        changed = False
+    def _bind(self, target: ast.AST, level: int) -> list[str]:
+        raised = []
         for name in (n.id for n in ast.walk(target) if isinstance(n, ast.Name)):
             if level > self.levels.get(name, _NONE):
                 self.levels[name] = level
-                changed = True
-        return changed
+                raised.append(name)
+        return raised
 
-    def _step(self, node: ast.AST) -> bool:
+    def _step(self, node: ast.AST) -> list[str]:
+        """Apply one binding; the names whose level it raised."""
         if isinstance(node, ast.Assign):
-            return any([self._bind(t, self.level(node.value)) for t in node.targets])
+            level = self.level(node.value)
+            return [name for target in node.targets for name in self._bind(target, level)]
         if isinstance(node, ast.AugAssign | ast.AnnAssign | ast.NamedExpr):
             return self._bind(node.target, self.level(node.value))
         if isinstance(node, ast.For | ast.comprehension):
@@ -169,18 +190,33 @@ class _RowTaint:
             return self._bind(node.target, level)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
             if node.func.attr not in _ADDERS:
-                return False
+                return []
             level = _ROWS if max(self.level(arg) for arg in node.args) else _NONE
             return self._bind(node.func.value, level)
-        return False
+        return []
 
     def solve(self) -> None:
-        """Raise levels until no binding changes one."""
-        changed = True
-        while changed:
-            changed = False
-            for node in ast.walk(self.tree):
-                changed = self._step(node) or changed
+        """Raise levels until no binding changes one; ``_TooComplex`` past the visits allowed.
+
+        A worklist: a binding is applied again only when a name it reads was raised (a binding's
+        level depends on the names inside it alone), so a chain of assignments in any order costs
+        about its length, where passes over the whole program until none changed cost its square.
+        """
+        steps = [node for node in ast.walk(self.tree) if isinstance(node, _STEPS)]
+        readers: dict[str, list[int]] = {}
+        for index, step in enumerate(steps):
+            for name in {n.id for n in ast.walk(step) if isinstance(n, ast.Name)}:
+                readers.setdefault(name, []).append(index)
+        pending = deque(range(len(steps)))
+        queued = [True] * len(steps)
+        while pending:
+            index = pending.popleft()
+            queued[index] = False
+            for name in self._step(steps[index]):
+                for reader in readers.get(name, ()):
+                    if not queued[reader]:
+                        queued[reader] = True
+                        pending.append(reader)
 
 
 def _result_stores(tree: ast.Module) -> list[tuple[int, ast.expr, ast.expr]]:
@@ -200,15 +236,32 @@ def _result_stores(tree: ast.Module) -> list[tuple[int, ast.expr, ast.expr]]:
     return stores
 
 
+def _keys_mention_rows(value: ast.expr, taint: _RowTaint) -> bool:
+    """Whether a mapping built in ``value``, at any depth, takes a key from rows: a key is text,
+    so ``str(row["ssn"])`` releases the value though ``str`` reduces it (found by a sweep)."""
+    for node in ast.walk(value):
+        if isinstance(node, ast.Dict) and any(k is not None and taint.mentions(k) for k in node.keys):
+            return True
+        if isinstance(node, ast.DictComp) and taint.mentions(node.key):
+            return True
+    return False
+
+
 def _output(tree: ast.Module) -> tuple[bool, list[str], str]:
-    taint = _RowTaint(tree)
+    try:
+        return _follow(tree, _RowTaint(tree))
+    except _TooComplex:
+        return True, [TOO_COMPLEX], "dynamic"
+
+
+def _follow(tree: ast.Module, taint: _RowTaint) -> tuple[bool, list[str], str]:
     taint.solve()
     notes: list[str] = []
     keys = "number"
     carries = False
     for line, target, value in _result_stores(tree):
         keyed_by_rows = isinstance(target, ast.Subscript) and taint.mentions(target.slice)
-        if keyed_by_rows or (isinstance(value, ast.DictComp) and taint.mentions(value.key)):
+        if keyed_by_rows or _keys_mention_rows(value, taint):
             carries = True
             notes.append(f"line {line}: result's keys may be values taken from rows")
         if taint.level(value.value if isinstance(value, ast.DictComp) else value):

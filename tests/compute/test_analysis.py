@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.compute import analysis as analysis_module
 from sandbox.compute.compile import compile_program
 
 SCORING = """
@@ -47,6 +48,10 @@ CARRIES_ROWS = {
     "column": "result = {'incomes': stats.column(data, 'income')}\n",
     "item_store": "result = {}\nfor r in data:\n    result['last'] = r\n",
     "through_function": "def f(x):\n    return x\nresult = f(data)\n",
+    # Found by a sweep: str() reduces a value as len() does, but as a key it is the value.
+    "str_key": "result = {str(data[-1]['ssn']): 1}\n",
+    "nested_str_key": "result = {'a': {str(data[0]['ssn']): 1}}\n",
+    "updated_str_key": "x = data[0]\nresult = {}\nresult.update({str(x['ssn']): 1})\n",
 }
 
 
@@ -62,6 +67,7 @@ AGGREGATES = {
     "loop_sum": "t = 0\nfor r in data:\n    t += r['income']\nresult = t\n",
     "count_per_key": "c = {}\nfor r in data:\n    c[r['d']] = c.get(r['d'], 0) + 1\nresult = {'n': len(c)}\n",
     "max_of_values": "result = max(r['income'] for r in data)\n",
+    "key_from_params": "k = params['k']\nresult = {str(k): len(data)}\n",
 }
 
 
@@ -90,3 +96,25 @@ def test_a_program_that_never_sets_result_is_noted() -> None:
     analysis = compile_program("x = 1\n").analysis
     assert analysis.output_notes == ("result is never assigned: every run will fail",)
     assert compile_program("print(1)\nresult = 1\n").analysis.prints is True
+
+
+def _chain(length: int, last: str) -> str:
+    """``a{n} = a{n-1}`` from the last link back to ``a1 = data``: each pass over the program had
+    raised one name, so passes until none changed cost its length squared."""
+    links = "".join(f"a{i} = a{i - 1}\n" for i in range(length, 1, -1))
+    return f"{links}a1 = data\nresult = {last}\n"
+
+
+def test_a_long_chain_written_backwards_is_followed_to_its_end() -> None:
+    """Found by a sweep: 3,900 such links took 158 s to analyse, at submission and at every start."""
+    assert compile_program(_chain(3900, "{'k': a3900}")).analysis.output_may_carry_rows is True
+    analysis = compile_program(_chain(3900, "len(a3900)")).analysis
+    assert (analysis.output_may_carry_rows, analysis.output_notes) == (False, ())
+
+
+def test_a_program_too_large_to_follow_is_taken_as_carrying_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(analysis_module, "MAX_TAINT_VISITS", 50)
+    analysis = compile_program(_chain(60, "len(a60)")).analysis
+    assert analysis.output_may_carry_rows is True
+    assert analysis.output_notes == (analysis_module.TOO_COMPLEX,)
+    assert analysis.output_keys == "dynamic"
