@@ -291,6 +291,21 @@ def usable_url(url: str) -> Iterator[None]:
         raise ConfigurationError(f"cannot use the database URL {shown}: {error}") from None
 
 
+def require_existing(url: str) -> None:
+    """A SQLite URL must name a file that exists (connecting would make an empty one): a
+    :class:`ConfigurationError` naming the path, as a command run outside its home meets it."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not os.path.exists(database)
+    ):
+        raise ConfigurationError(
+            f"no control database at {database}: set SANDBOX_HOME to the home folder, or run where it is"
+        )
+
+
 def create_control_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the control database at ``url`` (SQLite or PostgreSQL)."""
     with usable_url(url):

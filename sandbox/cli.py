@@ -40,6 +40,8 @@ def _fail(exc: SandboxError) -> None:
     for item in details[:200]:
         if isinstance(item, dict):
             where = ", ".join(f"{k} {v}" for k, v in item.items() if k != "message" and v is not None)
+            if not where and len(details) == 1 and str(item.get("message")) in exc.message:
+                continue  # the one problem, placeless, that the message already says
             click.echo(
                 f"  - {where}: {item.get('message', '')}" if where else f"  - {item.get('message')}", err=True
             )

@@ -14,7 +14,7 @@ from audit.sources import SourceError, checkpoints_from_file, load_public_keys, 
 from audit.verify import Report, SourcedCheckpoint, read_export, verify_log, verify_window
 from audit.verify_db import verify_database
 from core.config import load_settings
-from core.db import display_url, usable_url, with_driver
+from core.db import display_url, require_existing, usable_url, with_driver
 from core.errors import ConfigurationError
 
 USAGE = 2
@@ -109,6 +109,7 @@ def _verify_db(url: str, checkpoints: list[SourcedCheckpoint], keys: list[Any]) 
     try:
         with usable_url(url):  # the URL and its driver only: a row that cannot be read is tampering
             create_engine(with_driver(url)).dispose()
+            require_existing(url)
     except ConfigurationError as exc:
         raise SourceError(exc.message) from exc
     try:

@@ -1,8 +1,8 @@
 """Schema migrations of the control database, run with Alembic from code (no alembic.ini).
 
-New revision after changing a model::
+New revision after changing a model (numbered after the head, formatted with ruff)::
 
-    python -m sandbox.migrate revision -m "what changed"
+    .venv/bin/python -m sandbox.migrate revision -m "what changed"
 """
 
 from __future__ import annotations
@@ -49,8 +49,16 @@ def head_revision() -> str:
     return head
 
 
+def next_revision_id() -> str:
+    """The id after the head's: revisions are numbered ``0001``, ``0002``, … (their files too)."""
+    head = head_revision()
+    return f"{int(head) + 1:04d}" if head.isdigit() else head + "_next"
+
+
 def main(argv: list[str]) -> None:
-    """Tiny developer entry point: ``revision -m MESSAGE`` autogenerates against a scratch SQLite."""
+    """Tiny developer entry point: ``revision -m MESSAGE`` autogenerates against a scratch SQLite,
+    numbers the revision after the head, and formats the new file with the project's ruff."""
+    import subprocess
     import tempfile
 
     if len(argv) != 3 or argv[0] != "revision" or argv[1] != "-m":
@@ -59,7 +67,17 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{scratch}/scratch.sqlite"
         upgrade(url)
-        command.revision(alembic_config(url), message=argv[2], autogenerate=True)
+        made = command.revision(
+            alembic_config(url), message=argv[2], autogenerate=True, rev_id=next_revision_id()
+        )
+    paths = [script.path for script in (made if isinstance(made, list) else [made]) if script is not None]
+    ruff = Path(sys.executable).with_name("ruff")  # the test extras install it beside this Python
+    if not ruff.exists():
+        print(f"wrote {', '.join(paths)}; ruff is not installed here: format it before committing")
+        return
+    subprocess.run([str(ruff), "check", "--fix", "--quiet", *paths], check=False)  # noqa: S603 - our own tool
+    subprocess.run([str(ruff), "format", "--quiet", *paths], check=False)  # noqa: S603
+    print(f"wrote {', '.join(paths)}")
 
 
 if __name__ == "__main__":

@@ -120,3 +120,12 @@ def test_an_existing_log_gets_its_latest_time_in_the_head(control_url: str) -> N
             assert conn.execute(select(head.c.last_at)).scalar_one() == times[1]
     finally:
         engine.dispose()
+
+
+def test_revisions_are_numbered_in_order_and_a_new_one_takes_the_next_number() -> None:
+    """A walkthrough found `migrate revision` naming a file by Alembic's random hex id."""
+    files = sorted(p.name for p in (migrate.MIGRATIONS / "versions").glob("*.py"))
+    numbers = [int(name[:4]) for name in files]
+    assert numbers == list(range(1, len(files) + 1))
+    assert migrate.head_revision() == f"{len(files):04d}"
+    assert migrate.next_revision_id() == f"{len(files) + 1:04d}"

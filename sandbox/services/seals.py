@@ -61,14 +61,11 @@ def read_jwks(source: str) -> dict[str, Any]:
 
 def local_jwks(database_url: str) -> dict[str, Any]:
     """The key set published by the control database at ``database_url`` (the bureau's own view)."""
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from core.db import create_control_engine, session_factory
+    from core.db import create_control_engine, require_existing, session_factory
 
-    url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
-        raise ConfigurationError(f"no control database at {url.database}")
+    require_existing(database_url)
     engine = create_control_engine(database_url)
     try:
         with session_factory(engine)() as session:

@@ -257,3 +257,13 @@ def test_checkpoint_on_a_home_that_cannot_be_opened_is_one_error_line(tmp_path: 
     runner = CliRunner(env={"SANDBOX_HOME": str(tmp_path / "missing")})
     result = runner.invoke(main, ["audit", "checkpoint"])
     assert result.exit_code == 1 and result.output.startswith("error: "), result.output
+
+
+def test_a_home_that_is_not_here_is_named_as_missing(cli: CliRunner, jwks: Path, tmp_path: Path) -> None:
+    """A walkthrough ran it outside the home folder: the error named only OperationalError."""
+    elsewhere = {"SANDBOX_HOME": str(tmp_path / "elsewhere"), "SANDBOX_DATABASE_URL": None}
+    for args in ([], ["--db", f"sqlite:///{tmp_path}/nothing.sqlite"]):
+        result = cli.invoke(main, ["audit", "verify", "--key", str(jwks), *args], env=elsewhere)
+        assert result.exit_code == 2, result.output
+        assert "no control database at " in result.output and "SANDBOX_HOME" in result.output
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "nothing.sqlite").exists()  # none made

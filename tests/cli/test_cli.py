@@ -88,6 +88,13 @@ def test_load_refuses_mismatching_csv_listing_every_problem(
     assert ("data.load", "denied") in _events(settings)
 
 
+def test_a_file_that_is_not_there_is_said_once(cli: CliRunner, tmp_path: Path) -> None:
+    """A walkthrough saw the one problem printed twice: in the message and again as its detail."""
+    result = cli.invoke(main, ["data", "load", "public_credit", str(tmp_path / "absent.csv")])
+    assert result.exit_code == 1
+    assert result.output.count("cannot read the file") == 1, result.output
+
+
 def test_load_accepts_matching_csv(cli: CliRunner, settings: Settings, tmp_path: Path) -> None:
     good = tmp_path / "credit.csv"
     good.write_text(
