@@ -420,10 +420,13 @@ def _check_end(report: Report, sizes: list[int]) -> None:
         report.problems.append(
             Finding(
                 Reason.TRUNCATED,
-                f"the log has {report.events} events but a checkpoint signed {max(beyond)}",
+                f"the log has {report.events} events but a checkpoint signed {max(beyond)}: "
+                "events were cut off its end, or it was exported before that checkpoint was signed",
                 seq=report.events,
             )
         )
+    if beyond:
+        return  # its tail is not "consistent but not yet signed": a signature says it is short
     if not sizes:
         report.warnings.append(
             Finding(Reason.NO_CHECKPOINT, "no signed checkpoint: nothing vouches for the log")
