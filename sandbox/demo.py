@@ -96,7 +96,11 @@ def run_demo(home: Path, *, enterprises: int, persons: int, echo: Echo) -> bool:
     finally:
         stop_server(ctx)
     echo("")
-    echo(f"Demo finished. Home: {ctx.home}  (SANDBOX_HOME={ctx.home} sandbox serve  to explore it)")
+    echo(f"Demo finished. Home: {ctx.home}  (SANDBOX_HOME={ctx.home} sandbox serve  to explore it:")
+    echo(
+        "  the console at http://127.0.0.1:8000/console, as admin, reviewer, auditor or firm,"
+        f" password {DEMO_PASSWORD})"
+    )
     return True
 
 

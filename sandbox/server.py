@@ -6,6 +6,7 @@ import json
 import logging
 import multiprocessing.process
 import os
+from http import HTTPStatus
 from typing import Any
 
 from gunicorn import util as gunicorn_util
@@ -47,6 +48,8 @@ def _write_json_error(sock: Any, status: int, reason: str, message: str) -> None
     copying its whole error handler. The message is gunicorn's, which may quote the client's
     bytes: cut short, JSON-escaped, never rendered as HTML.
     """
+    # Gunicorn gives its 501 the reason "Bad Request": the status's own phrase where it has one.
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else reason
     request_id = time_ordered_hex()
     # Logged where gunicorn logs the refusal, so an id a client quotes can be found.
     logging.getLogger("gunicorn.error").warning(

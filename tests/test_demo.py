@@ -89,6 +89,7 @@ def test_demo_walks_every_step_against_a_real_server(tmp_path: Path) -> None:
         "aggregate.run",
         "denied (operator_suspended)",
         "Demo finished",
+        "as admin, reviewer, auditor or firm, password demo-password-1234",  # how to look around after
     ):
         assert expected in output, f"{expected!r} missing from:\n{output}"
     assert "Traceback" not in output

@@ -154,6 +154,7 @@ _LABELS: list[tuple[str, str, str]] = [
     ("review.title", "Review queue", "审核队列"),
     ("review.pending_contracts", "Contracts waiting for review", "待审核的授权"),
     ("review.queue_empty", "No contract is waiting.", "没有待审核的授权。"),
+    ("review.programs_empty", "No program is waiting.", "没有待审核的程序。"),
     ("review.pending_programs", "Programs waiting for review", "待审核的计算程序"),
     ("review.contracts_by_status", "Contracts by status", "按状态查看授权"),
     ("review.contract", "Authorization contract", "授权合同"),
