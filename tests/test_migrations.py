@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import JSON, column, insert, inspect, select, table, text
@@ -129,3 +130,24 @@ def test_revisions_are_numbered_in_order_and_a_new_one_takes_the_next_number() -
     assert numbers == list(range(1, len(files) + 1))
     assert migrate.head_revision() == f"{len(files):04d}"
     assert migrate.next_revision_id() == f"{len(files) + 1:04d}"
+
+
+def test_0011_widens_the_job_checks_for_a_mock_run_and_narrows_them_back(control_url: str) -> None:
+    def checks() -> dict[str, str]:
+        engine = create_control_engine(control_url)
+        try:
+            found = inspect(engine).get_check_constraints("compute_jobs")
+        finally:
+            engine.dispose()
+        return {c["name"]: " ".join(c["sqltext"].split()) for c in found}
+
+    migrate.upgrade(control_url, "0010")
+    before = checks()
+    assert "'mock'" not in before["ck_compute_jobs_release_known"]
+    migrate.upgrade(control_url)
+    after = checks()
+    assert "'mock'" in after["ck_compute_jobs_release_known"]
+    assert "'exact'" not in after["ck_compute_jobs_private_has_epsilon"]  # PostgreSQL writes != as <>
+    assert set(after) == set(before)  # the other checks survive the table's rebuild on SQLite
+    command.downgrade(migrate.alembic_config(control_url), "0010")
+    assert checks() == before

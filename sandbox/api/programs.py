@@ -74,16 +74,18 @@ class ProgramQuery(BaseModel):
 class JobIn(BaseModel):
     """A job: an approved program, its contract, parameters, and how its result is released.
 
-    ``release`` is ``private`` (the default: differentially private, ε charged) or ``exact`` (only
-    for programs a reviewer allowed); with ``subject``, the program sees only that subject's rows
-    and the subject's consent (``compute:<program id>``) is required.
+    ``release`` is ``private`` (the default: differentially private, ε charged), ``exact`` (only
+    for programs a reviewer allowed) or ``mock`` (exact, over mock rows: to see the program's
+    output and failures, which a private release hides; a call, no ε); with ``subject``, the
+    program sees only that subject's rows and the subject's consent (``compute:<program id>``) is
+    required.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
     program_id: str = Ident
     authorization_id: str = Ident
     params: dict[str, Any] = Field(default_factory=dict, max_length=32)
-    release: Literal["private", "exact"] | None = None
+    release: Literal["private", "exact", "mock"] | None = None
     epsilon: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     partitions: int | None = Field(default=None, ge=2, le=100)
     subject: str | None = Field(default=None, min_length=1, max_length=64)

@@ -4,9 +4,9 @@ Against the moment of the check: the operator is active; the program is the oper
 its source still the one approval pinned, and it still compiles under the policy in force; the
 contract is the program's own, active, and grants ``compute``; the release asked for is allowed
 (exact only where a reviewer allowed it; private only with OUTPUT_BOUNDS, ε within the contract's
-per-query cap, partitions in range); the parameters are small JSON; a subject-scoped job's
-subject is well formed and has consented (``compute:<program id>``); a call is left in today's
-quota and the ε in the budget.
+per-query cap, partitions in range; mock, over mock rows, for no subject and no ε); the
+parameters are small JSON; a subject-scoped job's subject is well formed and has consented
+(``compute:<program id>``); a call is left in today's quota and the ε in the budget.
 
 At queue time the quota and the budget are only looked at; at start they are spent, atomically
 (:mod:`authz.usage`), in the start's transaction. A job re-queued after its worker was lost was
@@ -159,15 +159,25 @@ def _release(
     try:
         mode = ReleaseMode(request.release or ReleaseMode.PRIVATE.value)
     except ValueError:
-        raise Invalid("unknown release", details=[problem("release", "private or exact")]) from None
-    if mode is ReleaseMode.EXACT:
+        raise Invalid("unknown release", details=[problem("release", "private, exact or mock")]) from None
+    if mode is not ReleaseMode.PRIVATE:
         # Given with an exact release they would be ignored: the client meant a private one.
         given = [name for name in ("epsilon", "partitions") if getattr(request, name) is not None]
         if given:
+            what = "a mock run" if mode is ReleaseMode.MOCK else "an exact release"
             raise Invalid(
-                "an exact release takes no epsilon or partitions",
+                f"{what} takes no epsilon or partitions",
                 details=[problem(name, "only for a private release") for name in given],
             )
+    if mode is ReleaseMode.MOCK:
+        given = [name for name in ("subject", "consent_id") if getattr(request, name) is not None]
+        if given:  # its rows are made up: no subject's, and no consent is needed for them
+            raise Invalid(
+                "a mock run takes no subject",
+                details=[problem(name, "only for a job over real rows") for name in given],
+            )
+        return mode, None, None
+    if mode is ReleaseMode.EXACT:
         if not program.exact_release_allowed:
             raise ExactReleaseNotAllowed("no reviewer allowed this program exact release")
         return mode, None, None

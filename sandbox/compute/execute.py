@@ -34,7 +34,7 @@ from core.errors import SandboxError
 from core.seals import canonical_json
 from sandbox.compute.checks import Charge, JobRequest, Plan, plan_job
 from sandbox.compute.errors import InputTooLarge, ReleaseRefused
-from sandbox.compute.inputs import MAX_ROWS, Inputs, input_needs, input_store, load_inputs
+from sandbox.compute.inputs import MAX_ROWS, Inputs, input_needs, input_store, load_inputs, mock_inputs
 from sandbox.compute.models import ComputeJob, JobStatus
 from sandbox.compute.queue import LEASE_SECONDS, TARGET, Claim, job_actor, owned, touch
 from sandbox.compute.release import Progress, Release, ReleaseMode, release_exact, release_private
@@ -77,6 +77,9 @@ def execute(runtime: Runtime, claim: Claim, options: RunOptions) -> JobStatus | 
     if plan is None:
         return _final_status(runtime, claim)
     with _Heartbeat(runtime, claim, options.lease_seconds) as beat:
+        if plan.release is ReleaseMode.MOCK:
+            inputs = mock_inputs(runtime.catalog, plan.scope)
+            return _finish(runtime, claim, plan, _run(plan, inputs, options, beat.progress), inputs)
         try:
             inputs = load_inputs(
                 runtime.stores, runtime.catalog, plan.scope, subject=plan.subject, max_rows=options.max_rows
@@ -122,7 +125,9 @@ def start(runtime: Runtime, claim: Claim) -> Plan | None:
             )
             # A dataset the policy changed under its stored table: denied before anything is spent.
             stores = runtime.stores
-            stores.require_all(input_store(stores, plan.subject), input_needs(runtime.catalog, plan.scope))
+            if plan.release is not ReleaseMode.MOCK:  # a mock run reads no store
+                needs = input_needs(runtime.catalog, plan.scope)
+                stores.require_all(input_store(stores, plan.subject), needs)
             if plan.subject is not None:
                 _record_access(session, runtime, job, plan.consent_entry, Outcome.SUCCESS)
             if charge is Charge.SPEND:
@@ -200,9 +205,11 @@ def _failure(plan: Plan, error_class: str) -> Release:
 
 
 def _run(plan: Plan, inputs: Inputs, options: RunOptions, progress: Progress) -> Release:
-    if plan.release is ReleaseMode.EXACT:
+    if plan.release is not ReleaseMode.PRIVATE:  # exact, or mock: one run over every row
         progress(0, 1)
-        released = release_exact(plan.compiled, inputs.rows, plan.params, limits=options.limits)
+        released = release_exact(
+            plan.compiled, inputs.rows, plan.params, limits=options.limits, mode=plan.release
+        )
         progress(1, 1)
         return released
     assert plan.epsilon is not None and plan.partitions is not None

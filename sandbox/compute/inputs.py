@@ -24,10 +24,13 @@ from sqlalchemy import Engine, select
 from authz.contract_models import Authorization
 from catalog import Catalog, Classification, Dataset, Use
 from sandbox.compute.errors import InputTooLarge
+from sandbox.data.mock import mock_rows
 from sandbox.data.stores import DataStores, dataset_table
 
 DATASET_FIELD = "_dataset"
 MAX_ROWS = 2_000_000  # beyond this a job fails (InputTooLarge) before anything runs
+MOCK_ROWS = 200  # per dataset, for a mock run
+MOCK_SEED = 0  # the same mock rows for every mock run, so that a failure can be run again
 
 
 def program_fields(dataset: Dataset, granted: list[str]) -> list[str]:
@@ -98,4 +101,16 @@ def load_inputs(
                 inputs.rows.append({DATASET_FIELD: name, **dict(zip(fields, row[1:], strict=True))})
                 count += 1
             inputs.counts[name] = count
+    return inputs
+
+
+def mock_inputs(catalog: Catalog, scope: Mapping[str, list[str]]) -> Inputs:
+    """Mock rows of ``scope`` made from the schema alone (``GET /v1/datasets/{name}/mock``'s), in
+    the shape :func:`load_inputs` gives real ones: no store is read."""
+    inputs = Inputs()
+    for name, fields in scope.items():
+        rows = mock_rows(catalog.dataset(name), MOCK_ROWS, seed=MOCK_SEED)
+        inputs.rows += [{DATASET_FIELD: name, **{f: row[f] for f in fields}} for row in rows]
+        inputs.subjects += [f"mock-{name}-{index}" for index in range(len(rows))]
+        inputs.counts[name] = len(rows)
     return inputs

@@ -84,8 +84,10 @@ class ComputeJob(Base):
     __tablename__ = "compute_jobs"
     __table_args__ = (
         CheckConstraint(_known("status", JobStatus), name="status_known"),
-        CheckConstraint("release IN ('private', 'exact')", name="release_known"),
-        CheckConstraint("release = 'exact' OR (epsilon > 0 AND partitions >= 2)", name="private_has_epsilon"),
+        CheckConstraint("release IN ('private', 'exact', 'mock')", name="release_known"),
+        CheckConstraint(
+            "release != 'private' OR (epsilon > 0 AND partitions >= 2)", name="private_has_epsilon"
+        ),
         CheckConstraint("progress >= 0 AND progress <= 1", name="progress_fraction"),
         CheckConstraint("status != 'running' OR claim_token IS NOT NULL", name="running_is_claimed"),
         # The queue's scan: the oldest queued job first; and a worker's scan for expired leases.

@@ -23,6 +23,10 @@ rows it was given — the whole authorized data, or one consenting subject's row
 subject-scoped job — with the same shape checks, and when OUTPUT_BOUNDS is declared, only its
 keys.
 
+**Mock**, for any approved program: an exact run over mock rows made from the schema alone
+(:mod:`sandbox.compute.inputs`), so that an operator sees its program's output and failures —
+class, line, problem — on data with nothing to protect, as a private release will not show them.
+
 The ε budget of record lives in the control database; this module never touches diffprivlib's
 global ``BudgetAccountant``. ``Release.epsilon_spent`` is what the caller charges (reserve it
 before calling: it is spent once partitions have run, whatever the outcome).
@@ -71,6 +75,7 @@ class ReleaseMode(StrEnum):
 
     PRIVATE = "private"
     EXACT = "exact"
+    MOCK = "mock"  # exact, over mock rows made from the schema: nothing of the data to protect
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,22 +141,24 @@ def release_exact(
     params: Mapping[str, Any] | None = None,
     *,
     limits: Limits | None = None,
+    mode: ReleaseMode = ReleaseMode.EXACT,
 ) -> Release:
-    """Run once over ``rows`` and release the checked output as it is (reviewer-allowed only)."""
+    """Run once over ``rows`` and release the checked output as it is (reviewer-allowed only, or
+    ``mode`` mock: over mock rows)."""
     outcome = run_program(program.source, rows, params, sha256=program.sha256, limits=limits)
     if not outcome.succeeded or outcome.result is None:
-        return _failed(ReleaseMode.EXACT, outcome, runs=(outcome,))
+        return _failed(mode, outcome, runs=(outcome,))
     if program.output_bounds is not None:
         declared = set(flatten_bounds(program.output_bounds))
         if not set(flatten(outcome.result)) <= declared:
             return Release(
-                mode=ReleaseMode.EXACT,
+                mode=mode,
                 status=RunStatus.FAILED,
                 error_class="ResultRefused",
                 problem=ShapeProblem.UNDECLARED_KEY.value,
                 runs=(outcome,),
             )
-    return Release(mode=ReleaseMode.EXACT, status=RunStatus.SUCCEEDED, value=outcome.result, runs=(outcome,))
+    return Release(mode=mode, status=RunStatus.SUCCEEDED, value=outcome.result, runs=(outcome,))
 
 
 def partition(

@@ -14,12 +14,15 @@ from sqlalchemy.exc import OperationalError
 
 from audit import AuditEvent
 from authz.consent import SubjectAccess
+from authz.contract_models import Authorization
 from authz.permissions import Role
 from core.db import transaction
 from core.seals import verify_seal
 from operators.models import Operator, OperatorStatus
 from sandbox.compute import execute
 from sandbox.compute.execute import RunOptions
+from sandbox.compute.inputs import MOCK_ROWS, mock_inputs, program_scope
+from sandbox.compute.runner import run_program
 from sandbox.compute.worker import run_pending
 from sandbox.engine.models import SealedResult
 from sandbox.runtime import Runtime
@@ -207,6 +210,48 @@ def test_a_private_job_whose_program_fails_everywhere_is_released_noised_and_say
     assert usage["epsilon_spent"] == 0.7
     record = _job(client, auditor, job_id)["record"]  # staff see every run
     assert {run["error_class"] for run in record["runs"]} == {"ValueError"}
+
+
+MOCK_SHAPE = """\
+rows = [r for r in data if r["_dataset"] == "enterprise_tax"]
+result = {"rows": len(rows), "top": max(r["annual_tax"] for r in rows)}
+"""
+
+
+def test_a_mock_run_shows_a_programs_output_and_failures_over_mock_rows_alone(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """A private release hides where a program fails; an operator finds out on mock rows, which
+    have nothing to protect: the output and the error exactly, for a call and no ε."""
+    write_tax(runtime, TAXES)  # real taxes are whole thousands up to 60,000
+    contract = compute_contract(runtime, operator.id)
+    program = approved_program(runtime, operator.id, contract, MOCK_SHAPE)  # no exact release allowed
+    job_id = _queue(client, operator, contract, program, release="mock").get_json()["job_id"]
+    failing = approved_program(runtime, operator.id, contract, FAILS_LOUDLY)
+    failed_id = _queue(client, operator, contract, failing, release="mock").get_json()["job_id"]
+    _run(runtime)
+    body = _job(client, operator, job_id)
+    assert (body["status"], body["release"], body["epsilon_spent"]) == ("succeeded", "mock", 0.0)
+    with runtime.sessions() as session:
+        scope = program_scope(runtime.catalog, session.get_one(Authorization, contract))
+    expected = run_program(MOCK_SHAPE, mock_inputs(runtime.catalog, scope).rows).result
+    assert body["result"] == expected and body["result"]["rows"] == MOCK_ROWS
+    assert body["result"]["top"] % 1000 != 0 or body["result"]["top"] > 60_000  # no real tax
+    sealed = verify_seal(body["seal"], client.get("/.well-known/jwks.json").get_json())
+    assert (sealed["release"], sealed["result"]) == ("mock", body["result"])
+    failed = _job(client, operator, failed_id)
+    assert failed["status"] == "failed" and failed["error"]["class"] == "ValueError"
+    assert failed["error"]["line"] == 4 and "secret" not in json.dumps(failed)
+    usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
+    assert (usage["calls_today"], usage["epsilon_spent"]) == (2, 0.0)
+    for bad, field in (
+        ({"epsilon": 0.5}, "epsilon"),
+        ({"partitions": 4}, "partitions"),
+        ({"subject": SUBJECT}, "subject"),
+    ):
+        response = _queue(client, operator, contract, program, release="mock", **bad)
+        assert response.status_code == 422, (bad, response.get_json())
+        assert [d["field"] for d in response.get_json()["error"]["details"]] == [field]
 
 
 def _details(runtime: Runtime, job_id: str, action: str) -> dict[str, Any]:
