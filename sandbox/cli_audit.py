@@ -1,8 +1,11 @@
-"""``sandbox audit``: sign a checkpoint, and verify the log offline (exit 0 intact, 1 tampered, 2 usage)."""
+"""``sandbox audit``: sign a checkpoint, verify the log offline, and check one event's inclusion
+offline (exit 0 intact, 1 tampered, 2 usage)."""
 
 from __future__ import annotations
 
+import binascii
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +13,26 @@ import click
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from audit.sources import SourceError, checkpoints_from_file, load_public_keys, trusted_checkpoint
+from audit.inclusion import Inclusion, NamedKey, ProofInvalid, verify_inclusion_proof
+from audit.sources import (
+    SignedCheckpoint,
+    SourceError,
+    checkpoints_from_file,
+    load_public_keys,
+    named_keys_from_jwks,
+    read_checkpoint,
+    read_inclusion_proof,
+    trusted_checkpoint,
+)
 from audit.verify import Report, SourcedCheckpoint, read_export, verify_log, verify_window
 from audit.verify_db import verify_database
 from core.config import load_settings
 from core.db import display_url, require_existing, usable_url, with_driver
 from core.errors import ConfigurationError
 
+INVALID = 1
 USAGE = 2
+MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
 @click.group()
@@ -90,6 +105,126 @@ def verify(
         _usage(str(exc))
     _print(report, as_json)
     raise SystemExit(0 if report.intact else 1)
+
+
+@audit.command("verify-inclusion")
+@click.argument("proof_source", default="-", metavar="PROOF|-")
+@click.option(
+    "--checkpoint",
+    "checkpoint_source",
+    metavar="FILE|-",
+    help="The signed checkpoint (GET /v1/audit/checkpoint, or its note). Default: the one in the proof.",
+)
+@click.option(
+    "--jwks",
+    "jwks_source",
+    metavar="FILE|URL",
+    required=True,
+    help="The bureau's published key set (/.well-known/jwks.json), as a file or URL.",
+)
+@click.option(
+    "--seal",
+    "seal_source",
+    metavar="FILE|-",
+    help="The sealed answer (the API's JSON response or the bare JWS): it must name the proof's event.",
+)
+def verify_inclusion(
+    proof_source: str, checkpoint_source: str | None, jwks_source: str, seal_source: str | None
+) -> None:
+    """Check offline that an event is in the log a signed checkpoint vouches for.
+
+    PROOF is GET /v1/audit/proofs/inclusion's JSON ('-' reads stdin). Exit 0 included, 1 a
+    signature, hash or the seal does not verify, 2 an input that cannot be used.
+    """
+    from core.seals import SealInvalid
+    from sandbox.services.seals import SealUnreadable, check_seal_names_event, check_sealed
+
+    sources = [s for s in (proof_source, checkpoint_source, seal_source) if s is not None]
+    if sources.count("-") > 1:
+        _usage("only one input can be read from standard input ('-')")
+    try:
+        proof = read_inclusion_proof(_read_input(proof_source, "the inclusion proof"), _named(proof_source))
+        signed = _checkpoint_given(checkpoint_source, proof.checkpoint)
+        jwks, keys = _key_set(jwks_source)
+        seal_text = _read_input(seal_source, "the sealed answer") if seal_source else None
+        inclusion = verify_inclusion_proof(proof, signed, keys)
+    except SourceError as exc:
+        _usage(str(exc))
+    except ProofInvalid as exc:
+        _invalid(str(exc))
+    if seal_text is None:
+        _print_inclusion(inclusion)
+        return
+    try:
+        check = check_sealed(seal_text, jwks)
+        check_seal_names_event(check.payload, inclusion.seq, inclusion.leaf_hash.hex())
+    except SealUnreadable as exc:
+        _usage(f"{_named(seal_source or '-')}: {exc.message}")
+    except SealInvalid as exc:
+        _invalid(f"the seal: {exc.message}")
+    _print_inclusion(inclusion)
+    click.echo(
+        f"sealed answer: its seal (key {check.kid}) names audit event {inclusion.seq} "
+        f"with leaf hash {inclusion.leaf_hash.hex()}: the answer is in the log"
+    )
+
+
+def _read_input(source: str, what: str) -> str:
+    try:
+        if source == "-":
+            if sys.stdin is None:  # started with stdin closed
+                raise OSError("no standard input")
+            return sys.stdin.read(MAX_INPUT_BYTES)
+        with Path(source).open(encoding="utf-8") as file:
+            return file.read(MAX_INPUT_BYTES)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SourceError(f"cannot read {what} {_named(source)}: {reason}") from exc
+
+
+def _named(source: str) -> str:
+    return "standard input" if source == "-" else source
+
+
+def _checkpoint_given(source: str | None, in_proof: SignedCheckpoint | None) -> SignedCheckpoint:
+    if source is not None:
+        return read_checkpoint(_read_input(source, "the checkpoint"), _named(source))
+    if in_proof is None:
+        raise SourceError(
+            "the proof holds no checkpoint (none was signed at its size): pass --checkpoint FILE"
+        )
+    return in_proof
+
+
+def _key_set(source: str) -> tuple[dict[str, Any], list[NamedKey]]:
+    from core.seals import SealInvalid
+    from sandbox.services.seals import read_jwks
+
+    try:
+        jwks = read_jwks(source)
+        keys = named_keys_from_jwks(jwks)
+    except SealInvalid as exc:
+        raise SourceError(f"no key set: {exc.message}") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        raise SourceError(f"no key set: {source} is not a JWKS of Ed25519 keys") from exc
+    if not keys:
+        raise SourceError(f"no key set: {source} holds no Ed25519 key")
+    return jwks, keys
+
+
+def _print_inclusion(inclusion: Inclusion) -> None:
+    checkpoint = inclusion.checkpoint
+    signer = f"key {inclusion.kid}" if inclusion.kid else "a key of the key set"
+    click.echo(
+        f"included: audit event {inclusion.seq} (leaf hash {inclusion.leaf_hash.hex()}) is in the checkpoint "
+        f"of size {checkpoint.tree_size} signed by {signer} at {checkpoint.timestamp}, "
+        f"root {checkpoint.root_hash.hex()}"
+    )
+
+
+def _invalid(message: str) -> None:
+    click.secho(f"INVALID: {message}", fg="red", err=True)
+    raise SystemExit(INVALID)
 
 
 def _verify_export(path: Path, checkpoints: list[SourcedCheckpoint], keys: list[Any]) -> Report:

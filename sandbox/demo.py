@@ -22,10 +22,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from audit import Actor, ActorKind, merkle
+from audit import Actor, ActorKind
 from audit.models import AuditEvent
-from audit.notes import verify_note
-from audit.sources import keys_from_jwks
 from core.config import Settings, load_settings
 from core.errors import ConfigurationError
 from sandbox.data.load import LoadRefused
@@ -477,19 +475,20 @@ def step_proofs(ctx: DemoContext) -> None:
         f"{len(proof['audit_path'])} hashes up to a tree of {proof['tree_size']}"
     )
     _, _, jwks = http(ctx, "GET", "/.well-known/jwks.json")
-    keys = keys_from_jwks(jwks)
-    signed = verify_note(proof["checkpoint"]["note"], keys)  # raises when the signature is wrong
-    leaf = merkle.hash_leaf(proof["entry"].encode("utf-8"))
-    included = merkle.verify_inclusion(
-        seq, proof["tree_size"], leaf, [bytes.fromhex(h) for h in proof["audit_path"]], signed.root_hash
-    )
-    if not (included and signed.tree_size == proof["tree_size"] and leaf.hex() == proof["leaf_hash"]):
-        raise ConfigurationError("the inclusion proof did not verify")
-    ctx.echo("   offline: the checkpoint's Ed25519 signature verifies against the JWKS, the entry hashes")
-    ctx.echo(f"   to its leaf, and the path leads to the signed root {signed.root_hash.hex()[:16]}…")
     folder = ctx.home / "auditor"
     folder.mkdir(exist_ok=True)
     (folder / "jwks.json").write_text(json.dumps(jwks), encoding="utf-8")
+    (folder / "proof.json").write_text(json.dumps(proof, ensure_ascii=False), encoding="utf-8")
+    command = ["audit", "verify-inclusion", str(folder / "proof.json"), "--jwks", str(folder / "jwks.json")]
+    shown = "proof.json --jwks jwks.json"
+    sealed = ctx.notes.get("sealed_result")
+    if isinstance(sealed, dict) and sealed.get("audit_seq") == seq:
+        (folder / "answer.json").write_text(json.dumps(sealed, ensure_ascii=False), encoding="utf-8")
+        command += ["--seal", str(folder / "answer.json")]
+        shown += " --seal answer.json"
+    _verify_with_cli(ctx, command, f"{shown}  (the checkpoint the proof holds)")
+    ctx.echo("   offline: the checkpoint's Ed25519 signature verifies against the JWKS, the entry hashes")
+    ctx.echo(f"   to its leaf, and the path leads to the signed root {proof['root_hash'][:16]}…")
     _, _, checkpoint = http(ctx, "POST", "/v1/audit/checkpoints", headers=_bearer(ctx, "auditor"))
     (folder / "trusted-checkpoint.json").write_text(json.dumps(checkpoint), encoding="utf-8")
     size = checkpoint["tree_size"]
@@ -528,11 +527,11 @@ def _verify_with_cli(ctx: DemoContext, command: list[str], shown: str) -> None:
         env=cli_env(ctx),
         check=False,
     )
-    ctx.echo(f"   $ sandbox audit verify {shown} → exit {result.returncode}")
+    ctx.echo(f"   $ sandbox {' '.join(command[:2])} {shown} → exit {result.returncode}")
     for line in (result.stdout + result.stderr).strip().splitlines():
         ctx.echo(f"     {line}")
     if result.returncode != 0:
-        raise ConfigurationError("the audit log did not verify")
+        raise ConfigurationError(f"sandbox {' '.join(command[:2])} did not verify")
 
 
 def cli_env(ctx: DemoContext, *, with_home: bool = True) -> dict[str, str]:

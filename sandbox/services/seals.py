@@ -23,6 +23,10 @@ from core.seals import SealInvalid, verify_seal
 MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 
+class SealUnreadable(SealInvalid):
+    """The input holds no seal to check: neither a compact JWS nor JSON with one."""
+
+
 @dataclass(frozen=True)
 class SealCheck:
     """A seal that verified, and its payload."""
@@ -84,12 +88,14 @@ def check_sealed(text: str, jwks: dict[str, Any]) -> SealCheck:
         try:
             response = json.loads(text)
         except (ValueError, RecursionError) as exc:  # ValueError: a JSONDecodeError, or over 4,300 digits
-            raise SealInvalid("the input is neither a compact JWS nor JSON") from exc
-        if not isinstance(response.get("seal"), str):
-            raise SealInvalid("the JSON holds no 'seal'")
+            raise SealUnreadable("the input is neither a compact JWS nor JSON") from exc
+        if not isinstance(response, dict) or not isinstance(response.get("seal"), str):
+            raise SealUnreadable("the JSON holds no 'seal'")
         token = response["seal"]
     else:
         token = text
+    if token.count(".") != 2:
+        raise SealUnreadable("not a compact JWS (three base64url parts separated by dots)")
     payload = verify_seal(token, jwks)
     compared, unsealed = [], []
     for name, shown in response.items():
@@ -118,3 +124,18 @@ def _same(sealed: Any, shown: Any) -> bool:
     if isinstance(sealed, list) and isinstance(shown, list):
         return len(sealed) == len(shown) and all(_same(a, b) for a, b in zip(sealed, shown, strict=True))
     return type(sealed) is type(shown) and sealed == shown
+
+
+def check_seal_names_event(payload: dict[str, Any], seq: int, leaf_hash: str) -> None:
+    """:class:`SealInvalid` unless a verified seal's payload names audit event ``seq`` with
+    ``leaf_hash``: then an inclusion proof of that event is a proof that the answer was logged."""
+    if "audit_seq" not in payload or "audit_leaf_hash" not in payload:
+        raise SealUnreadable("the seal names no audit event (no audit_seq and audit_leaf_hash)")
+    sealed_seq, sealed_leaf = payload["audit_seq"], payload["audit_leaf_hash"]
+    if not _same(sealed_seq, seq):
+        raise SealInvalid(f"the seal names audit event {sealed_seq!r}, the proof is of event {seq}")
+    if sealed_leaf != leaf_hash:
+        raise SealInvalid(
+            f"the seal's audit_leaf_hash is not the proof's leaf_hash (event {seq}): "
+            "the proof is of another event than the sealed one, or one of them was changed"
+        )
