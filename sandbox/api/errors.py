@@ -165,6 +165,9 @@ def register(app: Flask) -> None:
         retry_after = getattr(exc, "retry_after", None)  # a limit that renews (RFC 9110, 10.2.3)
         if retry_after is not None:
             response.headers["Retry-After"] = str(retry_after)
+        challenge = getattr(exc, "www_authenticate", None)  # how to authenticate (RFC 9110, 11.6.1)
+        if challenge is not None:
+            response.headers["WWW-Authenticate"] = challenge
         return response
 
     @app.errorhandler(ValidationError)

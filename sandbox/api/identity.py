@@ -17,12 +17,21 @@ bp = Blueprint("identity", __name__, url_prefix="/v1")
 
 
 class ClientCredentials(BaseModel):
-    """OAuth 2.0 client-credentials grant (RFC 6749 §4.4), as a form or as JSON."""
+    """OAuth 2.0 client-credentials grant (RFC 6749 §4.4), as a form or as JSON. A client that
+    authenticates with HTTP Basic sends only ``grant_type`` (and ``scope``) here."""
 
     model_config = ConfigDict(extra="forbid")
     grant_type: Literal["client_credentials"]
     client_id: str = Field(min_length=1, max_length=64)
     client_secret: str = Field(min_length=1, max_length=256)
+    scope: str | None = Field(default=None, max_length=256)
+
+
+class ClientGrant(BaseModel):
+    """The body of a client-credentials grant whose client authenticates with HTTP Basic."""
+
+    model_config = ConfigDict(extra="forbid")
+    grant_type: Literal["client_credentials"]
     scope: str | None = Field(default=None, max_length=256)
 
 
@@ -56,11 +65,14 @@ def _token_response(token: str, ttl: int) -> Response:
     body=ClientCredentials,
     body_types=("application/x-www-form-urlencoded", "application/json"),
     response=TokenResponse,
+    basic_auth=True,
     summary="An operator's access token from its client credentials",
 )
 def oauth_token() -> Response:
     """Form-encoded (as OAuth clients send) or JSON; never in the query string (RFC 6749, 2.3.1:
-    a client secret there would be written into every access log on its way)."""
+    a client secret there would be written into every access log on its way). The client id and
+    secret come in the body or in an ``Authorization: Basic`` header (client_secret_basic), not
+    both; ``grant_type`` is always in the body."""
     refuse_query()
     if request.mimetype == "application/x-www-form-urlencoded":
         data = single_values(request.form, "form field")
@@ -70,12 +82,19 @@ def oauth_token() -> Response:
         raise BadRequest("the body must be an object")
     if data.get("grant_type") not in (None, "client_credentials"):
         raise BadRequest("unsupported grant_type: only client_credentials is offered")
-    grant = ClientCredentials.model_validate(data)
+    basic = identity.basic_credentials(request.headers.get("Authorization"), data)
+    if basic is None:
+        grant = ClientCredentials.model_validate(data)
+        client_id, client_secret = grant.client_id, grant.client_secret
+    else:
+        ClientGrant.model_validate(data)
+        client_id, client_secret = basic
     token, ttl = identity.token_for_client(
         current_app.extensions["sandbox"],
-        client_id=grant.client_id,
-        client_secret=grant.client_secret,
+        client_id=client_id,
+        client_secret=client_secret,
         request_id=g.request_id,
+        basic=basic is not None,
     )
     return _token_response(token, ttl)
 

@@ -46,6 +46,9 @@ class Endpoint:
     # Other successes with the same body, by status, with what each means (``{200: "already signed"}``).
     extra_responses: dict[int, str] = field(default_factory=dict)
     body_types: tuple[str, ...] = ("application/json",)  # the media types the body may come in
+    # A public endpoint whose caller may authenticate with HTTP Basic instead of body fields (the
+    # token endpoint's client_secret_basic, RFC 6749 §2.3.1).
+    basic_auth: bool = False
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -65,6 +68,7 @@ def route(
     content_type: str = "application/json",
     body_types: tuple[str, ...] = ("application/json",),
     extra_responses: dict[int, str] | None = None,
+    basic_auth: bool = False,
 ) -> Callable[[F], F]:
     """Register a view on ``blueprint`` and declare it. ``permission`` is required: deny by default."""
     if permission is None:
@@ -89,6 +93,7 @@ def route(
                 content_type=content_type,
                 body_types=body_types,
                 extra_responses=dict(extra_responses or {}),
+                basic_auth=basic_auth,
             )
         )
         guarded = view if isinstance(permission, _Public) else guard(permission)(view)  # type: ignore[arg-type]
@@ -136,7 +141,15 @@ def openapi_document(*, title: str, version: str, endpoints: list[Endpoint] | No
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": definitions.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "clientSecretBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client id and secret, each form-urlencoded (RFC 6749, 2.3.1), "
+                    "instead of client_id and client_secret in the body",
+                },
+            },
         },
     }
 
@@ -162,6 +175,8 @@ def _operation(ep: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
         op["responses"][str(status)] = {**op["responses"][str(ep.status)], "description": description}
     if not isinstance(ep.permission, _Public):
         op["security"] = [{"bearer": []}]
+    elif ep.basic_auth:
+        op["security"] = [{}, {"clientSecretBasic": []}]
     if ep.body is not None:
         op["requestBody"] = {
             "required": True,

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
+from collections.abc import Mapping
+from urllib.parse import unquote_to_bytes
 
 from audit import Actor, ActorKind, AuditAction, Target, record_event
 from authz import accounts, tokens
 from authz.permissions import Role
 from core import keyring
 from core.db import transaction
-from core.errors import ConfigurationError
+from core.errors import BadRequest, ConfigurationError
 from core.keys import SigningKey
 from operators import services as operators
 from sandbox.runtime import Runtime
 
 _KEYS: dict[str, SigningKey] = {}
 _LOCK = threading.Lock()
+
+MAX_CLIENT_ID = 64  # as the body's client_id (and the column of client ids)
+MAX_CLIENT_SECRET = 256  # as the body's client_secret
+# What a refused HTTP Basic attempt answers with (RFC 6749 §5.2: invalid_client, when the client
+# authenticated through the Authorization header; RFC 7617 for the realm).
+BASIC_CHALLENGE = 'Basic realm="sandbox"'
+
+
+class BasicRefused(BadRequest):
+    """An ``Authorization: Basic`` header that cannot be read, or credentials sent twice (400)."""
+
+    www_authenticate = BASIC_CHALLENGE
+
+
+class InvalidBasicClient(tokens.Unauthenticated):
+    """Client credentials sent with HTTP Basic that name no usable client (401, with a challenge)."""
+
+    www_authenticate = BASIC_CHALLENGE
 
 
 def signing_key(runtime: Runtime) -> SigningKey:
@@ -54,14 +76,77 @@ def _issue(
     return token, ttl
 
 
+def basic_credentials(authorization: str | None, body: Mapping[str, object]) -> tuple[str, str] | None:
+    """The client id and secret of an ``Authorization: Basic`` header (RFC 6749 §2.3.1,
+    client_secret_basic), or ``None`` when the request sends no Basic credentials.
+
+    Each half is form-urlencoded before it is joined with ``:`` and base64-encoded, so a colon
+    or a non-ASCII character of an id or a secret arrives escaped: the header is split on its
+    first colon, then each half decoded. A header of another scheme is not read here (a client
+    that sends a stale bearer token along is answered as it was before Basic was taken). A body
+    that also names a client id or secret is refused: a client uses one method (RFC 6749 §2.3).
+    """
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    if "client_id" in body or "client_secret" in body:
+        raise BasicRefused(
+            "client credentials are given both in the Authorization header and in the body: "
+            "send them in one place only"
+        )
+    client_id, client_secret = _split_basic(token.strip())
+    if not client_id:
+        raise BasicRefused("the Authorization: Basic credentials name no client id")
+    if not client_secret:
+        raise BasicRefused("the Authorization: Basic credentials hold no client secret")
+    if len(client_id) > MAX_CLIENT_ID or len(client_secret) > MAX_CLIENT_SECRET:
+        raise BasicRefused(
+            f"the Authorization: Basic client id is over {MAX_CLIENT_ID} characters or its secret "
+            f"over {MAX_CLIENT_SECRET}"
+        )
+    if "\x00" in client_id or "\x00" in client_secret:
+        # PostgreSQL cannot store NUL in text, nor look one up: refused on every backend alike.
+        raise BasicRefused("the Authorization: Basic credentials hold a NUL character")
+    return client_id, client_secret
+
+
+def _split_basic(token: str) -> tuple[str, str]:
+    """``base64(form-urlencoded(id) ":" form-urlencoded(secret))`` read back; 400 when it is not."""
+    expected = "send Authorization: Basic base64(client_id:client_secret)"
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # not base64 (or not ASCII), or not UTF-8 once decoded
+        raise BasicRefused(
+            f"the Authorization: Basic credentials are not base64 of UTF-8 text: {expected}"
+        ) from None
+    encoded_id, colon, encoded_secret = decoded.partition(":")
+    if not colon:
+        raise BasicRefused(f"the Authorization: Basic credentials hold no colon: {expected}")
+    try:
+        return _form_decoded(encoded_id), _form_decoded(encoded_secret)
+    except UnicodeDecodeError:
+        raise BasicRefused("the Authorization: Basic credentials escape bytes that are not UTF-8") from None
+
+
+def _form_decoded(text: str) -> str:
+    # As the form body is read: "+" is a space, and an escape that is no UTF-8 (%ff) is refused
+    # rather than read as U+FFFD, which would be another id than the one sent.
+    return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+
+
 def token_for_client(
-    runtime: Runtime, *, client_id: str, client_secret: str, request_id: str | None
+    runtime: Runtime, *, client_id: str, client_secret: str, request_id: str | None, basic: bool = False
 ) -> tuple[str, int]:
-    """An operator's access token for valid, unrevoked client credentials of an active operator."""
+    """An operator's access token for valid, unrevoked client credentials of an active operator.
+
+    ``basic``: the credentials came in an ``Authorization: Basic`` header, so their refusal
+    challenges for it (RFC 6749 §5.2); it is the same 401, and the same denial in the log.
+    """
     with runtime.sessions() as session:
         operator = operators.authenticate_client(session, client_id=client_id, client_secret=client_secret)
         if operator is None:
-            raise tokens.Unauthenticated("invalid client credentials")
+            refused = InvalidBasicClient if basic else tokens.Unauthenticated
+            raise refused("invalid client credentials")
         operators.require_active(operator)
         operator_id = operator.id
     return _issue(
