@@ -22,8 +22,8 @@ class ClientCredentials(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     grant_type: Literal["client_credentials"]
-    client_id: str = Field(min_length=1, max_length=64)
-    client_secret: str = Field(min_length=1, max_length=256)
+    client_id: str = Field(min_length=1, max_length=identity.MAX_CLIENT_ID)
+    client_secret: str = Field(min_length=1, max_length=identity.MAX_CLIENT_SECRET)
     scope: str | None = Field(default=None, max_length=256)
 
 
