@@ -87,7 +87,8 @@ def oauth_token() -> Response:
         grant = ClientCredentials.model_validate(data)
         client_id, client_secret = grant.client_id, grant.client_secret
     else:
-        ClientGrant.model_validate(data)
+        # A body client_id the header's (basic_credentials checked it) is no part of the grant.
+        ClientGrant.model_validate({key: value for key, value in data.items() if key != "client_id"})
         client_id, client_secret = basic
     token, ttl = identity.token_for_client(
         current_app.extensions["sandbox"],

@@ -84,17 +84,21 @@ def basic_credentials(authorization: str | None, body: Mapping[str, object]) -> 
     or a non-ASCII character of an id or a secret arrives escaped: the header is split on its
     first colon, then each half decoded. A header of another scheme is not read here (a client
     that sends a stale bearer token along is answered as it was before Basic was taken). A body
-    that also names a client id or secret is refused: a client uses one method (RFC 6749 §2.3).
+    that also holds a client secret is refused: a client uses one method (RFC 6749 §2.3). A body
+    ``client_id`` only identifies the client (§3.2.1), and some OAuth libraries send it beside
+    Basic: it is taken when it is the header's, refused when it names another client.
     """
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "basic":
         return None
-    if "client_id" in body or "client_secret" in body:
+    if "client_secret" in body:
         raise BasicRefused(
             "client credentials are given both in the Authorization header and in the body: "
             "send them in one place only"
         )
     client_id, client_secret = _split_basic(token.strip())
+    if "client_id" in body and body["client_id"] != client_id:
+        raise BasicRefused("the body's client_id is not the one the Authorization: Basic header names")
     if not client_id:
         raise BasicRefused("the Authorization: Basic credentials name no client id")
     if not client_secret:

@@ -130,19 +130,21 @@ def test_percent_encoded_special_characters_in_the_secret_are_decoded(
 @pytest.mark.parametrize(
     "body",
     [
-        {"client_id": "same"},
+        {"client_id": "other"},
         {"client_secret": "same"},
         {"client_id": "same", "client_secret": "same"},
     ],
-    ids=["id in body", "secret in body", "both in body"],
+    ids=["another id in body", "secret in body", "both in body"],
 )
 @pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
 def test_credentials_in_both_the_header_and_the_body_are_refused(
     client: FlaskClient, runtime: Runtime, registered: Client, body: dict[str, str], form: bool
 ) -> None:
     """RFC 6749 §2.3: a client uses one authentication method per request. Refused even when
-    both name the same valid client, and recorded as a denial."""
-    sent = {k: registered.client_id if k == "client_id" else registered.client_secret for k in body}
+    both name the same valid client, and recorded as a denial; a body client_id that is not the
+    header's is refused too."""
+    own = {"client_id": registered.client_id, "client_secret": registered.client_secret}
+    sent = {k: "91370102MA3C5XXX0X" if v == "other" else own[k] for k, v in body.items()}
     headers = {**_basic(registered.client_id, registered.client_secret), "X-Request-Id": "twice-1"}
     response = (
         client.post(TOKEN, data={**GRANT, **sent}, headers=headers)
@@ -150,11 +152,28 @@ def test_credentials_in_both_the_header_and_the_body_are_refused(
         else client.post(TOKEN, json={**GRANT, **sent}, headers=headers)
     )
     message = _refused(response, 400, "bad_request")
-    assert "both in the Authorization header and in the body" in message
+    assert ("not the one the Authorization: Basic header names" if "client_secret" not in body else
+            "both in the Authorization header and in the body") in message  # fmt: skip
     assert response.headers["WWW-Authenticate"] == CHALLENGE
     assert _events(runtime, "auth.token") == []
     denial = _events(runtime, "request.denied")[-1]
     assert (denial.error_code, denial.request_id, denial.outcome) == ("bad_request", "twice-1", "denied")
+
+
+@pytest.mark.parametrize("form", [True, False], ids=["form", "json"])
+def test_a_body_client_id_that_is_the_headers_is_taken(
+    client: FlaskClient, registered: Client, form: bool
+) -> None:
+    """Some OAuth libraries send client_id in the body beside Basic: it only identifies (§3.2.1)."""
+    headers = _basic(registered.client_id, registered.client_secret)
+    body = {**GRANT, "client_id": registered.client_id}
+    response = (
+        client.post(TOKEN, data=body, headers=headers)
+        if form
+        else client.post(TOKEN, json=body, headers=headers)
+    )
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["token_type"] == "Bearer"
 
 
 def test_grant_type_is_still_required_in_the_body(client: FlaskClient, registered: Client) -> None:
