@@ -158,14 +158,25 @@ class _RowTaint:
         if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp):
             return _ROWS if self.level(node.elt) else _NONE
         if isinstance(node, ast.DictComp):
+            # A key is text: str(row["ssn"]) reduces nothing there, so a key that reads rows is rows.
+            if self.mentions(node.key):
+                return _ROWS
             return _ROWS if max(self.level(node.key), self.level(node.value)) else _NONE
+        if isinstance(node, ast.Dict) and any(k is not None and self.mentions(k) for k in node.keys):
+            return _ROWS
         if isinstance(node, ast.List | ast.Tuple | ast.Set | ast.Dict):
             return _ROWS if max(map(self.level, ast.iter_child_nodes(node)), default=0) else _NONE
         return max(map(self.level, ast.iter_child_nodes(node)), default=_NONE)
 
     def mentions(self, node: ast.AST) -> bool:
         """Whether ``node`` reads a name holding a record or rows (a field of one, say)."""
-        return any(isinstance(n, ast.Name) and self.levels.get(n.id, _NONE) for n in ast.walk(node))
+        for found in ast.walk(node):
+            self.visits_left -= 1
+            if self.visits_left < 0:
+                raise _TooComplex
+            if isinstance(found, ast.Name) and self.levels.get(found.id, _NONE):
+                return True
+        return False
 
     def _bind(self, target: ast.AST, level: int) -> list[str]:
         raised = []
@@ -177,10 +188,17 @@ class _RowTaint:
 
     def _step(self, node: ast.AST) -> list[str]:
         """Apply one binding; the names whose level it raised."""
-        if isinstance(node, ast.Assign):
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             level = self.level(node.value)
-            return [name for target in node.targets for name in self._bind(target, level)]
-        if isinstance(node, ast.AugAssign | ast.AnnAssign | ast.NamedExpr):
+            raised = [name for target in targets for name in self._bind(target, level)]
+            for target in targets:  # d[str(row["ssn"])] = 1: d's keys are rows' values
+                if not isinstance(target, ast.Subscript) or (base := _base_name(target)) is None:
+                    continue
+                if self.mentions(target.slice):
+                    raised += self._bind(ast.Name(id=base), _ROWS)
+            return raised
+        if isinstance(node, ast.NamedExpr):
             return self._bind(node.target, self.level(node.value))
         if isinstance(node, ast.For | ast.comprehension):
             # Iterating rows gives records; unpacking them (enumerate, items) is taken as rows.
@@ -191,8 +209,9 @@ class _RowTaint:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
             if node.func.attr not in _ADDERS:
                 return []
-            level = _ROWS if max(self.level(arg) for arg in node.args) else _NONE
-            return self._bind(node.func.value, level)
+            # What is added is kept whole, a key (setdefault, add) as much as a value.
+            added = any(self.level(arg) or self.mentions(arg) for arg in node.args)
+            return self._bind(node.func.value, _ROWS if added else _NONE)
         return []
 
     def solve(self) -> None:

@@ -256,7 +256,10 @@ def _finish(
             job.status = JobStatus.SUCCEEDED.value
             job.result = released.value
             session.flush()
-            _seal(session, runtime, job, plan, released)
+            if plan.release is ReleaseMode.MOCK:
+                _record_mock(session, runtime, job, released)
+            else:
+                _seal(session, runtime, job, plan, released)
         else:
             job.status = JobStatus.FAILED.value
             job.error = {
@@ -290,6 +293,25 @@ def _finish(
                 clock=runtime.clock,
             )
         return JobStatus(job.status)
+
+
+def _record_mock(session: Session, runtime: Runtime, job: ComputeJob, released: Release) -> None:
+    """A mock run's end, recorded but not sealed: a bureau's signature over an output of made-up
+    rows could be shown as a statement about real data (found in review)."""
+    record_event(
+        session,
+        action=AuditAction.JOB_FINISH,
+        actor=job_actor(job),
+        target=Target(TARGET, job.id),
+        request_id=job.request_id,
+        details={
+            "authorization_id": job.authorization_id,
+            "program_id": job.program_id,
+            "release": ReleaseMode.MOCK.value,
+            "result_sha256": hashlib.sha256(canonical_json({"result": released.value})).hexdigest(),
+        },
+        clock=runtime.clock,
+    )
 
 
 def _seal(session: Session, runtime: Runtime, job: ComputeJob, plan: Plan, released: Release) -> None:

@@ -15,8 +15,10 @@ contributes the midpoint of that leaf's range: its failure must not show. That h
 partition fails too: whether a run fails, and its error's class, line and problem, can depend on
 the data (``if v > t: raise``), and a job that failed, or said where, would release without noise
 what the ε was meant to cover (a sweep recovered a firm's exact tax from the failing line). So a
-private release fails only for what no row can cause: the program not compiling, or not being
-the program approved. What the runs did is in the staff's record of the job, not the operator's.
+private release fails only for what no row can cause: the program not being the program
+approved. (Not compiling in the child is no such failure: the program compiled before the job
+started, so in the child it means the memory the partition's rows left was too little.) What the
+runs did is in the staff's record of the job, not the operator's.
 
 **Exact**, only for programs a reviewer allowed it for (the caller checks): one run over all the
 rows it was given — the whole authorized data, or one consenting subject's rows for a
@@ -26,6 +28,7 @@ keys.
 **Mock**, for any approved program: an exact run over mock rows made from the schema alone
 (:mod:`sandbox.compute.inputs`), so that an operator sees its program's output and failures —
 class, line, problem — on data with nothing to protect, as a private release will not show them.
+Its output is not sealed (:mod:`sandbox.compute.execute`).
 
 The ε budget of record lives in the control database; this module never touches diffprivlib's
 global ``BudgetAccountant``. ``Release.epsilon_spent`` is what the caller charges (reserve it
@@ -65,9 +68,9 @@ MAX_PARTITIONS = 1000
 # The least time a partition's run is given, whatever its share: a fresh interpreter that drops
 # privileges and enters its namespaces needs a fraction of it before the program starts.
 MIN_RUN_SECONDS = 2.0
-# Failures no row can cause: the child checks the program before it reads its input. Only these
+# Failures no row can cause: the child checks the source's hash before anything else. Only these
 # fail a private release, and only when every partition failed so (see the module docstring).
-DATA_INDEPENDENT = frozenset({"ProgramInvalid", "ProgramChanged"})
+DATA_INDEPENDENT = frozenset({"ProgramChanged"})
 
 
 class ReleaseMode(StrEnum):

@@ -52,6 +52,11 @@ CARRIES_ROWS = {
     "str_key": "result = {str(data[-1]['ssn']): 1}\n",
     "nested_str_key": "result = {'a': {str(data[0]['ssn']): 1}}\n",
     "updated_str_key": "x = data[0]\nresult = {}\nresult.update({str(x['ssn']): 1})\n",
+    # Review: the same keys built in a named mapping first, by a comprehension, a store or setdefault.
+    "named_str_keys": "d = {str(r['ssn']): 1 for r in data}\nresult = {'a': d}\n",
+    "stored_str_keys": "d = {}\nfor r in data:\n    d[str(r['ssn'])] = 1\nresult = {'a': d}\n",
+    "setdefault_str_keys": "d = {}\nfor r in data:\n    d.setdefault(str(r['ssn']), 0)\nresult = d\n",
+    "appended_values": "t = []\nfor r in data:\n    t.append(r['income'])\nresult = {'first': t[0]}\n",
 }
 
 
@@ -68,6 +73,7 @@ AGGREGATES = {
     "count_per_key": "c = {}\nfor r in data:\n    c[r['d']] = c.get(r['d'], 0) + 1\nresult = {'n': len(c)}\n",
     "max_of_values": "result = max(r['income'] for r in data)\n",
     "key_from_params": "k = params['k']\nresult = {str(k): len(data)}\n",
+    "mean_of_appended": "t = []\nfor r in data:\n    t.append(r['income'])\nresult = {'m': stats.mean(t)}\n",
 }
 
 

@@ -189,6 +189,21 @@ def test_only_a_program_no_row_could_make_fail_fails_a_private_release(
     assert released.value is None and released.epsilon_spent == 0.5
 
 
+def test_a_program_the_child_cannot_compile_is_no_failure_a_private_release_shows(
+    rows: list[dict[str, Any]], limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: the child compiles after it holds the partition's rows, so a compile that runs out of
+    memory there (ProgramInvalid) said how much data a partition held."""
+
+    def run(source: str, part: Any, params: Any, *, sha256: str, limits: Limits) -> RunOutcome:
+        return RunOutcome(status=RunStatus.FAILED, error_class="ProgramInvalid")
+
+    monkeypatch.setattr(release, "run_program", run)
+    program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 1\n")
+    released = release_private(program, rows, epsilon=0.5, partitions=2, limits=limits)
+    assert released.status is RunStatus.SUCCEEDED and released.public_dict()["error"] is None
+
+
 def test_progress_is_reported_per_partition(rows: list[dict[str, Any]], limits: Limits) -> None:
     seen: list[tuple[int, int]] = []
     program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 0.5\n")
