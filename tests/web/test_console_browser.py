@@ -424,3 +424,19 @@ def test_admin_pages_render_in_both_languages(world: World, browser: Any) -> Non
     assert page.locator("h1").inner_text() == "系统管理"
     shot(page, "16-admin-zh")
     page.context.close()
+
+
+def test_a_console_page_asks_for_nothing_it_does_not_get(world: World, browser: Any) -> None:
+    """A walkthrough saw the browser's own request for /favicon.ico fail on every page: the
+    console names its icon, and no request of a page's load is refused or missing."""
+    page = new_page(browser, world, locale="en-US")
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
+    sign_in(page, "admin")
+    page.wait_for_load_state("networkidle")
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert icon is not None and icon.endswith("/favicon.svg")
+    assert page.request.get(icon).status == 200
+    assert failed == []
+    page.context.close()
