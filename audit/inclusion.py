@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import merkle
-from audit.notes import Checkpoint, NoteError, key_hash, parse_note, verify_note
+from audit.notes import Checkpoint, NoteError, key_hash, verify_note
 from audit.sources import InclusionProof, SignedCheckpoint, SourceError
 
 NamedKey = tuple[str | None, Ed25519PublicKey]
@@ -50,16 +50,15 @@ def verify_checkpoint(signed: SignedCheckpoint, keys: Sequence[NamedKey]) -> tup
     except NoteError as exc:
         raise ProofInvalid(f"the checkpoint does not verify: {exc}") from exc
     _shown_fields_agree(signed, checkpoint)
-    return checkpoint, _signer(signed.note, keys)
+    return checkpoint, _signer(signed, keys)
 
 
 def _shown_fields_agree(signed: SignedCheckpoint, checkpoint: Checkpoint) -> None:
-    _, signatures = parse_note(signed.note)
     signed_values = {
         "tree_size": checkpoint.tree_size,
         "root_hash": checkpoint.root_hash.hex(),
         "timestamp": checkpoint.timestamp,
-        "signature": [base64.b64encode(s.key_hash + s.signature).decode("ascii") for s in signatures],
+        "signature": [base64.b64encode(s.key_hash + s.signature).decode("ascii") for s in signed.signatures],
     }
     for name, shown in signed.shown.items():
         expected = signed_values.get(name)
@@ -74,10 +73,9 @@ def _same(shown: object, signed: object) -> bool:
     return type(shown) is type(signed) and shown == signed  # a size shown as true or "37" is not 37
 
 
-def _signer(note: str, keys: Sequence[NamedKey]) -> str | None:
-    _, signatures = parse_note(note)
+def _signer(signed: SignedCheckpoint, keys: Sequence[NamedKey]) -> str | None:
     for kid, key in keys:
-        if any(key_hash(s.name, key) == s.key_hash for s in signatures):
+        if any(key_hash(s.name, key) == s.key_hash for s in signed.signatures):
             return kid
     return None
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from audit.checkpoints import read_checkpoint_file
 from audit.models import MAX_SEQ, AuditCheckpoint
-from audit.notes import Checkpoint, NoteError, parse_note
+from audit.notes import Checkpoint, NoteError, NoteSignature, parse_note
 from audit.verify import COLUMNS, LogRecord, SourcedCheckpoint
 
 # Fixed column names only; the bounds are bound parameters.
@@ -118,11 +118,13 @@ SHOWN_FIELDS = ("tree_size", "root_hash", "timestamp", "key_id", "signature")
 
 @dataclass(frozen=True)
 class SignedCheckpoint:
-    """A checkpoint as handed over: its signed note, parsed but not yet verified, and the fields
-    the API's JSON shows beside it (none for a bare note), which nothing signs."""
+    """A checkpoint as handed over: its signed note, parsed (checkpoint and signatures) but not yet
+    verified, and the fields the API's JSON shows beside it (none for a bare note), which nothing
+    signs."""
 
     note: str
     checkpoint: Checkpoint
+    signatures: list[NoteSignature]
     shown: dict[str, Any] = field(default_factory=dict)
 
 
@@ -148,10 +150,10 @@ def checkpoint_from_json(value: Any, where: str) -> SignedCheckpoint:
 
 def _signed_checkpoint(note: str, shown: dict[str, Any], where: str) -> SignedCheckpoint:
     try:
-        checkpoint, _ = parse_note(note)
+        checkpoint, signatures = parse_note(note)
     except NoteError as exc:
         raise SourceError(f"{where} is not a signed checkpoint: {exc}") from exc
-    return SignedCheckpoint(note, checkpoint, shown)
+    return SignedCheckpoint(note, checkpoint, signatures, shown)
 
 
 def _refuse_api_error(value: Any, where: str) -> None:

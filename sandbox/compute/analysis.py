@@ -278,7 +278,8 @@ def _follow(tree: ast.Module, taint: _RowTaint) -> tuple[bool, list[str], str]:
     notes: list[str] = []
     keys = "number"
     carries = False
-    for line, target, value in _result_stores(tree):
+    stores = _result_stores(tree)
+    for line, target, value in stores:
         keyed_by_rows = isinstance(target, ast.Subscript) and taint.mentions(target.slice)
         if keyed_by_rows or _keys_mention_rows(value, taint):
             carries = True
@@ -298,7 +299,7 @@ def _follow(tree: ast.Module, taint: _RowTaint) -> tuple[bool, list[str], str]:
             keys = "dynamic"
         elif isinstance(target, ast.Subscript | ast.Attribute) and keys == "number":
             keys = "static"
-    if not _result_stores(tree):
+    if not stores:
         notes.append("result is never assigned: every run will fail")
     return carries, notes, keys
 

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from audit import AuditAction, Outcome, Target, record_event
+from audit import AuditAction, Outcome
 from authz import consent, usage
 from authz.errors import ConsentRequired
 from core.db import transaction
@@ -36,7 +36,7 @@ from sandbox.compute.checks import Charge, JobRequest, Plan, plan_job
 from sandbox.compute.errors import InputTooLarge, ReleaseRefused
 from sandbox.compute.inputs import MAX_ROWS, Inputs, input_needs, input_store, load_inputs, mock_inputs
 from sandbox.compute.models import ComputeJob, JobStatus
-from sandbox.compute.queue import LEASE_SECONDS, TARGET, Claim, job_actor, owned, touch
+from sandbox.compute.queue import LEASE_SECONDS, Claim, job_actor, owned, record_job_event, touch
 from sandbox.compute.release import Progress, Release, ReleaseMode, release_exact, release_private
 from sandbox.compute.runner import Limits, RunStatus
 from sandbox.data.stores import DatasetStale
@@ -133,12 +133,10 @@ def start(runtime: Runtime, claim: Claim) -> Plan | None:
             if charge is Charge.SPEND:
                 job.charged = True
                 job.epsilon_spent = plan.epsilon or 0.0
-            record_event(
+            record_job_event(
                 session,
-                action=AuditAction.JOB_START,
-                actor=job_actor(job),
-                target=Target(TARGET, job.id),
-                request_id=job.request_id,
+                job,
+                AuditAction.JOB_START,
                 details={
                     "authorization_id": job.authorization_id,
                     "program_id": job.program_id,
@@ -182,13 +180,11 @@ def _deny(runtime: Runtime, claim: Claim, refused: SandboxError) -> None:
         if isinstance(refused, ConsentRequired) and job.subject is not None:
             _record_access(session, runtime, job, consent.COMPUTE_PREFIX + job.program_id, Outcome.DENIED)
         session.flush()
-        record_event(
+        record_job_event(
             session,
-            action=AuditAction.JOB_START,
-            actor=job_actor(job),
+            job,
+            AuditAction.JOB_START,
             outcome=Outcome.DENIED,
-            target=Target(TARGET, job.id),
-            request_id=job.request_id,
             error_code=refused.code,
             details={
                 "authorization_id": job.authorization_id,
@@ -276,13 +272,11 @@ def _finish(
                 usage.refund_epsilon(session, job.authorization_id, refunded)
                 job.epsilon_spent = 0.0
             session.flush()
-            record_event(
+            record_job_event(
                 session,
-                action=AuditAction.JOB_FINISH,
-                actor=job_actor(job),
+                job,
+                AuditAction.JOB_FINISH,
                 outcome=Outcome.FAILED,
-                target=Target(TARGET, job.id),
-                request_id=job.request_id,
                 error_code=job.error["code"],
                 details={
                     "authorization_id": job.authorization_id,
@@ -295,20 +289,24 @@ def _finish(
         return JobStatus(job.status)
 
 
+def _result_sha256(value: Any) -> str:
+    """What a job's end event records of its result: the hash, never the result (it may be a
+    score about a subject)."""
+    return hashlib.sha256(canonical_json({"result": value})).hexdigest()
+
+
 def _record_mock(session: Session, runtime: Runtime, job: ComputeJob, released: Release) -> None:
     """A mock run's end, recorded but not sealed: a bureau's signature over an output of made-up
     rows could be shown as a statement about real data (found in review)."""
-    record_event(
+    record_job_event(
         session,
-        action=AuditAction.JOB_FINISH,
-        actor=job_actor(job),
-        target=Target(TARGET, job.id),
-        request_id=job.request_id,
+        job,
+        AuditAction.JOB_FINISH,
         details={
             "authorization_id": job.authorization_id,
             "program_id": job.program_id,
             "release": ReleaseMode.MOCK.value,
-            "result_sha256": hashlib.sha256(canonical_json({"result": released.value})).hexdigest(),
+            "result_sha256": _result_sha256(released.value),
         },
         clock=runtime.clock,
     )
@@ -342,7 +340,7 @@ def _seal(session: Session, runtime: Runtime, job: ComputeJob, plan: Plan, relea
                 "program_id": job.program_id,
                 "release": plan.release.value,
                 "epsilon_spent": job.epsilon_spent,
-                "result_sha256": hashlib.sha256(canonical_json({"result": released.value})).hexdigest(),
+                "result_sha256": _result_sha256(released.value),
                 "subject_scoped": plan.subject is not None,
             },
         ),

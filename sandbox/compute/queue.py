@@ -31,6 +31,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from audit import Actor, ActorKind, AuditAction, Outcome, Target, record_event
+from core.clock import Clock
 from core.db import transaction
 from sandbox.compute.models import ComputeJob, JobStatus
 from sandbox.runtime import Runtime
@@ -54,6 +55,31 @@ class Claim:
 def job_actor(job: ComputeJob) -> Actor:
     """A job's events are the operator's, as its verifications are (so it may prove them)."""
     return Actor(ActorKind.OPERATOR, job.operator_id)
+
+
+def record_job_event(
+    session: Session,
+    job: ComputeJob,
+    action: AuditAction,
+    *,
+    details: dict[str, Any],
+    clock: Clock,
+    outcome: Outcome = Outcome.SUCCESS,
+    error_code: str | None = None,
+) -> None:
+    """One of a job's own events after it was queued: the operator's, about the job, under the
+    request that queued it."""
+    record_event(
+        session,
+        action=action,
+        actor=job_actor(job),
+        outcome=outcome,
+        target=Target(TARGET, job.id),
+        request_id=job.request_id,
+        error_code=error_code,
+        details=details,
+        clock=clock,
+    )
 
 
 def claim_next(runtime: Runtime, *, worker: str, lease_seconds: float = LEASE_SECONDS) -> Claim | None:
@@ -155,13 +181,11 @@ def _reap(session: Session, job: ComputeJob, now: datetime, runtime: Runtime) ->
         job.error = {"code": "worker_lost", "class": "WorkerLost", "line": None, "problem": None}
         action, outcome, code = AuditAction.JOB_FINISH, Outcome.FAILED, "worker_lost"
     session.flush()
-    record_event(
+    record_job_event(
         session,
-        action=action,
-        actor=job_actor(job),
+        job,
+        action,
         outcome=outcome,
-        target=Target(TARGET, job.id),
-        request_id=job.request_id,
         error_code=code,
         details={"authorization_id": job.authorization_id, "reason": "lease expired", **lost},
         clock=runtime.clock,
