@@ -24,6 +24,7 @@ from core.errors import SandboxError
 from core.identifiers import USCC
 from sandbox.cli_audit import audit as audit_commands
 from sandbox.cli_seal import seal as seal_commands
+from sandbox.cli_worker import job_seconds_option
 from sandbox.cli_worker import worker as worker_command
 
 if TYPE_CHECKING:  # pyarrow is slow to import for every command
@@ -407,8 +408,16 @@ def listen_host(_ctx: click.Context | None, _param: click.Parameter | None, valu
     help="Compute workers to start beside the server.",
 )
 @click.option("--no-workers", is_flag=True, help="Start no compute workers (run `sandbox worker` elsewhere).")
+@job_seconds_option
 def serve(
-    host: str, port: int, workers: int, threads: int, access_log: bool, compute_workers: int, no_workers: bool
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    access_log: bool,
+    compute_workers: int,
+    no_workers: bool,
+    job_seconds: float,
 ) -> None:
     """Run the API with gunicorn (the production server), and compute workers beside it."""
     import multiprocessing
@@ -437,6 +446,7 @@ def serve(
         threads=threads,
         access_log=access_log,
         compute_workers=compute,
+        job_seconds=job_seconds,
     )
 
 

@@ -9,19 +9,33 @@ import logging
 import math
 import signal
 import threading
+from typing import Any
 
 import click
 
 from core.config import load_settings
 from core.errors import SandboxError
+from sandbox.compute.runner import Limits
 
 
 def _finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float:
     """click's FloatRange lets NaN through (every comparison with it is false): a worker polling
     every NaN seconds spun at full CPU."""
     if not math.isfinite(value):
-        raise click.BadParameter("a number of seconds from 0.05 to 60")
+        raise click.BadParameter("a finite number of seconds")
     return value
+
+
+def job_seconds_option(command: Any) -> Any:
+    """``--job-seconds``: what a private release's runs share, and how long one takes."""
+    return click.option(
+        "--job-seconds",
+        type=click.FloatRange(6, 3600),
+        default=Limits().job_wall_seconds,
+        show_default=True,
+        callback=_finite,
+        help="How long a private release takes, whatever its program does (its runs share it).",
+    )(command)
 
 
 @click.command("worker")
@@ -40,8 +54,9 @@ def _finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float
     show_default=True,
     callback=_finite,
 )
+@job_seconds_option
 @click.option("--once", is_flag=True, help="Run what is queued now, then exit.")
-def worker(concurrency: int, poll_seconds: float, once: bool) -> None:
+def worker(concurrency: int, poll_seconds: float, job_seconds: float, once: bool) -> None:
     """Run queued compute jobs from the control database, until stopped."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,7 +66,7 @@ def worker(concurrency: int, poll_seconds: float, once: bool) -> None:
 
     logging.basicConfig(level=logging.INFO, format="[worker] %(message)s")
     settings = load_settings()
-    options = RunOptions(concurrency=concurrency)
+    options = RunOptions(limits=Limits(job_wall_seconds=job_seconds), concurrency=concurrency)
     try:
         if once:
             runtime = open_runtime(settings)

@@ -15,6 +15,8 @@ from gunicorn.app.base import BaseApplication
 from core.config import Settings
 from core.ids import time_ordered_hex
 from sandbox.api.errors import http_code
+from sandbox.compute.execute import RunOptions
+from sandbox.compute.runner import Limits
 from sandbox.compute.worker import start_process as start_worker
 from sandbox.compute.worker import stop_processes as stop_workers
 from sandbox.services.checkpointer import start_process
@@ -106,8 +108,10 @@ def serve(
     threads: int = 1,
     access_log: bool = False,
     compute_workers: int = 1,
+    job_seconds: float = Limits().job_wall_seconds,
 ) -> None:
-    """Run until stopped (SIGTERM/SIGINT for a graceful stop), with ``compute_workers`` beside it."""
+    """Run until stopped (SIGTERM/SIGINT for a graceful stop), with ``compute_workers`` beside it
+    (a private release of theirs takes ``job_seconds``)."""
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -125,7 +129,8 @@ def serve(
     # Beside the server: the checkpointer signs the audit log every N events or T seconds.
     checkpointer = start_process(settings)
     # And compute workers, which run queued jobs; more of them may run elsewhere (`sandbox worker`).
-    compute = [start_worker(settings, index=index) for index in range(compute_workers)]
+    run = RunOptions(limits=Limits(job_wall_seconds=job_seconds))
+    compute = [start_worker(settings, run, index=index) for index in range(compute_workers)]
     owner = os.getpid()
     try:
         SandboxServer(settings, options).run()

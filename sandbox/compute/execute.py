@@ -5,7 +5,8 @@
    is put on the subject's access list; ``job.start`` is logged. A refusal ends the job
    ``denied`` with the refusal's code (``job.start``, outcome denied) and nothing is read.
 2. **Data** (data stores, no control lock held): the contract's fields, all rows or the subject's.
-3. **Run**: private release (sample-and-aggregate, the ε charged in step 1) or exact release;
+3. **Run**: private release (sample-and-aggregate, the ε charged in step 1, on a timetable fixed
+   before any run, so its progress and its end are the same whatever the data) or exact release;
    every run is a fresh locked-down child process (:mod:`sandbox.compute.runner`).
 4. **Finish** (one control transaction, only while the claim still holds the job): a released
    result gets its ``job.finish`` event, then its seal naming that event's seq, then its stored
@@ -37,7 +38,7 @@ from sandbox.compute.errors import InputTooLarge, ReleaseRefused
 from sandbox.compute.inputs import MAX_ROWS, Inputs, input_needs, input_store, load_inputs, mock_inputs
 from sandbox.compute.models import ComputeJob, JobStatus
 from sandbox.compute.queue import LEASE_SECONDS, Claim, job_actor, owned, record_job_event, touch
-from sandbox.compute.release import Progress, Release, ReleaseMode, release_exact, release_private
+from sandbox.compute.release import Pace, Progress, Release, ReleaseMode, release_exact, release_private
 from sandbox.compute.runner import Limits, RunStatus
 from sandbox.data.stores import DatasetStale
 from sandbox.engine import sealing
@@ -49,12 +50,14 @@ log = logging.getLogger("sandbox.worker")
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a worker runs jobs: limits of each child, children at once, lease, row cap."""
+    """How a worker runs jobs: limits of each child, children at once, lease, row cap, and the
+    clock a private release keeps its timetable by."""
 
     limits: Limits = field(default_factory=Limits)
     concurrency: int = 2
     lease_seconds: float = LEASE_SECONDS
     max_rows: int = MAX_ROWS
+    pace: Pace = field(default_factory=Pace)
 
 
 def request_of(job: ComputeJob) -> JobRequest:
@@ -220,6 +223,7 @@ def _run(plan: Plan, inputs: Inputs, options: RunOptions, progress: Progress) ->
             limits=options.limits,
             concurrency=options.concurrency,
             progress=progress,
+            pace=options.pace,
         )
     except ReleaseRefused:  # checked at start; only a policy changed under the job reaches here
         return _failure(plan, "ReleaseRefused")

@@ -20,6 +20,16 @@ approved. (Not compiling in the child is no such failure: the program compiled b
 started, so in the child it means the memory the partition's rows left was too little.) What the
 runs did is in the staff's record of the job, not the operator's.
 
+How long it took is no more the data's to say than whether it failed (``if v > t: spin``): a
+private release keeps a timetable fixed before any run, from the job's shape and the worker's
+settings alone (:func:`schedule`), as Fuzz does for its microqueries (Haeberlen, Pierce and
+Narayan, "Differential Privacy Under Fire", USENIX Security 2011). Each partition's run is given
+one slot of wall time and is killed at its end (its midpoints stand in); progress is reported at
+the slots' ends, not as runs finish; and the release waits for the last slot to end before it
+returns, so its end is the same whatever the runs did. Only a run that outlives its slot (a
+machine too loaded to kill and reap it in the margin) makes a release late; the staff's record
+says by how much.
+
 **Exact**, only for programs a reviewer allowed it for (the caller checks): one run over all the
 rows it was given — the whole authorized data, or one consenting subject's rows for a
 subject-scoped job — with the same shape checks, and when OUTPUT_BOUNDS is declared, only its
@@ -40,8 +50,9 @@ from __future__ import annotations
 import math
 import random
 import secrets
+import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -65,9 +76,13 @@ Row = Mapping[str, Any]
 Progress = Callable[[int, int], None]
 MIN_PARTITIONS = 2
 MAX_PARTITIONS = 1000
-# The least time a partition's run is given, whatever its share: a fresh interpreter that drops
-# privileges and enters its namespaces needs a fraction of it before the program starts.
-MIN_RUN_SECONDS = 2.0
+# The least CPU time a partition's run is given, whatever its share (its wall time is twice it): a
+# fresh interpreter that drops privileges and enters its namespaces needs ~0.1 s of it before the
+# program starts.
+MIN_RUN_SECONDS = 1.0
+# What a slot holds beyond its run's wall time: starting the child, killing and reaping it at the
+# limit, recording progress.
+SLOT_MARGIN_SECONDS = 1.0
 # Failures no row can cause: the child checks the source's hash before anything else. Only these
 # fail a private release, and only when every partition failed so (see the module docstring).
 DATA_INDEPENDENT = frozenset({"ProgramChanged"})
@@ -94,6 +109,7 @@ class Release:
     error_line: int | None = None
     problem: str | None = None
     runs: tuple[RunOutcome, ...] = ()
+    schedule: Mapping[str, Any] | None = None  # a private release's timetable, for staff
 
     @property
     def isolation(self) -> Isolation | None:
@@ -123,6 +139,7 @@ class Release:
             **self.public_dict(),
             "partitions": self.partitions,
             "isolation": isolation.to_dict() if isolation else None,
+            "schedule": dict(self.schedule) if self.schedule is not None else None,
             "runs": [run.to_record() for run in self.runs],
         }
 
@@ -214,42 +231,106 @@ def _check_private(program: CompiledProgram, epsilon: float, k: int) -> dict[Pat
     return flatten_bounds(program.output_bounds)
 
 
-def partition_limits(limits: Limits, partitions: int, concurrency: int) -> Limits:
-    """Each partition's limits: its even share of the job's time as CPU time (at most a run's own
-    limit, at least ``MIN_RUN_SECONDS``), and twice that as wall time, a backstop.
+class Pace:
+    """The clock a private release keeps its timetable by: monotonic time, waited out by sleeping.
 
-    The share is fixed before any run, from the job's shape and the worker's settings alone. It is
-    enforced as CPU time, which is each process's own (``RLIMIT_CPU``): a partition that runs long
-    on its data does not take time from its neighbours, so one subject still moves one partition's
-    output only, as sample-and-aggregate's bound assumes. A partition that runs out contributes its
-    midpoints like any failed one. (Stopping the whole job at the first timeout would release,
-    unnoised, that some partition's data made the program slow.)
+    Tests give one that only counts (the schedule is the same; nothing waits)."""
+
+    def now(self) -> float:
+        """Seconds on a clock that never goes back."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``."""
+        time.sleep(seconds)
+
+    def wait_until(self, deadline: float) -> None:
+        """Return no earlier than ``deadline`` (a time of :meth:`now`)."""
+        while (left := deadline - self.now()) > 0:
+            self.sleep(left)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A private release's timetable: ``rounds`` slots of ``slot_seconds``, each run's ``limits``."""
+
+    limits: Limits
+    rounds: int
+    slot_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        """How long the release takes, whatever its runs do."""
+        return self.rounds * self.slot_seconds
+
+    def to_record(self, overran: float) -> dict[str, Any]:
+        """For the staff's record of the job."""
+        return {
+            "rounds": self.rounds,
+            "slot_seconds": self.slot_seconds,
+            "seconds": self.seconds,
+            "run_cpu_seconds": self.limits.cpu_seconds,
+            "run_wall_seconds": self.limits.wall_seconds,
+            "overran_seconds": round(overran, 3),
+        }
+
+
+def schedule(limits: Limits, partitions: int, concurrency: int) -> Schedule:
+    """The timetable of a private release, fixed before any run from its shape and ``limits``.
+
+    The partitions run ``concurrency`` at a time, so in ``rounds``; each round is one slot of the
+    job's time (``job_wall_seconds``), at least what a run needs. A run is killed at its slot's
+    wall time less a margin, and is held to half that as CPU time, which is each process's own
+    (``RLIMIT_CPU``): a partition that spins on its data does not make its neighbour, which shares
+    the machine but not the CPU budget, run out of wall time, so one subject still moves one
+    partition's output only, as sample-and-aggregate's bound assumes. A partition that runs out
+    contributes its midpoints like any failed one. (Stopping the whole job at the first timeout
+    would release, unnoised, that some partition's data made the program slow.)
+
+    ``rounds * slot_seconds`` is the release's length; it is ``job_wall_seconds`` unless a run's
+    own limits make it shorter or the least a run is given makes it longer.
     """
     rounds = math.ceil(partitions / max(1, concurrency))
-    share = max(MIN_RUN_SECONDS, limits.job_wall_seconds / rounds)
-    cpu = max(1, min(limits.cpu_seconds, math.ceil(share)))
-    return replace(limits, cpu_seconds=cpu, wall_seconds=min(limits.wall_seconds, 2 * max(share, cpu)))
+    wall = min(
+        limits.wall_seconds,
+        max(2.0 * MIN_RUN_SECONDS, limits.job_wall_seconds / rounds - SLOT_MARGIN_SECONDS),
+    )
+    cpu = max(1, min(limits.cpu_seconds, math.floor(wall / 2)))
+    return Schedule(
+        limits=replace(limits, cpu_seconds=cpu, wall_seconds=wall),
+        rounds=rounds,
+        slot_seconds=wall + SLOT_MARGIN_SECONDS,
+    )
 
 
 def _run_partitions(
     program: CompiledProgram,
     parts: list[list[Row]],
     params: Mapping[str, Any] | None,
-    limits: Limits | None,
+    timetable: Schedule,
     concurrency: int,
     progress: Progress | None,
-) -> list[RunOutcome]:
-    outcomes: list[RunOutcome | None] = [None] * len(parts)
+    pace: Pace,
+) -> tuple[list[RunOutcome], float]:
+    """Every partition's run, in a pool of ``concurrency``; progress and the return kept to the
+    timetable. Also how many seconds past its end the last run ended (0 when on time)."""
+    started = pace.now()
+    end = started + timetable.seconds
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        futures = {
-            pool.submit(run_program, program.source, part, params, sha256=program.sha256, limits=limits): i
-            for i, part in enumerate(parts)
-        }
-        for done, future in enumerate(as_completed(futures), start=1):
-            outcomes[futures[future]] = future.result()
+        futures = [
+            pool.submit(
+                run_program, program.source, part, params, sha256=program.sha256, limits=timetable.limits
+            )
+            for part in parts
+        ]
+        # Told by the clock, never by a run: a run that ends early shows no sooner than its slot.
+        for slot in range(1, timetable.rounds + 1):
+            pace.wait_until(started + slot * timetable.slot_seconds)
             if progress is not None:
-                progress(done, len(parts))
-    return [outcome for outcome in outcomes if outcome is not None]
+                progress(min(slot * max(1, concurrency), len(parts)), len(parts))
+        outcomes = [future.result() for future in futures]
+    overran = max(0.0, pace.now() - end)
+    return outcomes, overran
 
 
 def _clamped_mean(outcomes: list[RunOutcome], bounds: dict[Path, Bounds]) -> dict[Path, float]:
@@ -290,6 +371,7 @@ def release_private(
     concurrency: int = 2,
     progress: Progress | None = None,
     seed: int | None = None,
+    pace: Pace | None = None,
 ) -> Release:
     """Differentially private release by sample-and-aggregate (see the module docstring).
 
@@ -298,19 +380,28 @@ def release_private(
     just the row; or ``groups`` gives each row's subject without showing it to the program (see
     :func:`partition`). ``ReleaseRefused`` (nothing run, nothing spent) when the program declares no
     OUTPUT_BOUNDS or ε or ``partitions`` is out of range. ``seed`` makes partitions and noise
-    reproducible: for tests, never for a real release.
+    reproducible: for tests, never for a real release. The release returns when its timetable
+    ends (:func:`schedule`), by ``pace``'s clock (the real one unless a test gives another).
     """
     bounds = _check_private(program, epsilon, partitions)
     # A seeded generator is for tests only; real releases draw from the CSPRNG.
     rng = None if seed is None else random.Random(seed)  # noqa: S311
     parts = partition(rows, partitions, key=partition_key, rng=rng, groups=groups)
-    shared = partition_limits(limits or Limits(), partitions, concurrency)
-    outcomes = _run_partitions(program, parts, params, shared, concurrency, progress)
+    timetable = schedule(limits or Limits(), partitions, concurrency)
+    outcomes, overran = _run_partitions(
+        program, parts, params, timetable, concurrency, progress, pace or Pace()
+    )
     spent, runs = float(epsilon), tuple(outcomes)
+    timing = timetable.to_record(overran)
     unrunnable = [o for o in outcomes if o.error_class in DATA_INDEPENDENT]
     if len(unrunnable) == len(outcomes):
         return _failed(
-            ReleaseMode.PRIVATE, unrunnable[0], epsilon_spent=spent, partitions=partitions, runs=runs
+            ReleaseMode.PRIVATE,
+            unrunnable[0],
+            epsilon_spent=spent,
+            partitions=partitions,
+            runs=runs,
+            schedule=timing,
         )
     means = _clamped_mean(outcomes, bounds)
     value = unflatten(_noised(means, bounds, spent, partitions, seed))
@@ -321,4 +412,5 @@ def release_private(
         epsilon_spent=spent,
         partitions=partitions,
         runs=runs,
+        schedule=timing,
     )

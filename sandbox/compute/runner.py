@@ -66,9 +66,9 @@ class RunStatus(StrEnum):
 class Limits:
     """Resource limits of one run. Memory must hold the input rows about three times over.
 
-    ``job_wall_seconds`` is what a private release's runs share (see
-    :func:`sandbox.compute.release.partition_limits`): without it, one job of 100 partitions that
-    each spin to their own limit held a worker for half an hour.
+    ``job_wall_seconds`` is what a private release's runs share, and how long such a release
+    takes whatever they do (see :func:`sandbox.compute.release.schedule`): without a share, one
+    job of 100 partitions that each spun to their own limit held a worker for half an hour.
     """
 
     cpu_seconds: int = 10
@@ -76,7 +76,7 @@ class Limits:
     memory_bytes: int = 1 << 30
     max_input_bytes: int = 256 << 20
     max_output_bytes: int = MAX_FRAME_BYTES
-    job_wall_seconds: float = 120.0
+    job_wall_seconds: float = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,7 @@ from operators.models import Operator, OperatorStatus
 from sandbox.compute import execute
 from sandbox.compute.execute import RunOptions
 from sandbox.compute.inputs import MOCK_ROWS, mock_inputs, program_scope
+from sandbox.compute.release import schedule
 from sandbox.compute.runner import run_program
 from sandbox.compute.worker import run_pending
 from sandbox.engine.models import SealedResult
@@ -122,6 +123,9 @@ def test_a_private_job_is_queued_run_released_sealed_and_audited(
     staff = _job(client, reviewer, job_id)
     assert len(staff["record"]["runs"]) == 10 and staff["record"]["rows"] == {"enterprise_tax": 60}
     assert staff["record"]["isolation"]["network_isolation"] == body["network_isolation"]
+    timetable = schedule(OPTIONS.limits, 10, OPTIONS.concurrency)  # kept, not waited: OPTIONS counts
+    assert staff["record"]["schedule"]["seconds"] == timetable.seconds == 5 * timetable.slot_seconds
+    assert "schedule" not in body
     usage = client.get(f"/v1/authorizations/{contract}", headers=operator.headers).get_json()["usage"]
     assert (usage["calls_today"], usage["epsilon_spent"]) == (1, 0.5)
     proof = client.get(f"/v1/audit/proofs/inclusion?seq={body['audit_seq']}", headers=operator.headers)

@@ -149,6 +149,23 @@ def test_usage_error_exits_2(cli: CliRunner) -> None:
     # Found by a sweep: a negative seed was numpy's traceback; a NaN poll made a worker spin.
     assert cli.invoke(main, ["data", "synth", "--seed", "-1"]).exit_code == 2
     assert cli.invoke(main, ["worker", "--poll", "nan", "--once"]).exit_code == 2
+    for seconds in ("nan", "inf", "5", "3601", "-30"):
+        assert cli.invoke(main, ["worker", "--job-seconds", seconds, "--once"]).exit_code == 2
+        assert cli.invoke(main, ["serve", "--job-seconds", seconds]).exit_code == 2
+
+
+def test_a_worker_keeps_the_private_release_timetable_it_is_given(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbox.compute import worker as compute_worker
+    from sandbox.compute.execute import RunOptions
+
+    given: list[RunOptions] = []
+    monkeypatch.setattr(compute_worker, "run_pending", lambda runtime, options: given.append(options) or [])
+    assert cli.invoke(main, ["init"]).exit_code == 0
+    assert cli.invoke(main, ["worker", "--once", "--job-seconds", "90"]).exit_code == 0
+    assert cli.invoke(main, ["worker", "--once"]).exit_code == 0
+    assert [options.limits.job_wall_seconds for options in given] == [90.0, 30.0]
 
 
 def test_bad_settings_are_one_line_not_a_traceback(tmp_path: Path) -> None:

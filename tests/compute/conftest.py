@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sandbox.compute.runner import Limits
+from tests.compute.factories import CountingPace
 
 # A copy of ../shared/security/escape_corpus.json, so a clean checkout runs it too; a test keeps
 # the copy equal to the shared file whenever that one is present.
@@ -22,6 +23,12 @@ VICTIM_INCOME = 123456.78
 def limits() -> Limits:
     """Tight enough that an endless loop or a memory bomb ends in a couple of seconds."""
     return Limits(cpu_seconds=2, wall_seconds=6.0, memory_bytes=256 << 20)
+
+
+@pytest.fixture
+def pace() -> CountingPace:
+    """A private release's clock that keeps the timetable without waiting it out."""
+    return CountingPace()
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from sandbox.compute.release import Release, release_private
 from sandbox.compute.runner import Limits, RunOutcome, RunStatus, run_program
 from sandbox.compute.shape import check_result
 from tests.compute.conftest import CORPUS, SHARED_CORPUS, VICTIM_INCOME, load_corpus, text_of
+from tests.compute.factories import CountingPace
 
 PAYLOADS = load_corpus()
 OUT = Path("/tmp/research/rp_escape/out")
@@ -59,7 +60,9 @@ def _release_by_default(
     program: CompiledProgram, rows: list[dict[str, Any]], limits: Limits
 ) -> Release | ReleaseRefused:
     try:
-        return release_private(program, rows, {}, epsilon=1.0, partitions=4, limits=limits)
+        return release_private(
+            program, rows, {}, epsilon=1.0, partitions=4, limits=limits, pace=CountingPace()
+        )
     except ReleaseRefused as refused:
         return refused
 

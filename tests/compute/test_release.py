@@ -14,15 +14,18 @@ from sandbox.compute.compile import compile_program
 from sandbox.compute.errors import ReleaseRefused
 from sandbox.compute.release import (
     MIN_RUN_SECONDS,
+    SLOT_MARGIN_SECONDS,
+    Pace,
     ReleaseMode,
     _clamped_mean,
     partition,
-    partition_limits,
     release_exact,
     release_private,
+    schedule,
 )
 from sandbox.compute.runner import Limits, RunOutcome, RunStatus
 from tests.compute.conftest import VICTIM_INCOME, VICTIM_SSN, text_of
+from tests.compute.factories import CountingPace
 
 ONE_RECORD_SUM = f"""
 OUTPUT_BOUNDS = [0, 1000000]
@@ -31,13 +34,15 @@ result = stats.sum([r["income"] for r in data if r["ssn"] == "{VICTIM_SSN}"])
 
 
 def test_one_record_sum_under_default_release_does_not_give_the_record(
-    rows: list[dict[str, Any]], limits: Limits
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
 ) -> None:
     program = compile_program(ONE_RECORD_SUM)
     assert release_exact(program, rows, limits=limits).value == VICTIM_INCOME  # what exact would give
     values = []
     for seed in range(3):
-        release = release_private(program, rows, epsilon=1.0, partitions=10, limits=limits, seed=seed)
+        release = release_private(
+            program, rows, epsilon=1.0, partitions=10, limits=limits, seed=seed, pace=pace
+        )
         assert release.status is RunStatus.SUCCEEDED and release.mode is ReleaseMode.PRIVATE
         assert release.epsilon_spent == 1.0
         values.append(release.value)
@@ -70,26 +75,32 @@ def test_private_release_is_refused_before_anything_runs_or_is_spent(rows: list[
 
 
 def test_released_keys_are_the_declared_ones_whatever_the_data_adds(
-    rows: list[dict[str, Any]], limits: Limits
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
 ) -> None:
     source = (
         'OUTPUT_BOUNDS = {"mean": [0, 5000], "bands": {"high": [0, 1]}}\n'
         'result = {"mean": stats.mean(stats.column(data, "income")), "bands": {"high": 0.5}}\n'
         'result[data[0]["ssn"]] = 1\n'
     )
-    release = release_private(compile_program(source), rows, epsilon=2.0, partitions=5, limits=limits, seed=1)
+    release = release_private(
+        compile_program(source), rows, epsilon=2.0, partitions=5, limits=limits, seed=1, pace=pace
+    )
     assert isinstance(release.value, dict) and set(release.value) == {"mean", "bands"}
     assert isinstance(release.value["bands"], dict) and set(release.value["bands"]) == {"high"}
     assert "100-00" not in text_of(release.to_record()) and VICTIM_SSN not in text_of(release.to_record())
 
 
-def test_a_failing_partition_does_not_show(rows: list[dict[str, Any]], limits: Limits) -> None:
+def test_a_failing_partition_does_not_show(
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
+) -> None:
     source = (
         "OUTPUT_BOUNDS = [0, 5000]\n"
         f"if any(r['ssn'] == '{VICTIM_SSN}' for r in data):\n    raise ValueError('found')\n"
         "result = stats.mean(stats.column(data, 'income'))\n"
     )
-    release = release_private(compile_program(source), rows, epsilon=1.0, partitions=5, limits=limits, seed=2)
+    release = release_private(
+        compile_program(source), rows, epsilon=1.0, partitions=5, limits=limits, seed=2, pace=pace
+    )
     assert release.status is RunStatus.SUCCEEDED
     public = release.public_dict()
     assert public["error"] is None and "runs" not in public
@@ -97,29 +108,34 @@ def test_a_failing_partition_does_not_show(rows: list[dict[str, Any]], limits: L
 
 
 @pytest.mark.parametrize(
-    ("partitions", "concurrency", "cpu", "wall"),
+    ("partitions", "concurrency", "cpu", "wall", "seconds"),
     [
-        (10, 2, 10, 20.0),  # 5 rounds share 120 s: 24 s each, so a run's own limits stand
-        (100, 2, 3, 6.0),  # 50 rounds: 2.4 s each, as whole CPU seconds, and twice that of wall
-        (100, 1, 2, 4.0),  # 100 rounds: 1.2 s each, raised to the least a run is given
-        (2, 8, 10, 20.0),
+        (10, 2, 2, 5.0, 30.0),  # 5 rounds share 30 s: 6 s slots, a run killed at 5 s, half that CPU
+        (100, 2, 1, 2.0, 150.0),  # 50 rounds: 0.6 s each, raised to the least a run is given
+        (100, 1, 1, 2.0, 300.0),  # 100 rounds
+        (2, 8, 10, 20.0, 21.0),  # 1 round: a run's own limits stand, and the slot is no longer
     ],
 )
-def test_a_private_jobs_runs_share_its_time_as_cpu_time(
-    partitions: int, concurrency: int, cpu: int, wall: float
+def test_a_private_jobs_runs_share_its_time_on_a_timetable_fixed_by_its_shape(
+    partitions: int, concurrency: int, cpu: int, wall: float, seconds: float
 ) -> None:
     """Found in a sweep: 100 partitions that each spun to their own 20 s held a worker 15 minutes.
-    The share is CPU time, each process's own (review: wall time, which neighbours share, would let
-    one partition's data make another time out), with wall time a backstop twice as long."""
-    shared = partition_limits(Limits(), partitions, concurrency)
-    assert (shared.cpu_seconds, shared.wall_seconds) == (cpu, wall)
+    Each run is held to CPU time, each process's own, half its wall time (review: wall time alone,
+    which neighbours share, would let one partition's data make another time out)."""
+    timetable = schedule(Limits(), partitions, concurrency)
+    shared = timetable.limits
+    assert (shared.cpu_seconds, shared.wall_seconds, timetable.seconds) == (cpu, wall, seconds)
     assert shared.memory_bytes == Limits().memory_bytes
     rounds = math.ceil(partitions / concurrency)
-    assert rounds * shared.cpu_seconds <= max(Limits().job_wall_seconds, rounds * MIN_RUN_SECONDS) + rounds
+    assert timetable.rounds == rounds and 2 * shared.cpu_seconds <= shared.wall_seconds
+    assert timetable.slot_seconds == shared.wall_seconds + SLOT_MARGIN_SECONDS
+    assert timetable.seconds <= max(
+        Limits().job_wall_seconds, rounds * (2 * MIN_RUN_SECONDS + SLOT_MARGIN_SECONDS)
+    )
 
 
 def test_each_partition_runs_under_its_share_and_one_that_runs_out_does_not_show(
-    rows: list[dict[str, Any]], limits: Limits, monkeypatch: pytest.MonkeyPatch
+    rows: list[dict[str, Any]], limits: Limits, monkeypatch: pytest.MonkeyPatch, pace: CountingPace
 ) -> None:
     given: list[Limits] = []
 
@@ -134,21 +150,21 @@ def test_each_partition_runs_under_its_share_and_one_that_runs_out_does_not_show
     budget = replace(limits, job_wall_seconds=2 * MIN_RUN_SECONDS)
     source = "OUTPUT_BOUNDS = [0, 5000]\nresult = stats.mean(stats.column(data, 'income'))\n"
     released = release_private(
-        compile_program(source), rows, epsilon=1.0, partitions=4, limits=budget, seed=2
+        compile_program(source), rows, epsilon=1.0, partitions=4, limits=budget, seed=2, pace=pace
     )
     assert released.status is RunStatus.SUCCEEDED
     assert [r.status for r in released.runs].count(RunStatus.TIMED_OUT) == 1
-    assert {(g.cpu_seconds, g.wall_seconds) for g in given} == {(2, 4.0)} and len(given) == 4
+    assert {(g.cpu_seconds, g.wall_seconds) for g in given} == {(1, 2.0)} and len(given) == 4
 
 
 def test_when_every_partition_fails_the_release_still_releases_and_says_nothing_of_it(
-    rows: list[dict[str, Any]], limits: Limits
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
 ) -> None:
     """Found by a sweep: a job failed when every partition failed, reporting the first failure's
     class and line. A program that fails only when a firm's value passes a threshold, or fails on
     the line ``value % 1000`` picks, released that firm's tax without noise, job by job."""
     program = compile_program("OUTPUT_BOUNDS = [0, 1]\nx = 1\nresult = x / 0\n")
-    released = release_private(program, rows, epsilon=0.5, partitions=3, limits=limits)
+    released = release_private(program, rows, epsilon=0.5, partitions=3, limits=limits, pace=pace)
     assert released.status is RunStatus.SUCCEEDED and released.epsilon_spent == 0.5
     assert isinstance(released.value, float) and 0 <= released.value <= 1  # the midpoint, noised
     assert released.public_dict()["error"] is None
@@ -158,7 +174,7 @@ def test_when_every_partition_fails_the_release_still_releases_and_says_nothing_
 
 
 def test_a_program_that_fails_on_a_subjects_value_releases_alike_either_way(
-    rows: list[dict[str, Any]], limits: Limits
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
 ) -> None:
     source = f"""
 OUTPUT_BOUNDS = [0, 1]
@@ -171,7 +187,7 @@ result = 1
     views = []
     for threshold in (VICTIM_INCOME - 1, VICTIM_INCOME + 1):  # the run fails everywhere in the second
         released = release_private(
-            program, rows, {"t": threshold}, epsilon=1.0, partitions=2, limits=limits, seed=3
+            program, rows, {"t": threshold}, epsilon=1.0, partitions=2, limits=limits, seed=3, pace=pace
         )
         view = released.public_dict()
         assert view["status"] == "succeeded" and view["error"] is None, view
@@ -180,17 +196,17 @@ result = 1
 
 
 def test_only_a_program_no_row_could_make_fail_fails_a_private_release(
-    rows: list[dict[str, Any]], limits: Limits
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
 ) -> None:
     program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 1\n")
     changed = replace(program, sha256="0" * 64)  # not the program approved: the child refuses it
-    released = release_private(changed, rows, epsilon=0.5, partitions=2, limits=limits)
+    released = release_private(changed, rows, epsilon=0.5, partitions=2, limits=limits, pace=pace)
     assert (released.status, released.error_class) == (RunStatus.FAILED, "ProgramChanged")
     assert released.value is None and released.epsilon_spent == 0.5
 
 
 def test_a_program_the_child_cannot_compile_is_no_failure_a_private_release_shows(
-    rows: list[dict[str, Any]], limits: Limits, monkeypatch: pytest.MonkeyPatch
+    rows: list[dict[str, Any]], limits: Limits, monkeypatch: pytest.MonkeyPatch, pace: CountingPace
 ) -> None:
     """Review: the child compiles after it holds the partition's rows, so a compile that runs out of
     memory there (ProgramInvalid) said how much data a partition held."""
@@ -200,24 +216,81 @@ def test_a_program_the_child_cannot_compile_is_no_failure_a_private_release_show
 
     monkeypatch.setattr(release, "run_program", run)
     program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 1\n")
-    released = release_private(program, rows, epsilon=0.5, partitions=2, limits=limits)
+    released = release_private(program, rows, epsilon=0.5, partitions=2, limits=limits, pace=pace)
     assert released.status is RunStatus.SUCCEEDED and released.public_dict()["error"] is None
 
 
-def test_progress_is_reported_per_partition(rows: list[dict[str, Any]], limits: Limits) -> None:
-    seen: list[tuple[int, int]] = []
+def test_progress_and_the_end_keep_to_the_timetable_not_to_the_runs(
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
+) -> None:
+    """Progress is told at each slot's end and the release returns at the last one's, whatever
+    the runs did (a sweep could read a subject's value off how long a release took)."""
+    seen: list[tuple[int, int, float]] = []
     program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 0.5\n")
-    release_private(
-        program, rows, epsilon=1.0, partitions=4, limits=limits, progress=lambda d, t: seen.append((d, t))
+    timetable = schedule(limits, 5, 2)
+    released = release_private(
+        program, rows, epsilon=1.0, partitions=5, limits=limits, pace=pace,
+        progress=lambda d, t: seen.append((d, t, pace.now())),
+    )  # fmt: skip
+    slot = timetable.slot_seconds
+    assert seen == [(2, 5, slot), (4, 5, 2 * slot), (5, 5, 3 * slot)]
+    assert pace.now() == timetable.seconds == 3 * slot
+    assert released.schedule is not None and released.schedule["seconds"] == timetable.seconds
+    assert released.to_record()["schedule"]["overran_seconds"] == 0.0
+    assert "schedule" not in released.public_dict()
+
+
+@pytest.mark.parametrize("spin", [False, True], ids=["quick", "spins_until_killed"])
+def test_a_release_on_the_real_clock_ends_when_its_timetable_does(
+    rows: list[dict[str, Any]], limits: Limits, spin: bool
+) -> None:
+    """Waited out for real: a program that ends at once and one that spins on the victim's row
+    until its run is killed both return at the timetable's end, and look alike to the operator."""
+    source = f"""
+OUTPUT_BOUNDS = [0, 1]
+if {spin} and any(r["ssn"] == "{VICTIM_SSN}" for r in data):
+    while True:
+        pass
+result = 0.5
+"""
+    clock = RecordingPace()
+    budget = replace(limits, job_wall_seconds=2 * MIN_RUN_SECONDS + SLOT_MARGIN_SECONDS)
+    timetable = schedule(budget, 2, 2)
+    released = release_private(
+        compile_program(source), rows, epsilon=1.0, partitions=2, limits=budget, pace=clock, seed=5
     )
-    assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert timetable.rounds == 1 and clock.asked == [clock.started + timetable.seconds]
+    assert clock.now() >= clock.started + timetable.seconds
+    assert released.status is RunStatus.SUCCEEDED and released.public_dict()["error"] is None
+    statuses = {run.status for run in released.runs}
+    assert statuses == ({RunStatus.SUCCEEDED, RunStatus.TIMED_OUT} if spin else {RunStatus.SUCCEEDED})
 
 
-def test_diffprivlibs_global_accountant_is_never_used(rows: list[dict[str, Any]], limits: Limits) -> None:
+class RecordingPace(Pace):
+    """The real clock, noting when a release began and what it waited for."""
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.asked: list[float] = []
+
+    def now(self) -> float:
+        at = super().now()
+        if self.started is None:
+            self.started = at
+        return at
+
+    def wait_until(self, deadline: float) -> None:
+        self.asked.append(deadline)
+        super().wait_until(deadline)
+
+
+def test_diffprivlibs_global_accountant_is_never_used(
+    rows: list[dict[str, Any]], limits: Limits, pace: CountingPace
+) -> None:
     accountant = BudgetAccountant.load_default(None)
     before = list(accountant.spent_budget)
     program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 0.5\n")
-    release_private(program, rows, epsilon=1.0, partitions=2, limits=limits)
+    release_private(program, rows, epsilon=1.0, partitions=2, limits=limits, pace=pace)
     assert list(BudgetAccountant.load_default(None).spent_budget) == before
 
 
