@@ -26,9 +26,10 @@ settings alone (:func:`schedule`), as Fuzz does for its microqueries (Haeberlen,
 Narayan, "Differential Privacy Under Fire", USENIX Security 2011). Each partition's run is given
 one slot of wall time and is killed at its end (its midpoints stand in); progress is reported at
 the slots' ends, not as runs finish; and the release waits for the last slot to end before it
-returns, so its end is the same whatever the runs did. Only a run that outlives its slot (a
-machine too loaded to kill and reap it in the margin) makes a release late; the staff's record
-says by how much.
+returns, so its end is the same whatever the runs did. A run that outlives its slot (a machine
+too loaded to kill and reap it in the margin) is not waited for: the release returns at the
+timetable's end and the run stands in as timed out (``SlotExceeded``); the staff's record counts
+such runs.
 
 **Exact**, only for programs a reviewer allowed it for (the caller checks): one run over all the
 rows it was given — the whole authorized data, or one consenting subject's rows for a
@@ -52,7 +53,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -86,6 +87,8 @@ SLOT_MARGIN_SECONDS = 1.0
 # Failures no row can cause: the child checks the source's hash before anything else. Only these
 # fail a private release, and only when every partition failed so (see the module docstring).
 DATA_INDEPENDENT = frozenset({"ProgramChanged"})
+# What a run not done at its timetable's end stands in as (it is not waited for).
+LATE = "SlotExceeded"
 
 
 class ReleaseMode(StrEnum):
@@ -249,6 +252,11 @@ class Pace:
         while (left := deadline - self.now()) > 0:
             self.sleep(left)
 
+    def settle(self, futures: Sequence[Future[RunOutcome]], deadline: float) -> set[Future[RunOutcome]]:
+        """The runs done by ``deadline`` (a time of :meth:`now`), which has passed or nearly."""
+        done, _ = wait(futures, timeout=max(0.0, deadline - self.now()))
+        return done
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -263,8 +271,9 @@ class Schedule:
         """How long the release takes, whatever its runs do."""
         return self.rounds * self.slot_seconds
 
-    def to_record(self, overran: float) -> dict[str, Any]:
-        """For the staff's record of the job."""
+    def to_record(self, overran: float, late: int = 0) -> dict[str, Any]:
+        """For the staff's record of the job: also how late it returned, and the runs not done
+        at its end (they count as timed out)."""
         return {
             "rounds": self.rounds,
             "slot_seconds": self.slot_seconds,
@@ -272,6 +281,7 @@ class Schedule:
             "run_cpu_seconds": self.limits.cpu_seconds,
             "run_wall_seconds": self.limits.wall_seconds,
             "overran_seconds": round(overran, 3),
+            "late_runs": late,
         }
 
 
@@ -311,12 +321,20 @@ def _run_partitions(
     concurrency: int,
     progress: Progress | None,
     pace: Pace,
-) -> tuple[list[RunOutcome], float]:
+) -> tuple[list[RunOutcome], float, int]:
     """Every partition's run, in a pool of ``concurrency``; progress and the return kept to the
-    timetable. Also how many seconds past its end the last run ended (0 when on time)."""
+    timetable. Also how many seconds past its end the release returned (0 when on time) and how
+    many runs were not done by then.
+
+    A run not done when the timetable ends is not waited for: it stands in as timed out (its
+    partition's midpoints, as any failed one's), and its thread reaps it after the release has
+    returned. Waiting would let a run that outlived its slot move the release's end, which the
+    operator sees, unnoised; not waiting lets it move at most the partitions that queued behind it
+    in its thread, whose outputs are noised."""
     started = pace.now()
     end = started + timetable.seconds
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
         futures = [
             pool.submit(
                 run_program, program.source, part, params, sha256=program.sha256, limits=timetable.limits
@@ -328,9 +346,15 @@ def _run_partitions(
             pace.wait_until(started + slot * timetable.slot_seconds)
             if progress is not None:
                 progress(min(slot * max(1, concurrency), len(parts)), len(parts))
-        outcomes = [future.result() for future in futures]
+        done = pace.settle(futures, end)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    outcomes = [
+        future.result() if future in done else RunOutcome(status=RunStatus.TIMED_OUT, error_class=LATE)
+        for future in futures
+    ]
     overran = max(0.0, pace.now() - end)
-    return outcomes, overran
+    return outcomes, overran, len(futures) - len(done)
 
 
 def _clamped_mean(outcomes: list[RunOutcome], bounds: dict[Path, Bounds]) -> dict[Path, float]:
@@ -388,11 +412,11 @@ def release_private(
     rng = None if seed is None else random.Random(seed)  # noqa: S311
     parts = partition(rows, partitions, key=partition_key, rng=rng, groups=groups)
     timetable = schedule(limits or Limits(), partitions, concurrency)
-    outcomes, overran = _run_partitions(
+    outcomes, overran, late = _run_partitions(
         program, parts, params, timetable, concurrency, progress, pace or Pace()
     )
     spent, runs = float(epsilon), tuple(outcomes)
-    timing = timetable.to_record(overran)
+    timing = timetable.to_record(overran, late)
     unrunnable = [o for o in outcomes if o.error_class in DATA_INDEPENDENT]
     if len(unrunnable) == len(outcomes):
         return _failed(

@@ -48,7 +48,7 @@ RUNNER_ERRORS = frozenset(
     {
         "ProgramInvalid", "ProgramChanged", "NoResult", "ResultRefused", "ChildError",
         "WallClockExceeded", "CPUTimeExceeded", "OutputTooLarge", "InputTooLarge", "Crashed",
-        "Killed", "FileSizeExceeded", "InvalidInput",
+        "Killed", "FileSizeExceeded", "InvalidInput", "SlotExceeded",
     }
 )  # fmt: skip
 
