@@ -34,7 +34,10 @@ def job_seconds_option(command: Any) -> Any:
         default=Limits().job_wall_seconds,
         show_default=True,
         callback=_finite,
-        help="How long a private release takes, whatever its program does (its runs share it).",
+        help=(
+            "What a private release's runs share: it takes that long whatever its program does"
+            " (or 3 s a round of partitions, when that is longer)."
+        ),
     )(command)
 
 

@@ -37,8 +37,16 @@ from sandbox.compute.checks import Charge, JobRequest, Plan, plan_job
 from sandbox.compute.errors import InputTooLarge, ReleaseRefused
 from sandbox.compute.inputs import MAX_ROWS, Inputs, input_needs, input_store, load_inputs, mock_inputs
 from sandbox.compute.models import ComputeJob, JobStatus
-from sandbox.compute.queue import LEASE_SECONDS, Claim, job_actor, owned, record_job_event, touch
-from sandbox.compute.release import Pace, Progress, Release, ReleaseMode, release_exact, release_private
+from sandbox.compute.queue import LEASE_SECONDS, Claim, give_back, job_actor, owned, record_job_event, touch
+from sandbox.compute.release import (
+    Pace,
+    Progress,
+    Release,
+    ReleaseMode,
+    ReleaseStopped,
+    release_exact,
+    release_private,
+)
 from sandbox.compute.runner import Limits, RunStatus
 from sandbox.data.stores import DatasetStale
 from sandbox.engine import sealing
@@ -75,7 +83,8 @@ def request_of(job: ComputeJob) -> JobRequest:
 
 
 def execute(runtime: Runtime, claim: Claim, options: RunOptions) -> JobStatus | None:
-    """Run the claimed job to its end; its final status, or ``None`` if the claim was lost."""
+    """Run the claimed job to its end; its final status, or ``None`` if the claim was lost (or the
+    job given back: its worker was asked to stop in the middle of a private release)."""
     plan = start(runtime, claim)
     if plan is None:
         return _final_status(runtime, claim)
@@ -100,7 +109,12 @@ def execute(runtime: Runtime, claim: Claim, options: RunOptions) -> JobStatus | 
         except SQLAlchemyError:
             log.exception("job %s: the data stores could not be read", claim.job_id)
             return _finish(runtime, claim, plan, _failure(plan, "DataUnavailable"), Inputs(), ran=False)
-        released = _run(plan, inputs, options, beat.progress)
+        try:
+            released = _run(plan, inputs, options, beat.progress)
+        except ReleaseStopped:  # the worker is stopping: nothing released, the job back in the queue
+            log.warning("job %s: stopped during its release; given back to the queue", claim.job_id)
+            give_back(runtime, claim)
+            return None
     return _finish(runtime, claim, plan, released, inputs)
 
 

@@ -16,8 +16,9 @@ the job, and its result is thrown away, never released.
 :func:`reap_expired`, which every worker runs before it claims. The job goes back to the queue
 (``job.requeue``), up to ``MAX_ATTEMPTS`` starts in all, and is then failed with ``WorkerLost``:
 re-queueing keeps a job alive across a restart or a lost host, and the cap keeps a job that
-brings its worker down every time from doing so for ever. A re-queued job is not charged again:
-its call and ε were spent at its first start and nothing of it was released.
+brings its worker down every time from doing so for ever. A worker asked to stop in the middle of a
+private release gives its job back the same way at once (:func:`give_back`). A re-queued job is
+not charged again: its call and ε were spent at its first start and nothing of it was released.
 """
 
 from __future__ import annotations
@@ -168,7 +169,20 @@ def reap_expired(runtime: Runtime, *, now: datetime | None = None) -> list[str]:
         return reaped
 
 
-def _reap(session: Session, job: ComputeJob, now: datetime, runtime: Runtime) -> None:
+def give_back(runtime: Runtime, claim: Claim) -> bool:
+    """Re-queue a job its worker is stopping in the middle of (nothing of it released), as a lost
+    lease would but at once; ``False`` if the claim no longer held it."""
+    with transaction(runtime.sessions) as session:
+        job = owned(session, claim)
+        if job is None:
+            return False
+        _reap(session, job, runtime.clock(), runtime, reason="worker stopped")
+        return True
+
+
+def _reap(
+    session: Session, job: ComputeJob, now: datetime, runtime: Runtime, *, reason: str = "lease expired"
+) -> None:
     lost = {"worker": job.worker, "attempt": job.attempts}
     job.claim_token = job.worker = job.lease_expires_at = None
     if job.attempts < MAX_ATTEMPTS:
@@ -187,6 +201,6 @@ def _reap(session: Session, job: ComputeJob, now: datetime, runtime: Runtime) ->
         action,
         outcome=outcome,
         error_code=code,
-        details={"authorization_id": job.authorization_id, "reason": "lease expired", **lost},
+        details={"authorization_id": job.authorization_id, "reason": reason, **lost},
         clock=runtime.clock,
     )

@@ -48,9 +48,11 @@ before calling: it is spent once partitions have run, whatever the outcome).
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import secrets
+import threading
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -234,22 +236,42 @@ def _check_private(program: CompiledProgram, epsilon: float, k: int) -> dict[Pat
     return flatten_bounds(program.output_bounds)
 
 
+class ReleaseStopped(Exception):
+    """The worker was asked to stop while a private release kept its timetable: nothing released."""
+
+
 class Pace:
-    """The clock a private release keeps its timetable by: monotonic time, waited out by sleeping.
+    """The clock a private release keeps its timetable by: monotonic time, waited out by sleeping,
+    and cut short (:class:`ReleaseStopped`) when ``stop`` is set (:meth:`watching`).
 
     Tests give one that only counts (the schedule is the same; nothing waits)."""
+
+    stop: threading.Event | None = None
+
+    def watching(self, stop: threading.Event) -> Pace:
+        """A copy that gives up its wait when ``stop`` is set: a worker asked to stop does not
+        hold its job for the rest of a timetable (the moment is the administrator's, not the data's)."""
+        watched = copy.copy(self)
+        watched.stop = stop
+        return watched
 
     def now(self) -> float:
         """Seconds on a clock that never goes back."""
         return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        time.sleep(seconds)
+        """Wait ``seconds`` (less, when ``stop`` is set meanwhile)."""
+        if self.stop is not None:
+            self.stop.wait(seconds)
+        else:
+            time.sleep(seconds)
 
     def wait_until(self, deadline: float) -> None:
-        """Return no earlier than ``deadline`` (a time of :meth:`now`)."""
+        """Return no earlier than ``deadline`` (a time of :meth:`now`); raise
+        :class:`ReleaseStopped` if ``stop`` is set first."""
         while (left := deadline - self.now()) > 0:
+            if self.stop is not None and self.stop.is_set():
+                raise ReleaseStopped
             self.sleep(left)
 
     def settle(self, futures: Sequence[Future[RunOutcome]], deadline: float) -> set[Future[RunOutcome]]:

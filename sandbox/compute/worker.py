@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import threading
+from dataclasses import replace
 from multiprocessing.process import BaseProcess
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -59,6 +60,26 @@ def log_isolation() -> RunOutcome:
     return outcome
 
 
+def warn_if_crowded(concurrency: int, cores: int | None = None) -> bool:
+    """Warn when this worker's children could get less than half a core each (``True`` if so).
+
+    A private release holds each run to half its slot as CPU time so that a neighbour's spinning
+    cannot make it run out of wall time: that holds while every child gets half a core. With more
+    children than twice the cores, whether one partition times out could depend on what another
+    partition's data made its program do (found in review)."""
+    cores = cores or os.cpu_count() or 1
+    if concurrency <= 2 * cores:
+        return False
+    log.warning(
+        "%s children at once on %s cores: a private release's partitions can make each other run out"
+        " of time; run at most %s (and count every worker on this host)",
+        concurrency,
+        cores,
+        2 * cores,
+    )
+    return True
+
+
 def run_pending(
     runtime: Runtime,
     options: RunOptions | None = None,
@@ -88,8 +109,15 @@ def run(
     """Run queued jobs until ``stop`` is set, polling every ``poll_seconds`` when the queue is empty."""
     runtime = open_runtime(settings)
     name = worker_name()
-    log.info("compute worker %s started (children at once: %s)", name, options.concurrency)
+    log.info(
+        "compute worker %s started (children at once: %s; a private release takes %.0f s or more)",
+        name,
+        options.concurrency,
+        options.limits.job_wall_seconds,
+    )
+    warn_if_crowded(options.concurrency)
     log_isolation()
+    options = replace(options, pace=options.pace.watching(stop))  # a stop cuts a release's wait short
     try:
         while not stop.is_set():
             try:

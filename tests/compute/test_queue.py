@@ -152,3 +152,33 @@ def test_every_job_error_reads_like_the_apis_errors() -> None:
     assert error_view(late)["message"] == "the program ran past its time limit (TimeoutError)"  # type: ignore[index]
     shape = {"code": "program_failed", "class": "ResultRefused", "line": None, "problem": "too_many_keys"}
     assert error_view(shape)["message"] == "the program failed (ResultRefused): too_many_keys"  # type: ignore[index]
+
+
+def test_a_worker_stopping_during_a_private_release_gives_the_job_back_at_once(runtime: Runtime) -> None:
+    """Review: a private release now waits out its timetable, which a graceful stop's grace did not
+    cover: the worker was killed mid-job and the job sat until its lease ran out."""
+    write_tax(runtime, [(firm(i), 1000.0 * i) for i in range(1, 40)])
+    _, contract_id, (job_id,) = _setup(runtime, 1, epsilon_total=1.0, epsilon_per_query=1.0)
+    stop = threading.Event()
+    stop.set()  # asked to stop before the timetable's first slot ends
+    stopping = replace(OPTIONS, pace=OPTIONS.pace.watching(stop))
+    first = claim_next(runtime, worker="stopping")
+    assert first is not None
+    assert execute(runtime, first, stopping) is None
+    job = _job(runtime, job_id)
+    assert (job.status, job.result, job.claim_token, job.progress) == (
+        JobStatus.QUEUED.value,
+        None,
+        None,
+        0.0,
+    )
+    with runtime.sessions() as session:
+        query = select(AuditEvent).where(AuditEvent.target_id == job_id).order_by(AuditEvent.seq)
+        requeued = [e for e in session.execute(query).scalars() if e.action == "job.requeue"]
+    assert [(e.details["reason"], e.details["worker"]) for e in requeued] == [("worker stopped", "stopping")]
+    second = claim_next(runtime, worker="next")
+    assert second is not None and second.attempt == 2
+    assert execute(runtime, second, OPTIONS) is JobStatus.SUCCEEDED
+    with runtime.sessions() as session:
+        contract = session.get(Authorization, contract_id)
+        assert contract is not None and contract.epsilon_spent == 1.0  # charged once

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,7 @@ from sandbox.compute.release import (
     SLOT_MARGIN_SECONDS,
     Pace,
     ReleaseMode,
+    ReleaseStopped,
     _clamped_mean,
     partition,
     release_exact,
@@ -377,3 +379,16 @@ def test_exact_release_keeps_to_declared_keys_and_shapes(rows: list[dict[str, An
     rows_out = release_exact(compile_program("result = {'r': list(data)}\n"), rows, limits=limits)
     assert (rows_out.status, rows_out.error_class) == (RunStatus.FAILED, "ResultRefused")
     assert rows_out.value is None
+
+
+def test_a_release_whose_worker_is_asked_to_stop_gives_up_its_wait(
+    rows: list[dict[str, Any]], limits: Limits
+) -> None:
+    stop = threading.Event()
+    clock = RecordingPace().watching(stop)
+    threading.Timer(0.2, stop.set).start()
+    program = compile_program("OUTPUT_BOUNDS = [0, 1]\nresult = 0.5\n")
+    with pytest.raises(ReleaseStopped):
+        release_private(program, rows, epsilon=1.0, partitions=2, limits=limits, pace=clock)
+    assert isinstance(clock, RecordingPace) and clock.started is not None
+    assert clock.now() - clock.started < schedule(limits, 2, 2).seconds  # not the timetable's end

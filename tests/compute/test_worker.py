@@ -15,7 +15,7 @@ from audit import Actor, ActorKind
 from core.config import Settings
 from core.db import create_control_engine, session_factory
 from sandbox.compute.models import ComputeJob, JobStatus
-from sandbox.compute.worker import log_isolation, start_process, stop_processes
+from sandbox.compute.worker import log_isolation, start_process, stop_processes, warn_if_crowded
 from sandbox.runtime import init_home, open_runtime
 from tests.compute.factories import OPTIONS, approved_program, compute_contract, firm, queued_job, write_tax
 from tests.factories import make_operator
@@ -96,3 +96,12 @@ def test_sandbox_worker_once_runs_what_is_queued_and_exits(settings: Settings) -
     assert "ran 1 job(s)" in result.stdout
     assert "network namespaces" in result.stderr
     assert _statuses(settings, job_ids) == ["succeeded"]
+
+
+def test_a_worker_with_more_children_than_twice_the_cores_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """Review: each run is held to half its slot as CPU time so a neighbour's spinning cannot make it
+    run out of wall time; that needs half a core per child."""
+    with caplog.at_level(logging.WARNING, logger="sandbox.worker"):
+        assert not warn_if_crowded(4, cores=2) and not caplog.records
+        assert warn_if_crowded(5, cores=2)
+    assert "5 children at once on 2 cores" in caplog.text and "at most 4" in caplog.text
