@@ -380,14 +380,18 @@ def _run_partitions(
 
 
 def _clamped_mean(outcomes: list[RunOutcome], bounds: dict[Path, Bounds]) -> dict[Path, float]:
-    """Per leaf: each partition's output clamped to its range (midpoint if missing), averaged."""
-    totals = dict.fromkeys(bounds, 0.0)
+    """Per leaf: each partition's output clamped to its range (midpoint if missing), averaged.
+
+    Each output divided by k first, then summed exactly (``math.fsum``): a running sum that
+    overflowed would let one partition move the average to inf, past the sensitivity the noise
+    assumes (OUTPUT_BOUNDS are held far below that anyway: ``shape.MAX_ABS_BOUND``)."""
+    totals: dict[Path, list[float]] = {path: [] for path in bounds}
     for outcome in outcomes:
         leaves = flatten(outcome.result) if outcome.succeeded and outcome.result is not None else {}
         for path, (low, high) in bounds.items():
             value = leaves.get(path)
-            totals[path] += (low + high) / 2 if value is None else min(max(value, low), high)
-    return {path: total / len(outcomes) for path, total in totals.items()}
+            totals[path].append((low + high) / 2 if value is None else min(max(value, low), high))
+    return {path: math.fsum(v / len(outcomes) for v in values) for path, values in totals.items()}
 
 
 def _noised(

@@ -19,6 +19,13 @@ MAX_LEAVES = 64
 MAX_KEY_LENGTH = 64
 # Integers beyond 2**53 are refused: a bignum is an unbounded channel for smuggling bytes out.
 MAX_ABS_INT = 2**53
+# The largest magnitude an OUTPUT_BOUNDS end may have. A private release averages k clamped
+# outputs and adds noise scaled to the range: ends near the float maximum made that sum overflow
+# to inf when ONE partition moved to its bound (inf + noise is inf, clamped to exactly ``hi``), and
+# a range wider than the float maximum gave infinite noise and NaN; either way whether a release
+# came out at its bound, as NaN or not at all said what one subject's rows held, at any ε (found
+# by a privacy sweep). 1e15 holds any money figure to the fen; k * 2e15 is far from overflow.
+MAX_ABS_BOUND = 1e15
 
 Number: TypeAlias = int | float
 ResultValue: TypeAlias = "int | float | bool | dict[str, ResultValue]"
@@ -137,6 +144,8 @@ def _parse_bounds_node(value: object, depth: int, leaves: list[int]) -> OutputBo
             raise ShapeError(ShapeProblem.BAD_BOUNDS)
         low, high = ends
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ShapeError(ShapeProblem.BAD_BOUNDS)
+        if max(abs(low), abs(high)) > MAX_ABS_BOUND:
             raise ShapeError(ShapeProblem.BAD_BOUNDS)
         leaves[0] += 1
         if leaves[0] > MAX_LEAVES:

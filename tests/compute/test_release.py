@@ -66,6 +66,16 @@ def test_one_partition_moves_the_average_by_at_most_the_sensitivity() -> None:
     assert _clamped_mean(failed, bounds)[()] == pytest.approx(base + (50.0 - 10.0) / 10)
 
 
+def test_one_partition_cannot_overflow_the_average() -> None:
+    """Summed before dividing, 99 outputs just under max/100 and one at the bound overflowed to
+    inf, and inf + noise is exactly the bound: one subject's bit at any ε (attacks/test_a1)."""
+    bounds = {(): (0.0, 1e308)}
+    quiet = [RunOutcome(status=RunStatus.SUCCEEDED, result=1.79e306) for _ in range(100)]
+    loud = [RunOutcome(status=RunStatus.SUCCEEDED, result=1e308), *quiet[1:]]
+    base, moved = _clamped_mean(quiet, bounds)[()], _clamped_mean(loud, bounds)[()]
+    assert math.isfinite(moved) and moved - base <= 1e308 / 100 * (1 + 1e-9)
+
+
 def test_private_release_is_refused_before_anything_runs_or_is_spent(rows: list[dict[str, Any]]) -> None:
     unbounded = compile_program("result = 1\n")
     with pytest.raises(ReleaseRefused) as refused:

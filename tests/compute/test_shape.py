@@ -74,3 +74,13 @@ def test_bounds_parse_flatten_and_round_trip() -> None:
     ):  # fmt: skip
         with pytest.raises(ShapeError):
             parse_bounds(bad)
+
+
+def test_bounds_near_the_float_maximum_are_refused() -> None:
+    """Ends near the float maximum let a private release's average overflow to inf when one
+    partition moves to its bound, and a range wider than it gives infinite noise (NaN): either
+    released one subject's bit at any ε (attacks/test_a1_compute_overflow.py)."""
+    assert parse_bounds([-1e15, 1e15]) == (-1e15, 1e15)
+    for bad in ([0, 1e308], [-1e308, 1e308], {"a": [0, 1.5e15]}, [-2e15, 0]):
+        with pytest.raises(ShapeError):
+            parse_bounds(bad)
