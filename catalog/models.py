@@ -208,12 +208,20 @@ class Parameter(_Strict):
     choices: list[str | int] | None = None
     max_length: int = PydField(default=64, ge=1, le=1024)
     many: bool = False  # a list of values, for the "in" operator
+    # A numeric parameter's values are whole multiples of ``step``: a threshold any client may
+    # move by a cent lets 36 yes/no answers spell out the value itself (a privacy sweep read a
+    # firm's exact capital so); with a step the answers narrow it to a band of that width.
+    step: float | None = PydField(default=None, gt=0)
 
     def problems(self) -> Problems:
         """Meaning checks of a parameter."""
         out: Problems = []
         if (self.min is not None or self.max is not None) and not self.type.numeric:
             out.append(("min", "min and max are only for numeric parameters"))
+        if self.step is not None and not self.type.numeric:
+            out.append(("step", "step is only for numeric parameters"))
+        if self.step is not None and self.type is FieldType.INTEGER and not float(self.step).is_integer():
+            out.append(("step", f"step {self.step} of an integer parameter is not a whole number"))
         if self.min is not None and self.max is not None and self.min > self.max:
             out.append(("min", f"min {self.min} is above max {self.max}"))
         return out

@@ -146,7 +146,8 @@ def step_aggregate(ctx: DemoContext) -> None:
         " district's mean can land at its lower bound, ¥0)"
     )
     ctx.echo(
-        f"     {answer['suppressed_groups']} district(s) suppressed (under {answer['min_cell_size']}); "
+        f"     {answer['suppressed_groups']} district(s) suppressed (under {answer['min_cell_size']}, or"
+        f" with a noisy count under {answer['min_cell_size'] + answer['noisy_count_margin']}); "
         f"ε spent {answer['epsilon_spent']}, left {answer['epsilon_remaining']}; "
         f"sealed, audit #{answer['audit_seq']}"
     )

@@ -154,6 +154,7 @@ def _release_new(
         "rows": noisy.rows,
         "suppressed_groups": noisy.suppressed_groups,
         "min_cell_size": checked.min_cell_size,
+        "noisy_count_margin": noisy.margin,
         "epsilon_spent": query.epsilon,
     }
     logged = canonical if len(str(canonical)) <= MAX_LOGGED_QUERY else None

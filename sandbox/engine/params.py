@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from catalog import FieldType, Parameter, Template
@@ -49,6 +50,8 @@ def _number(param: Parameter, value: object) -> tuple[Any, str | None]:
     high = math.inf if param.max is None else param.max
     if not low <= value <= high:
         return None, f"from {param.min} to {param.max}"
+    if param.step is not None and Decimal(repr(value)) % Decimal(repr(param.step)) != 0:
+        return None, f"a multiple of {param.step:g} (the policy's step for it)"
     if param.choices is not None and value not in param.choices:
         return None, f"one of {', '.join(map(str, param.choices))}"
     return value, None

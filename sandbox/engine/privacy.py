@@ -2,11 +2,21 @@
 
 * Groups come from the public key sets of the group-by fields, in key-set order, never from the
   data: a rare key is never revealed by its presence, and out-of-set values are never shown.
-* A group with fewer rows than the minimum cell size is suppressed, and so is one whose released
-  noisy count falls under it; ``suppressed_groups`` counts them (zero-row groups included).
-* ε is split evenly across the metrics; groups are disjoint, so each metric's share covers all of
-  them (parallel composition). Noise is drawn by diffprivlib's mechanisms with their default
-  cryptographically secure generator; no seed, bound or scale comes from the client.
+* A group with fewer rows than the minimum cell size is suppressed (the bureau's rule holds
+  exactly), and so is one whose noisy count is under the minimum plus a margin τ;
+  ``suppressed_groups`` counts them (zero-row groups included). Deciding on the exact count
+  alone was an oracle no noise covered: filters that leave exactly ``T - 1`` other firms in a
+  cell made "released or not" say, at any ε, whether the target matched the filter (a privacy
+  sweep read a firm's exact registered capital off 2,288 such queries). The noisy count is the
+  released ``count`` metric when the query has one, else a count noised with a share of its own
+  and not released. τ is chosen so that a cell at exactly ``T`` rows (the only place the exact
+  rule and the noisy one can disagree about one row) is released with probability at most
+  ``THRESHOLD_DELTA``: the answer is (ε, δ)-differentially private with that δ, the thresholding
+  of SmartNoise and of Google's DP libraries.
+* ε is split evenly across the metrics (and the threshold's count, when it is not one of them);
+  groups are disjoint, so each share covers all of them (parallel composition). Noise is drawn
+  by diffprivlib's mechanisms with their default cryptographically secure generator; no seed,
+  bound or scale comes from the client.
 
 Sensitivities, for one row added or removed, values clamped to the policy bounds ``[lo, hi]``:
 count 1 (geometric, so counts stay integers); sum ``max(|lo|, |hi|)``; mean from a noisy count
@@ -17,6 +27,7 @@ histogram and quantile from a noisy count per bin (one row moves one bin: 1).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,14 +36,26 @@ from diffprivlib.mechanisms import Geometric, Laplace
 from sandbox.engine.aggregate_sql import GroupKey, GroupTotals, bounds_of
 from sandbox.engine.spec import AggregateQuery, Metric, MetricOp
 
+# The probability that a cell released only because of its count's noise shows that it holds the
+# minimum cell size exactly: the δ of the answer's (ε, δ) guarantee, per query.
+THRESHOLD_DELTA = 1e-6
+
 
 @dataclass(frozen=True)
 class NoisyAnswer:
-    """Released rows (group keys and noisy metrics) and how many groups were suppressed."""
+    """Released rows (group keys and noisy metrics), how many groups were suppressed, and the
+    margin over the minimum cell size a group's noisy count had to reach."""
 
     rows: list[dict[str, Any]]
     suppressed_groups: int
     groups: int
+    margin: int = 0
+
+
+def threshold_margin(epsilon: float) -> int:
+    """τ for a count noised at ``epsilon``: the two-sided geometric noise reaches τ with
+    probability ``e^(-ε τ) / (1 + e^(-ε))``, under ``THRESHOLD_DELTA``."""
+    return math.ceil(math.log(1 / THRESHOLD_DELTA) / epsilon)
 
 
 def _count(value: int, epsilon: float) -> int:
@@ -108,8 +131,11 @@ def group_keys(query: AggregateQuery) -> list[GroupKey]:
 def noisy_answer(
     query: AggregateQuery, totals: dict[GroupKey, GroupTotals], min_cell_size: int
 ) -> NoisyAnswer:
-    """The released rows: small cells suppressed, every metric noised with its share of ε."""
-    share = query.epsilon / len(query.metrics)
+    """The released rows: small cells suppressed, on the exact count and on a noisy one with its
+    margin (see the module docstring), every metric noised with its share of ε."""
+    counting = next((m for m in query.metrics if m.op is MetricOp.COUNT), None)
+    share = query.epsilon / (len(query.metrics) + (0 if counting is not None else 1))
+    margin = threshold_margin(share)
     keys = group_keys(query)
     rows: list[dict[str, Any]] = []
     for key in keys:
@@ -119,7 +145,8 @@ def noisy_answer(
         row: dict[str, Any] = dict(zip(query.group_by, key, strict=True))
         for metric in query.metrics:
             row[metric.name] = _metric(query, metric, found, share)
-        if isinstance(row.get("count"), int) and row["count"] < min_cell_size:
-            continue  # a released count never shows a cell under the minimum
+        noisy_count = row[counting.name] if counting is not None else _count(found.count, share)
+        if noisy_count < min_cell_size + margin:
+            continue  # a released count never shows a cell under the minimum either
         rows.append(row)
-    return NoisyAnswer(rows=rows, suppressed_groups=len(keys) - len(rows), groups=len(keys))
+    return NoisyAnswer(rows=rows, suppressed_groups=len(keys) - len(rows), groups=len(keys), margin=margin)

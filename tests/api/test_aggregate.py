@@ -27,12 +27,16 @@ SCOPE = {
 TARGET_CAPITAL = 7_654_321.0
 TARGET_DAY = date(2011, 3, 14)
 OUTLIER = 1e15  # far above the policy bound of 1e9
+LIXIA_FIRMS = 150
 
 
 @pytest.fixture
 def data(runtime: Runtime) -> None:
-    """历下区: 40 firms of 1,000,000 capital, one of them an outlier, one the target; 市中区: 3 firms."""
-    firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), district="历下区") for i in range(40)]
+    """历下区: 150 firms of 1,000,000 capital, one of them an outlier, one the target; 市中区: 3 firms.
+
+    150, so that 历下区's cell is released at the ε these tests ask (its noisy count must pass the
+    minimum cell size plus a margin that grows as the count's share of ε shrinks)."""
+    firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), district="历下区") for i in range(LIXIA_FIRMS)]
     firms[0]["registered_capital"] = OUTLIER
     firms[1].update(registered_capital=TARGET_CAPITAL, established_date=TARGET_DAY)
     firms += [rows.enterprise(uscc(f"91370103MA3C{i:06d}"), district="市中区") for i in range(3)]
@@ -87,9 +91,9 @@ def test_small_cells_are_suppressed_and_keys_come_from_the_key_set(
 def test_a_contracts_higher_minimum_cell_size_applies(
     runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:
-    contract = _contract(runtime, operator, min_cell_size=41)
+    contract = _contract(runtime, operator, min_cell_size=LIXIA_FIRMS + 1)
     body = _ask(client, operator, contract, group_by=["district"]).get_json()
-    assert body["rows"] == [] and body["suppressed_groups"] == 12 and body["min_cell_size"] == 41
+    assert body["rows"] == [] and body["suppressed_groups"] == 12 and body["min_cell_size"] == LIXIA_FIRMS + 1
 
 
 @pytest.mark.usefixtures("data")
@@ -118,7 +122,9 @@ def test_differencing_two_overlapping_queries_gives_no_exact_value(
     difference = everyone["rows"][0]["sum_registered_capital"] - without["rows"][0]["sum_registered_capital"]
     assert difference != TARGET_CAPITAL
     assert abs(difference - TARGET_CAPITAL) > 1.0  # not even close to the cent: noise of scale 1e9
-    assert everyone["rows"][0]["sum_registered_capital"] != 39 * 1_000_000 - 1_000_000 + TARGET_CAPITAL + 1e9
+    assert (
+        everyone["rows"][0]["sum_registered_capital"] != (LIXIA_FIRMS - 2) * 1_000_000 + TARGET_CAPITAL + 1e9
+    )
 
 
 @pytest.mark.usefixtures("data")
@@ -337,7 +343,9 @@ def test_the_example_of_api_md_is_answered_as_it_shows(
 ) -> None:
     """The aggregate of ../shared/API.md, as a client would copy it (its authorization id filled
     in): its fields are the shipped catalog's, and the answer has the columns it shows."""
-    taxes = [rows.tax(uscc(f"91370102MA3C{i:06d}"), 2024, 50_000.0 + i) for i in range(30)]
+    # 200 firms: at ε 0.5 over three metrics, a count's share is 1/6 and the cell must pass the
+    # minimum plus a margin of 83 (sandbox.engine.privacy) to be released.
+    taxes = [rows.tax(uscc(f"91370102MA3C{i:06d}"), 2024, 50_000.0 + i) for i in range(200)]
     rows.write(runtime.stores, runtime.catalog, {"enterprise_tax": taxes})  # 历下区, 制造业
     with transaction(runtime.sessions) as session:
         contract = make_contract(

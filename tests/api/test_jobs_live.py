@@ -145,7 +145,9 @@ def _seed(settings: Settings) -> str:
     init_home(settings, actor=SYSTEM)
     runtime = open_runtime(settings, read_only_data=False)
     try:
-        firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), district="历下区") for i in range(40)]
+        # Enough firms in 历下区 that its cell is released at ε 0.5 (its noisy count must pass the
+        # minimum cell size plus a margin: sandbox.engine.privacy).
+        firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}"), district="历下区") for i in range(150)]
         firms[0]["registered_capital"] = 1e15  # an outlier far above the policy bound of 1e9
         firms[1].update(registered_capital=TARGET_CAPITAL, established_date=TARGET_DAY)
         firms += [rows.enterprise(uscc(f"91370103MA3C{i:06d}"), district="市中区") for i in range(3)]

@@ -36,6 +36,7 @@ OPERATIONS = [
     "verify:no_dishonest_record",
 ]
 TAX_2024 = {"threshold": 500_000, "year": 2024}
+STEP_PROBLEM = "a multiple of 10000 (the policy's step for it)"
 
 
 @pytest.fixture
@@ -152,10 +153,34 @@ def test_verify_false_below_threshold_and_in_a_year_without_enough_tax(
 ) -> None:
     contract = _contract(runtime, operator)
     _consent(runtime, operator)
-    high = _verify(client, operator, contract, params={"threshold": 612_345.68, "year": 2024})
-    exact = _verify(client, operator, contract, params={"threshold": 612_345.67, "year": 2024})
+    high = _verify(client, operator, contract, params={"threshold": 620_000, "year": 2024})
+    below = _verify(client, operator, contract, params={"threshold": 610_000, "year": 2024})
     other_year = _verify(client, operator, contract, params={"threshold": 500_000, "year": 2023})
-    assert [r.get_json()["result"] for r in (high, exact, other_year)] == [False, True, False]
+    assert [r.get_json()["result"] for r in (high, below, other_year)] == [False, True, False]
+
+
+@pytest.mark.usefixtures("data")
+def test_a_threshold_moves_only_by_the_policys_step(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """Found by a privacy sweep: a threshold any client could move by a cent let 36 yes/no answers
+    spell out a firm's exact figure. Off the step it is refused, and the answers narrow the value to
+    a band of the step's width (¥10,000 of tax here), never to the value."""
+    contract = _contract(runtime, operator)
+    _consent(runtime, operator)
+    for threshold in (612_345.67, 612_345.68, 615_000, 0, 0.5):
+        refused = _verify(client, operator, contract, params={"threshold": threshold, "year": 2024})
+        assert refused.status_code == 422, threshold
+        (detail,) = refused.get_json()["error"]["details"]
+        # Under one step is out of range: "at least 0" is true of any firm with a row that year.
+        wanted = STEP_PROBLEM if threshold >= 10_000 else "from 10000.0 to 10000000000.0"
+        assert detail == {"field": "params.threshold", "message": wanted}
+    assert _calls_today(client, operator, contract) == 0  # refused before a call is spent
+    answers = [
+        _verify(client, operator, contract, params={"threshold": threshold, "year": 2024})
+        for threshold in (600_000, 610_000, 620_000, 6.1e5)
+    ]
+    assert [r.get_json()["result"] for r in answers] == [True, True, False, True]  # 6.1e5 is 610,000
 
 
 @pytest.mark.usefixtures("data")

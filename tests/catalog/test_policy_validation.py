@@ -168,6 +168,27 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         "rise",
     ),
     (
+        "a step on a string parameter",
+        "templates.yaml",
+        lambda d: d["templates"][7]["parameters"][0].update(step=5),  # household_in_district
+        "step",
+        "only for numeric",
+    ),
+    (
+        "a step of an integer parameter that is not whole",
+        "templates.yaml",
+        lambda d: d["templates"][1]["parameters"][0].update(step=2.5),
+        "step",
+        "not a whole number",
+    ),
+    (
+        "a step that is not positive",
+        "templates.yaml",
+        lambda d: d["templates"][0]["parameters"][0].update(step=0),
+        "step",
+        "greater than 0",
+    ),
+    (
         "per-query epsilon above total",
         "disclosure.yaml",
         lambda d: d.update(epsilon_per_query_max=99),

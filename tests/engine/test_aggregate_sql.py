@@ -10,7 +10,7 @@ from catalog import Catalog
 from sandbox.data.stores import DataStores, ensure_tables
 from sandbox.engine.aggregate_sql import run_aggregate_sql
 from sandbox.engine.errors import JobInvalid, OutOfScope
-from sandbox.engine.privacy import _quantile, group_keys, noisy_answer
+from sandbox.engine.privacy import THRESHOLD_DELTA, _quantile, group_keys, noisy_answer, threshold_margin
 from sandbox.engine.spec import AggregateQuery, parse_query
 from tests.engine import rows
 from tests.factories import uscc
@@ -137,3 +137,44 @@ def test_quantile_reads_the_histogram() -> None:
     assert _quantile([10, 10, 10, 10], edges, 0.5) == 20.0
     assert _quantile([0, 0, 0, 0], edges, 0.5) == 20.0  # nothing released: the midpoint
     assert _quantile([0, 4, 0, 0], edges, 0.25) == 12.5
+
+
+@pytest.mark.parametrize("epsilon", [1e-3, 0.05, 1 / 6, 0.5, 1.0, 5.0])
+def test_the_margin_keeps_a_cell_at_the_minimum_from_showing_beyond_delta(epsilon: float) -> None:
+    """Two-sided geometric noise at ε reaches τ with probability e^(-ε τ) / (1 + e^(-ε))."""
+    margin = threshold_margin(epsilon)
+    assert math.exp(-epsilon * margin) / (1 + math.exp(-epsilon)) <= THRESHOLD_DELTA
+    assert math.exp(-epsilon * (margin - 1)) / (1 + math.exp(-epsilon)) > THRESHOLD_DELTA / 10
+
+
+@pytest.mark.parametrize("with_count", [True, False], ids=["count_asked", "count_of_its_own"])
+def test_whether_a_cell_is_released_is_not_decided_on_its_exact_count_alone(
+    catalog: Catalog, with_count: bool
+) -> None:
+    """Found by a privacy sweep: a cell was released exactly when it held the minimum, so filters
+    leaving T - 1 other firms in it said at any ε whether the target matched (a firm's exact
+    capital in 2,288 queries). Now a cell at T rows is released with probability δ, and one well
+    past T plus the margin is; the released rows are the same kind either way."""
+    from sandbox.engine.aggregate_sql import GroupTotals
+
+    field = "registered_capital"
+    metrics: list[dict[str, object]] = [{"op": "sum", "field": field}]
+    if with_count:
+        metrics.append({"op": "count"})
+    query = _query(catalog, {"metrics": metrics, "group_by": ["district"]}, epsilon=1.0)
+    share = 1.0 / 2
+    margin = threshold_margin(share)
+
+    def ask(count: int) -> list[str]:
+        totals = {("历下区",): GroupTotals(count=count, sums={f"sum_{field}": count * 1e6}, bins={})}
+        answer = noisy_answer(query, totals, min_cell_size=10)
+        assert answer.margin == margin and answer.groups == 12
+        return [row["district"] for row in answer.rows]
+
+    assert all(ask(10) == [] for _ in range(100))  # at the minimum: released with probability ≤ δ
+    assert all(ask(9) == [] for _ in range(20))  # under it: never
+    assert all(ask(10 + margin + 60) == ["历下区"] for _ in range(300))  # 60 counts' noise (scale 2) away
+    released = noisy_answer(
+        query, {("历下区",): GroupTotals(count=500, sums={f"sum_{field}": 5e8}, bins={})}, min_cell_size=10
+    ).rows
+    assert set(released[0]) == {"district", f"sum_{field}", *(["count"] if with_count else [])}
