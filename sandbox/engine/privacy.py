@@ -128,6 +128,17 @@ def group_keys(query: AggregateQuery) -> list[GroupKey]:
     return list(itertools.product(*sets))
 
 
+def _empty(query: AggregateQuery) -> GroupTotals:
+    """The totals of a group with no row: noised like any other, never released."""
+    sums = {m.name: 0.0 for m in query.metrics if m.op in (MetricOp.SUM, MetricOp.MEAN)}
+    bins = {
+        m.name: [0] * m.histogram_bins
+        for m in query.metrics
+        if m.op in (MetricOp.HISTOGRAM, MetricOp.QUANTILE)
+    }
+    return GroupTotals(count=0, sums=sums, bins=bins)
+
+
 def noisy_answer(
     query: AggregateQuery, totals: dict[GroupKey, GroupTotals], min_cell_size: int
 ) -> NoisyAnswer:
@@ -137,16 +148,18 @@ def noisy_answer(
     share = query.epsilon / (len(query.metrics) + (0 if counting is not None else 1))
     margin = threshold_margin(share)
     keys = group_keys(query)
+    empty = _empty(query)
     rows: list[dict[str, Any]] = []
     for key in keys:
-        found = totals.get(key)
-        if found is None or found.count < min_cell_size:
-            continue
+        # Every group is noised, whatever its exact count: skipping the draws for a cell under the
+        # minimum (or with no row) made the answer's time say which cells held T rows, the very
+        # oracle the noisy threshold closes (one group's draws take milliseconds).
+        found = totals.get(key, empty)
         row: dict[str, Any] = dict(zip(query.group_by, key, strict=True))
         for metric in query.metrics:
             row[metric.name] = _metric(query, metric, found, share)
         noisy_count = row[counting.name] if counting is not None else _count(found.count, share)
-        if noisy_count < min_cell_size + margin:
+        if found.count < min_cell_size or noisy_count < min_cell_size + margin:
             continue  # a released count never shows a cell under the minimum either
         rows.append(row)
     return NoisyAnswer(rows=rows, suppressed_groups=len(keys) - len(rows), groups=len(keys), margin=margin)

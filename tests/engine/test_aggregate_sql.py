@@ -178,3 +178,49 @@ def test_whether_a_cell_is_released_is_not_decided_on_its_exact_count_alone(
         query, {("历下区",): GroupTotals(count=500, sums={f"sum_{field}": 5e8}, bins={})}, min_cell_size=10
     ).rows
     assert set(released[0]) == {"district", f"sum_{field}", *(["count"] if with_count else [])}
+
+
+@pytest.mark.parametrize("with_count", [True, False], ids=["count_asked", "count_of_its_own"])
+def test_every_group_draws_the_same_noise_whatever_its_exact_count(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch, with_count: bool
+) -> None:
+    """From review: a cell under the minimum (or with no row) had skipped its noise draws, so the
+    answer's time (milliseconds for a query of histograms) said whether a cell held T - 1 rows or
+    T, the oracle the noisy threshold closes. Every group now draws the same noise."""
+    from sandbox.engine import privacy
+    from sandbox.engine.aggregate_sql import GroupTotals
+
+    draws = [0]
+
+    class Counted:
+        def __init__(self, real: type) -> None:
+            self.real = real
+
+        def __call__(self, **kwargs: object) -> object:
+            draws[0] += 1
+            return self.real(**kwargs)
+
+    monkeypatch.setattr(privacy, "Geometric", Counted(privacy.Geometric))
+    monkeypatch.setattr(privacy, "Laplace", Counted(privacy.Laplace))
+    field = "registered_capital"
+    metrics: list[dict[str, object]] = [
+        {"op": "sum", "field": field},
+        {"op": "mean", "field": field},
+        {"op": "histogram", "field": field, "bins": 8},
+        {"op": "quantile", "field": field, "q": 0.5},
+    ]
+    if with_count:
+        metrics.append({"op": "count"})
+    query = _query(catalog, {"metrics": metrics, "group_by": ["district"]}, epsilon=1.0)
+
+    def drawn(totals: dict[tuple[object, ...], GroupTotals]) -> int:
+        draws[0] = 0
+        noisy_answer(query, totals, min_cell_size=10)
+        return draws[0]
+
+    def cell(count: int) -> dict[tuple[object, ...], GroupTotals]:
+        bins = {m.name: [count] + [0] * (m.histogram_bins - 1) for m in query.metrics if m.histogram_bins}
+        sums = {m.name: count * 1e6 for m in query.metrics if m.op.value in ("sum", "mean")}
+        return {("历下区",): GroupTotals(count=count, sums=sums, bins=bins)}
+
+    assert drawn({}) == drawn(cell(9)) == drawn(cell(10)) == drawn(cell(5000)) > 0
