@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from catalog import FieldType, Parameter, Template
@@ -50,11 +50,23 @@ def _number(param: Parameter, value: object) -> tuple[Any, str | None]:
     high = math.inf if param.max is None else param.max
     if not low <= value <= high:
         return None, f"from {param.min} to {param.max}"
-    if param.step is not None and Decimal(repr(value)) % Decimal(repr(param.step)) != 0:
-        return None, f"a multiple of {param.step:g} (the policy's step for it)"
+    if param.step is not None and _off_step(value, param.step):
+        return None, f"a multiple of {_plain(param.step)} (the policy's step for it)"
     if param.choices is not None and value not in param.choices:
         return None, f"one of {', '.join(map(str, param.choices))}"
     return value, None
+
+
+def _off_step(value: int | float, step: float) -> bool:
+    """Whether ``value`` is not a whole multiple of ``step``, both read as written (``repr``:
+    0.3 is a multiple of 0.1), exactly at any magnitude (a ``Decimal`` remainder had raised
+    ``DivisionImpossible``, a 500, past 28 digits of quotient)."""
+    return Fraction(repr(value)) % Fraction(repr(step)) != 0
+
+
+def _plain(step: float) -> str:
+    """The step as a client would write it: 1000000, not ``1e+06``; 1234567, not ``1.23457e+06``."""
+    return str(int(step)) if float(step).is_integer() else repr(step)
 
 
 def _value(param: Parameter, value: object) -> tuple[Any, list[str]]:
