@@ -235,7 +235,7 @@ def test_one_changed_byte_anywhere_exits_1(
 def test_the_seal_of_another_answer_does_not_match_the_proof_exit_1(
     evidence: Evidence, runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:
-    other = _verify(runtime, client, operator, 100)
+    other = _verify(runtime, client, operator, 100_000)
     assert other["audit_seq"] != evidence.answer["audit_seq"]
     code, output = _run(evidence.args(seal=other))
     assert code == 1, output
@@ -261,7 +261,7 @@ def test_another_key_set_does_not_vouch_for_the_checkpoint_exit_1(evidence: Evid
 def test_a_proof_for_another_size_than_the_checkpoint_exits_2_saying_which(
     evidence: Evidence, client: FlaskClient, operator: Party, auditor: Party, runtime: Runtime
 ) -> None:
-    _verify(runtime, client, operator, 1)
+    _verify(runtime, client, operator, 10_000)
     assert client.post("/v1/audit/checkpoints", headers=auditor.headers).status_code == 201
     later = _fetch(client, "/v1/audit/checkpoint", operator)
     assert later["tree_size"] > evidence.checkpoint["tree_size"]
