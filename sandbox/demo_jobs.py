@@ -147,7 +147,7 @@ def step_aggregate(ctx: DemoContext) -> None:
     )
     ctx.echo(
         f"     {answer['suppressed_groups']} district(s) suppressed (under {answer['min_cell_size']}, or"
-        f" with a noisy count under {answer['min_cell_size'] + answer['noisy_count_margin']}); "
+        f" with a noisy count under {answer['min_cell_size'] + answer.get('noisy_count_margin', 0)}); "
         f"ε spent {answer['epsilon_spent']}, left {answer['epsilon_remaining']}; "
         f"sealed, audit #{answer['audit_seq']}"
     )
