@@ -326,6 +326,10 @@ class Template(_Strict):
                 out.append((f"{path}.param", f"names parameter {operand.param!r}, which is not declared"))
         if self.test is not None and self.test.op is CompareOp.IN:
             out.append(("test.op", "a test compares one value; 'in' is for conditions"))
+        threshold = self.parameter(self.test.param) if self.test is not None and self.test.param else None
+        if threshold is not None and threshold.type.numeric and threshold.step is None:
+            # Review: without a step a client moves the threshold by a cent and spells the value out.
+            out.append(("test.param", f"the threshold {threshold.name} needs a step in its parameter"))
         return out
 
     def _shape_problems(self) -> Problems:

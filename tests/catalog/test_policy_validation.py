@@ -189,6 +189,13 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         "greater than 0",
     ),
     (
+        "a threshold without a step: answers at ever finer thresholds would spell the value out",
+        "templates.yaml",
+        lambda d: d["templates"][0]["parameters"][0].pop("step"),
+        "templates[0].test.param",
+        "needs a step",
+    ),
+    (
         "per-query epsilon above total",
         "disclosure.yaml",
         lambda d: d.update(epsilon_per_query_max=99),
