@@ -27,7 +27,8 @@ def _finite(_ctx: click.Context, _param: click.Parameter, value: float) -> float
 
 
 def job_seconds_option(command: Any) -> Any:
-    """``--job-seconds``: what a private release's runs share, and how long one takes."""
+    """``--job-seconds``: what a private release's runs share, and so how long one takes
+    (:func:`sandbox.compute.release.schedule`)."""
     return click.option(
         "--job-seconds",
         type=click.FloatRange(6, 3600),
@@ -35,8 +36,9 @@ def job_seconds_option(command: Any) -> Any:
         show_default=True,
         callback=_finite,
         help=(
-            "What a private release's runs share: it takes that long whatever its program does"
-            " (or 3 s a round of partitions, when that is longer)."
+            "How long a private release takes, whatever its program does: its rounds of partitions"
+            " share it, each round 3-21 s (a run's least and its own limit), so very many rounds"
+            " take longer and very few take less."
         ),
     )(command)
 

@@ -111,7 +111,8 @@ def serve(
     job_seconds: float = Limits().job_wall_seconds,
 ) -> None:
     """Run until stopped (SIGTERM/SIGINT for a graceful stop), with ``compute_workers`` beside it
-    (a private release of theirs takes ``job_seconds``)."""
+    (a private release of theirs keeps a timetable of ``job_seconds``: see
+    :func:`sandbox.compute.release.schedule`)."""
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers,

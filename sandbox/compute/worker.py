@@ -110,7 +110,7 @@ def run(
     runtime = open_runtime(settings)
     name = worker_name()
     log.info(
-        "compute worker %s started (children at once: %s; a private release takes %.0f s or more)",
+        "compute worker %s started (children at once: %s; a private release's rounds share %.0f s)",
         name,
         options.concurrency,
         options.limits.job_wall_seconds,
