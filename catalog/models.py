@@ -20,6 +20,8 @@ Scalar = str | int | float | bool | date
 
 Problems = list[tuple[str, str]]
 
+MAX_ROWS_PER_SUBJECT = 10_000
+
 
 class FieldType(StrEnum):
     """The value type of a field (the API's catalog vocabulary)."""
@@ -155,6 +157,12 @@ class Dataset(_Strict):
     key: Identifier
     fields: list[Field]
     min_cell_size: int | None = PydField(default=None, ge=1)
+    # The most rows one subject may have (a firm's tax years, a person's properties): checked when
+    # data is loaded, and what an aggregate's noise is scaled by, so that its guarantee covers a
+    # subject and not one of its rows. ``row_key`` names the fields that, with the key, tell one
+    # subject's rows apart (a tax year): filters that pin them to fewer values need less noise.
+    max_rows_per_subject: int = PydField(default=1, ge=1, le=MAX_ROWS_PER_SUBJECT)
+    row_key: list[Identifier] = PydField(default_factory=list)
 
     @property
     def table_name(self) -> str:
@@ -194,6 +202,27 @@ class Dataset(_Strict):
             out.append(("key", f"the key names field {self.key!r}, which the dataset does not have"))
         elif Use.KEY not in self.key_field.uses:
             out.append(("key", f"the key field {self.key!r} must have use 'key'"))
+        out.extend(self._row_key_problems(seen))
+        return out
+
+    def _row_key_problems(self, names: set[str]) -> Problems:
+        out: Problems = []
+        if self.row_key and self.max_rows_per_subject == 1:
+            out.append(("row_key", "a row key is for a dataset with more than one row per subject"))
+        if len(set(self.row_key)) != len(self.row_key):
+            out.append(("row_key", "a field is listed twice"))
+        for index, name in enumerate(self.row_key):
+            if name not in names:
+                out.append((f"row_key[{index}]", f"the dataset has no field {name!r}"))
+            elif name == self.key:
+                out.append((f"row_key[{index}]", "a row key tells one subject's rows apart; not the key"))
+            elif not self.field(name).allows(Use.FILTER):
+                out.append((f"row_key[{index}]", f"field {name!r} must have use 'filter'"))
+            elif self.field(name).type is FieldType.NUMBER:
+                # A row key's values are counted off the filters (one for ``eq``, a list's length,
+                # a whole range's width): a real number has no such count.
+                message = f"field {name!r} is a number; a row key needs countable values"
+                out.append((f"row_key[{index}]", message))
         return out
 
 

@@ -68,6 +68,8 @@ def _datasets(catalog: Catalog) -> list[dict[str, Any]]:
                 "description": dataset.description,
                 "key": dataset.key,
                 "min_cell_size": catalog.min_cell_size(dataset.name),
+                "max_rows_per_subject": dataset.max_rows_per_subject,
+                "row_key": list(dataset.row_key),
                 "fields": fields,
             }
         )

@@ -11,6 +11,10 @@ check characters right (a credit code, GB 32100; a resident ID number, GB 11643)
 refuse the file: a few real credit codes issued before 2016 do not conform, and the bureau may
 accept them (``sandbox codes accept``). But a verification about any other such key is refused as
 mistyped, so the load says how many there are, and which.
+
+The rows written are checked once more before they replace the old: no subject may have more rows
+than the policy's ``max_rows_per_subject``, nor two rows with the same ``row_key`` (a firm's two
+rows for one tax year). An aggregate's noise is scaled by that bound, so it must hold in the data.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ import pyarrow.parquet as pq
 from catalog import Catalog, Classification, Dataset, Field, FieldFormat, FieldType
 from core.errors import Invalid
 from sandbox.data.codes import valid_mask
-from sandbox.data.stores import ARROW_TYPES, DataStores, LoadStopped, StagedLoad, arrow_schema
+from sandbox.data.stores import (
+    ARROW_TYPES,
+    DataStores,
+    LoadStopped,
+    StagedLoad,
+    TooManyRowsPerSubject,
+    arrow_schema,
+)
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _INT64 = (-(2**63), 2**63 - 1)
@@ -186,13 +197,18 @@ def load_file(
             raise LoadStopped("the load was stopped before it finished; the data is unchanged")
     if problems:
         raise problems.refusal(path)
-    with StagedLoad(stores, [dataset], stop=stop) as staged:
-        for batch in read(path, dataset, problems, batch_size):
-            staged.write(dataset.name, batch)
-        if problems or _sha256(path) != digest:
-            problems.add(None, None, "the file changed while it was being loaded")
-            raise problems.refusal(path)
-        rows = staged.rows[dataset.name]
+    try:
+        with StagedLoad(stores, [dataset], stop=stop) as staged:
+            for batch in read(path, dataset, problems, batch_size):
+                staged.write(dataset.name, batch)
+            if problems or _sha256(path) != digest:
+                problems.add(None, None, "the file changed while it was being loaded")
+                raise problems.refusal(path)
+            rows = staged.rows[dataset.name]
+    except TooManyRowsPerSubject as error:  # checked on the written rows, before they replace the old
+        for finding in error.findings:
+            problems.add(None, dataset.key, finding)
+        raise problems.refusal(path) from None
     return LoadResult(
         dataset=dataset.name,
         rows=rows,

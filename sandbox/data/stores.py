@@ -66,7 +66,7 @@ from sqlalchemy.types import TypeEngine
 
 from catalog import Catalog, Dataset, FieldType
 from core.db import usable_url, with_driver
-from core.errors import Conflict, SandboxError
+from core.errors import Conflict, Invalid, SandboxError
 
 _log = logging.getLogger(__name__)
 
@@ -371,6 +371,56 @@ class LoadStopped(SandboxError):
     status = 503
 
 
+MAX_LISTED_SUBJECTS = 10  # subjects over their dataset's row bound that a refusal names
+
+
+class TooManyRowsPerSubject(Invalid):
+    """A dataset's new rows break its policy's bound on rows per subject, or give one subject two
+    rows with the same row key; nothing changed. ``findings`` holds each subject's problem, the
+    first :data:`MAX_LISTED_SUBJECTS` of each kind."""
+
+    code = "rows_per_subject"
+
+    def __init__(self, dataset: Dataset, findings: list[str]) -> None:
+        self.findings = findings
+        super().__init__(
+            f"{dataset.name} holds more rows for a subject than its policy allows "
+            f"(max_rows_per_subject {dataset.max_rows_per_subject}"
+            + (f", one per {', '.join(dataset.row_key)})" if dataset.row_key else ")"),
+            details=[{"field": dataset.key, "message": finding} for finding in findings],
+        )
+
+
+def subject_row_findings(conn: Connection, dataset: Dataset, table: Table) -> list[str]:
+    """Each subject of ``table`` with more rows than ``dataset`` allows, or with two rows the row
+    key does not tell apart: the bound an aggregate's noise is scaled by must hold in the data."""
+    key = table.c[dataset.key]
+    limit = dataset.max_rows_per_subject
+    found: list[str] = []
+    rows = func.count().label("rows")
+    over = (
+        select(key, rows).group_by(key).having(func.count() > limit)
+        .order_by(rows.desc(), key).limit(MAX_LISTED_SUBJECTS + 1)
+    )  # fmt: skip
+    listed = conn.execute(over).all()
+    found += [f"{subject}: {n} rows, over the {limit} allowed" for subject, n in listed[:MAX_LISTED_SUBJECTS]]
+    if len(listed) > MAX_LISTED_SUBJECTS:
+        found.append(f"... and more subjects with over {limit} rows")
+    if dataset.row_key:
+        parts = [table.c[name] for name in dataset.row_key]
+        twice = (
+            select(key, *parts, func.count()).group_by(key, *parts).having(func.count() > 1)
+            .order_by(key, *parts).limit(MAX_LISTED_SUBJECTS + 1)
+        )  # fmt: skip
+        repeated = conn.execute(twice).all()
+        for subject, *values, n in repeated[:MAX_LISTED_SUBJECTS]:
+            at = ", ".join(f"{name} {value}" for name, value in zip(dataset.row_key, values, strict=True))
+            found.append(f"{subject}: {n} rows for {at}, where one is allowed")
+        if len(repeated) > MAX_LISTED_SUBJECTS:
+            found.append(f"... and more subjects with two rows for one {', '.join(dataset.row_key)}")
+    return found
+
+
 # What StagedLoad names its tables: f"{live}__load_{token}" while staged, f"{live}__prev_{token}"
 # between the swap and the drop of the old rows.
 _LEFTOVER = re.compile(r"^.+__(?:load|prev)_[0-9a-f]{8}$")
@@ -512,6 +562,8 @@ class StagedLoad:
             failure = self._drain()
             if exc_type is None and failure is None and self.stop is not None and self.stop.is_set():
                 failure = LoadStopped("the load was stopped before it finished; the data is unchanged")
+            if exc_type is None and failure is None:
+                failure = self._subject_rows()
             if exc_type is not None or failure is not None:
                 self._drop_staging()
                 if failure is not None and exc_type is None:
@@ -529,6 +581,17 @@ class StagedLoad:
             failure = failure or error
         self._pending.clear()
         return failure
+
+    def _subject_rows(self) -> TooManyRowsPerSubject | None:
+        """The first staged dataset whose rows break its bound on rows per subject, checked on
+        the scan store (the rows are the same in every store, and it groups fastest)."""
+        conn = self._conns[id(self.stores.scan)]
+        for staged in self._staging.values():
+            with conn.begin():
+                findings = subject_row_findings(conn, staged.dataset, staged.tables[id(self.stores.scan)])
+            if findings:
+                return TooManyRowsPerSubject(staged.dataset, findings)
+        return None
 
     def _close(self) -> None:
         for writer in self._writers.values():

@@ -155,6 +155,7 @@ def _release_new(
         "suppressed_groups": noisy.suppressed_groups,
         "min_cell_size": checked.min_cell_size,
         "noisy_count_margin": noisy.margin,
+        "rows_per_subject": query.rows_per_subject,
         "epsilon_spent": query.epsilon,
     }
     logged = canonical if len(str(canonical)) <= MAX_LOGGED_QUERY else None

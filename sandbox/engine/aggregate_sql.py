@@ -8,7 +8,10 @@
     FROM <table> WHERE <filters, every value bound> GROUP BY <group fields>
 
 Values are clamped to the policy's bounds in SQL, so an outlier weighs no more than the bound the
-noise is calibrated to. Only one row per group comes back: no row of the table reaches Python.
+noise is calibrated to. Where a subject may have more than one row in the query
+(:attr:`~sandbox.engine.spec.AggregateQuery.rows_per_subject`), each group also counts its distinct
+subjects, ``count(DISTINCT <key>) AS subjects``: the minimum cell size is a number of subjects.
+Only one row per group comes back: no row of the table reaches Python.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    distinct,
     func,
     literal,
     select,
@@ -55,6 +59,12 @@ class GroupTotals:
     count: int
     sums: dict[str, float]  # metric name -> clamped sum
     bins: dict[str, list[int]]  # metric name -> rows per histogram bin
+    subjects: int | None = None  # distinct subjects among the rows; None: one row each (the count)
+
+    @property
+    def subject_count(self) -> int:
+        """Distinct subjects among the group's rows."""
+        return self.count if self.subjects is None else self.subjects
 
 
 def bounds_of(query: AggregateQuery, field: str) -> tuple[float, float]:
@@ -122,6 +132,8 @@ def _inner(query: AggregateQuery, plan: _Plan) -> Any:
             last = literal(count - 1, Integer())
             columns.append(case((raw > last, last), else_=raw).label(name))
             plan.bins[(metric.field, count)] = name
+    if query.rows_per_subject > 1:
+        columns.append(table.c[query.dataset.key].label("subject"))
     if not columns:  # count alone, no group: the subquery still needs a column
         columns.append(literal(1, Integer()).label("one"))
     inner = select(*columns).select_from(table)
@@ -137,6 +149,8 @@ def plan_aggregate(query: AggregateQuery) -> _Plan:
     rows = _inner(query, plan)
     groups = [rows.c[name] for name in query.group_by]
     columns: list[Any] = [*groups, func.count().label("n")]
+    if query.rows_per_subject > 1:
+        columns.append(func.count(distinct(rows.c.subject)).label("subjects"))
     columns.extend(func.sum(rows.c[name]).label(f"s_{name}") for name in plan.sums.values())
     for (_, count), name in plan.bins.items():
         columns.extend(
@@ -173,5 +187,6 @@ def run_aggregate_sql(conn: Connection, query: AggregateQuery) -> dict[GroupKey,
                 histograms[metric.name] = [
                     int(found[f"{name}_{b}"] or 0) for b in range(metric.histogram_bins)
                 ]
-        out[tuple(row[:width])] = GroupTotals(count=int(found["n"]), sums=sums, bins=histograms)
+        subjects = int(found["subjects"]) if query.rows_per_subject > 1 else None
+        out[tuple(row[:width])] = GroupTotals(int(found["n"]), sums, histograms, subjects)
     return out

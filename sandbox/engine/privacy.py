@@ -2,26 +2,34 @@
 
 * Groups come from the public key sets of the group-by fields, in key-set order, never from the
   data: a rare key is never revealed by its presence, and out-of-set values are never shown.
-* A group with fewer rows than the minimum cell size is suppressed (the bureau's rule holds
+* A group with fewer subjects than the minimum cell size is suppressed (the bureau's rule holds
   exactly), and so is one whose noisy count is under the minimum plus a margin τ;
   ``suppressed_groups`` counts them (zero-row groups included). Deciding on the exact count
   alone was an oracle no noise covered: filters that leave exactly ``T - 1`` other firms in a
   cell made "released or not" say, at any ε, whether the target matched the filter (a privacy
   sweep read a firm's exact registered capital off 2,288 such queries). The noisy count is the
-  released ``count`` metric when the query has one, else a count noised with a share of its own
-  and not released. τ is chosen so that a cell at exactly ``T`` rows (the only place the exact
-  rule and the noisy one can disagree about one row) is released with probability at most
-  ``THRESHOLD_DELTA``: the answer is (ε, δ)-differentially private with that δ, the thresholding
-  of SmartNoise and of Google's DP libraries.
+  released ``count`` metric when the query has one and a subject has one row in it, else a count
+  of subjects noised with a share of its own and not released. τ is chosen so that a cell at
+  exactly ``T`` subjects (the only place the exact rule and the noisy one can disagree about one
+  subject) is released with probability at most ``THRESHOLD_DELTA``: the answer is
+  (ε, δ)-differentially private with that δ, the thresholding of SmartNoise and of Google's DP
+  libraries.
 * ε is split evenly across the metrics (and the threshold's count, when it is not one of them);
   groups are disjoint, so each share covers all of them (parallel composition). Noise is drawn
   by diffprivlib's mechanisms with their default cryptographically secure generator; no seed,
   bound or scale comes from the client.
 
-Sensitivities, for one row added or removed, values clamped to the policy bounds ``[lo, hi]``:
-count 1 (geometric, so counts stay integers); sum ``max(|lo|, |hi|)``; mean from a noisy count
-and a noisy sum centred on the bounds' midpoint (``(hi - lo) / 2``), half the share each;
-histogram and quantile from a noisy count per bin (one row moves one bin: 1).
+Sensitivities, for one subject added or removed, values clamped to the policy bounds ``[lo, hi]``,
+each ``m`` times one row's, ``m`` the most rows of one subject the query can read
+(:attr:`~sandbox.engine.spec.AggregateQuery.rows_per_subject`: a firm's five tax years, or one when
+a filter pins the year): count ``m`` (geometric, so counts stay integers); sum ``m·max(|lo|, |hi|)``;
+mean from a noisy count and a noisy sum centred on the bounds' midpoint (``m·(hi - lo) / 2``),
+half the share each; histogram and quantile from a noisy count per bin (one row moves one bin:
+``m``). Those ``m`` rows may fall in ``m`` groups, which is why the sensitivity is of the whole
+answer and not of one group: the guarantee covers a subject, not a row (a firm's five years
+charged as one row would have cost it five times the ε of record). The subject count of the
+threshold moves by one in each of at most ``m`` groups: sensitivity ``m``, and each group's flip
+is held to ``δ / m``.
 """
 
 from __future__ import annotations
@@ -52,14 +60,16 @@ class NoisyAnswer:
     margin: int = 0
 
 
-def threshold_margin(epsilon: float) -> int:
-    """τ for a count noised at ``epsilon``: the two-sided geometric noise reaches τ with
-    probability ``e^(-ε τ) / (1 + e^(-ε))``, under ``THRESHOLD_DELTA``."""
-    return math.ceil(math.log(1 / THRESHOLD_DELTA) / epsilon)
+def threshold_margin(epsilon: float, rows_per_subject: int = 1) -> int:
+    """τ for a subject count noised at ``epsilon`` with sensitivity ``m = rows_per_subject``: the
+    two-sided geometric noise reaches τ with probability ``e^(-ε τ / m) / (1 + e^(-ε / m))``,
+    under ``THRESHOLD_DELTA / m`` in each of the ``m`` groups one subject can be in."""
+    m = rows_per_subject
+    return math.ceil(m * math.log(m / THRESHOLD_DELTA) / epsilon)
 
 
-def _count(value: int, epsilon: float) -> int:
-    return max(0, int(Geometric(epsilon=epsilon, sensitivity=1).randomise(int(value))))
+def _count(value: int, epsilon: float, rows: int) -> int:
+    return max(0, int(Geometric(epsilon=epsilon, sensitivity=rows).randomise(int(value))))
 
 
 def _laplace(value: float, epsilon: float, sensitivity: float) -> float:
@@ -71,7 +81,7 @@ def _laplace(value: float, epsilon: float, sensitivity: float) -> float:
 def _sum(query: AggregateQuery, metric: Metric, total: float, epsilon: float) -> float:
     assert metric.field is not None
     lo, hi = bounds_of(query, metric.field)
-    noisy = _laplace(total, epsilon, max(abs(lo), abs(hi)))
+    noisy = _laplace(total, epsilon, query.rows_per_subject * max(abs(lo), abs(hi)))
     return round(max(noisy, 0.0) if lo >= 0 else noisy, 2)
 
 
@@ -79,8 +89,9 @@ def _mean(query: AggregateQuery, metric: Metric, count: int, total: float, epsil
     assert metric.field is not None
     lo, hi = bounds_of(query, metric.field)
     middle = (lo + hi) / 2
-    noisy_count = max(1, _count(count, epsilon / 2))
-    noisy_centred = _laplace(total - count * middle, epsilon / 2, (hi - lo) / 2)
+    rows = query.rows_per_subject
+    noisy_count = max(1, _count(count, epsilon / 2, rows))
+    noisy_centred = _laplace(total - count * middle, epsilon / 2, rows * (hi - lo) / 2)
     return round(min(max(middle + noisy_centred / noisy_count, lo), hi), 4)
 
 
@@ -110,12 +121,12 @@ def _quantile(counts: list[int], bin_edges: list[float], q: float) -> float:
 
 def _metric(query: AggregateQuery, metric: Metric, totals: GroupTotals, epsilon: float) -> Any:
     if metric.op is MetricOp.COUNT:
-        return _count(totals.count, epsilon)
+        return _count(totals.count, epsilon, query.rows_per_subject)
     if metric.op is MetricOp.SUM:
         return _sum(query, metric, totals.sums[metric.name], epsilon)
     if metric.op is MetricOp.MEAN:
         return _mean(query, metric, totals.count, totals.sums[metric.name], epsilon)
-    counts = [_count(value, epsilon) for value in totals.bins[metric.name]]
+    counts = [_count(value, epsilon, query.rows_per_subject) for value in totals.bins[metric.name]]
     if metric.op is MetricOp.HISTOGRAM:
         return {"edges": edges(query, metric), "counts": counts}
     assert metric.q is not None
@@ -144,9 +155,11 @@ def noisy_answer(
 ) -> NoisyAnswer:
     """The released rows: small cells suppressed, on the exact count and on a noisy one with its
     margin (see the module docstring), every metric noised with its share of ε."""
-    counting = next((m for m in query.metrics if m.op is MetricOp.COUNT), None)
+    per_subject = query.rows_per_subject
+    # The released count counts subjects only at one row each; else subjects get their own count.
+    counting = next((m for m in query.metrics if m.op is MetricOp.COUNT), None) if per_subject == 1 else None
     share = query.epsilon / (len(query.metrics) + (0 if counting is not None else 1))
-    margin = threshold_margin(share)
+    margin = threshold_margin(share, per_subject)
     keys = group_keys(query)
     empty = _empty(query)
     rows: list[dict[str, Any]] = []
@@ -158,8 +171,11 @@ def noisy_answer(
         row: dict[str, Any] = dict(zip(query.group_by, key, strict=True))
         for metric in query.metrics:
             row[metric.name] = _metric(query, metric, found, share)
-        noisy_count = row[counting.name] if counting is not None else _count(found.count, share)
-        if found.count < min_cell_size or noisy_count < min_cell_size + margin:
+        if counting is not None:
+            noisy_count = row[counting.name]
+        else:
+            noisy_count = _count(found.subject_count, share, per_subject)
+        if found.subject_count < min_cell_size or noisy_count < min_cell_size + margin:
             continue  # a released count never shows a cell under the minimum either
         rows.append(row)
     return NoisyAnswer(rows=rows, suppressed_groups=len(keys) - len(rows), groups=len(keys), margin=margin)

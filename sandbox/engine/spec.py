@@ -140,12 +140,49 @@ class AggregateQuery:
     def fields(self) -> list[str]:
         """Every field the query reads, once each."""
         named = [*self.group_by, *(f.field for f in self.filters), *(m.field for m in self.metrics)]
+        if self.rows_per_subject > 1:  # its subjects are counted apart from its rows
+            named.append(self.dataset.key)
         return [name for name in dict.fromkeys(named) if name is not None]
+
+    @property
+    def rows_per_subject(self) -> int:
+        """The most rows of one subject the query can read: the dataset's bound, or fewer where
+        the filters pin its row key (``year = 2024`` leaves a firm one tax-year row).
+
+        Every sensitivity of the answer is this many times one row's, so that its guarantee
+        covers a subject (a firm, a person) and not one of its rows."""
+        bound = self.dataset.max_rows_per_subject
+        if bound == 1 or not self.dataset.row_key:
+            return bound
+        product = 1
+        for name in self.dataset.row_key:
+            kind = self.dataset.field(name).type
+            on_it = (values_let_through(f, kind) for f in self.filters if f.field == name)
+            counted = [n for n in on_it if n is not None]
+            if not counted:
+                return bound
+            product *= min(counted)
+        return max(1, min(bound, product))
 
     @property
     def sha256(self) -> str:
         """The hash of the canonical query: the cache key under one contract."""
         return hashlib.sha256(canonical_json(self.canonical())).hexdigest()
+
+
+def values_let_through(item: Filter, kind: FieldType) -> int | None:
+    """How many values of its field a filter lets through, where that is a count (``None`` for
+    ``ne``, an open range, or a range of real numbers or strings)."""
+    if item.op is FilterOp.EQ:
+        return 1
+    if item.op is FilterOp.IN:
+        return len(item.value)  # made distinct when checked
+    if item.op is FilterOp.BETWEEN and kind is FieldType.INTEGER:
+        return int(item.value[1] - item.value[0]) + 1
+    if item.op is FilterOp.BETWEEN and kind is FieldType.DATE:
+        days: int = (item.value[1] - item.value[0]).days
+        return days + 1
+    return None
 
 
 class _Checker:

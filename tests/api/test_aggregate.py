@@ -343,9 +343,11 @@ def test_the_example_of_api_md_is_answered_as_it_shows(
 ) -> None:
     """The aggregate of ../shared/API.md, as a client would copy it (its authorization id filled
     in): its fields are the shipped catalog's, and the answer has the columns it shows."""
-    # 200 firms: at ε 0.5 over three metrics, a count's share is 1/6 and the cell must pass the
-    # minimum plus a margin of 83 (sandbox.engine.privacy) to be released.
-    taxes = [rows.tax(uscc(f"91370102MA3C{i:06d}"), 2024, 50_000.0 + i) for i in range(200)]
+    # 1,000 firms. The example filters no year, so a firm may have five rows (one per tax year) in
+    # it and every noise is five times one row's; the cell's subjects are counted with a share of
+    # their own (ε 0.5 over four: 1/8) and must pass the minimum plus a margin of 617
+    # (sandbox.engine.privacy), noised at scale 40.
+    taxes = [rows.tax(uscc(f"91370102MA3C{i:06d}"), 2024, 50_000.0 + i) for i in range(1000)]
     rows.write(runtime.stores, runtime.catalog, {"enterprise_tax": taxes})  # 历下区, 制造业
     with transaction(runtime.sessions) as session:
         contract = make_contract(
@@ -378,3 +380,42 @@ def test_the_example_of_api_md_is_answered_as_it_shows(
     assert set(row) == {"industry", "count", "sum_annual_tax", "mean_annual_tax"}
     assert row["industry"] == "制造业" and body["suppressed_groups"] == 12
     assert (body["epsilon_spent"], body["epsilon_remaining"]) == (0.5, 4.5)
+    assert (body["rows_per_subject"], body["noisy_count_margin"]) == (5, 617)
+
+
+def test_a_firms_tax_years_are_one_subject_and_the_answer_says_how_many_rows_it_may_weigh(
+    runtime: Runtime, client: FlaskClient, operator: Party
+) -> None:
+    """60 firms with five tax years each: asked for 2024 alone, a firm is one row and 历下区 comes
+    out; asked over every year, each firm may weigh five rows in the answer, so its noise is five
+    times as large and the cell must hold far more firms (it does not here). Either way the sealed
+    answer says ``rows_per_subject``, and each answer is charged its ε once."""
+    taxes = [
+        rows.tax(uscc(f"91370102MA3C{i:06d}"), year, 60_000.0)
+        for i in range(60)
+        for year in range(2020, 2025)
+    ]
+    rows.write(runtime.stores, runtime.catalog, {"enterprise_tax": taxes})
+    contract = _contract(runtime, operator, datasets={"enterprise_tax": ["district", "year", "annual_tax"]})
+    spec = {
+        "dataset": "enterprise_tax",
+        "metrics": [{"op": "count"}],
+        "group_by": ["district"],
+        "epsilon": 1.0,
+    }
+    pinned = _ask(client, operator, contract, filters=[{"field": "year", "op": "eq", "value": 2024}], **spec)
+    assert pinned.status_code == 200, pinned.get_json()
+    body = pinned.get_json()
+    assert (body["rows_per_subject"], body["noisy_count_margin"]) == (1, 14)
+    assert [row["district"] for row in body["rows"]] == ["历下区"]
+    assert abs(body["rows"][0]["count"] - 60) < 30  # noise of scale 1
+    every_year = _ask(client, operator, contract, **spec)
+    assert every_year.status_code == 200, every_year.get_json()
+    body = every_year.get_json()
+    # Five rows a firm: the subjects' own count takes half of ε, τ = ⌈5·ln(5·10⁶)/0.5⌉ = 155, and
+    # 60 firms would need noise of 105 at scale 10 to pass 165.
+    assert (body["rows_per_subject"], body["noisy_count_margin"]) == (5, 155)
+    assert body["rows"] == [] and body["suppressed_groups"] == 12
+    jwks = client.get("/.well-known/jwks.json").get_json()
+    assert verify_seal(body["seal"], jwks)["rows_per_subject"] == 5
+    assert _spent(runtime, contract) == pytest.approx(2.0)

@@ -14,6 +14,10 @@ def test_datasets_show_fields_with_classification_uses_bounds_and_key_sets(
     body = client.get("/v1/datasets", headers=operator.headers).get_json()
     tax = next(d for d in body["datasets"] if d["name"] == "enterprise_tax")
     assert tax["key"] == "credit_code"
+    # What an aggregate's noise is scaled by: up to five rows a firm, one per year.
+    assert (tax["max_rows_per_subject"], tax["row_key"]) == (5, ["year"])
+    firms = next(d for d in body["datasets"] if d["name"] == "enterprises")
+    assert (firms["max_rows_per_subject"], firms["row_key"]) == (1, [])
     fields = {f["name"]: f for f in tax["fields"]}
     assert fields["annual_tax"]["classification"] == "sensitive"
     assert fields["annual_tax"]["bounds"] == [0, 50000000]

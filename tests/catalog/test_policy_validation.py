@@ -33,6 +33,11 @@ def test_shipped_catalog_has_the_bureau_datasets_and_templates(catalog: Catalog)
             if field.allows(Use.AGGREGATE):
                 assert field.type.numeric and field.bounds is not None
     assert catalog.dataset("enterprises").field("registered_capital").type is FieldType.NUMBER
+    # An aggregate's noise is scaled by these: a firm's tax years, a person's properties.
+    bounds = {name: (d.max_rows_per_subject, d.row_key) for name, d in catalog.datasets.items()}
+    assert bounds["enterprise_tax"] == bounds["social_insurance"] == (5, ["year"])
+    assert bounds["utilities"] == (60, ["year", "month"]) and bounds["real_estate"] == (5, [])
+    assert bounds["enterprises"] == bounds["household_registration"] == bounds["public_credit"] == (1, [])
 
 
 def test_catalog_hash_changes_with_any_file(tmp_path: Path) -> None:
@@ -194,6 +199,55 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         lambda d: d["templates"][0]["parameters"][0].pop("step"),
         "templates[0].test.param",
         "needs a step",
+    ),
+    (
+        "no rows per subject",
+        "datasets/real_estate.yaml",
+        lambda d: d.update(max_rows_per_subject=0),
+        "max_rows_per_subject",
+        "greater than or equal to 1",
+    ),
+    (
+        "a row key on a dataset of one row per subject",
+        "datasets/enterprise_tax.yaml",
+        lambda d: d.update(max_rows_per_subject=1),
+        "row_key",
+        "more than one row per subject",
+    ),
+    (
+        "a row key naming a missing field",
+        "datasets/enterprise_tax.yaml",
+        lambda d: d.update(row_key=["tax_year"]),
+        "row_key[0]",
+        "no field 'tax_year'",
+    ),
+    (
+        "the key as its own row key",
+        "datasets/utilities.yaml",
+        lambda d: d.update(row_key=["year", "credit_code"]),
+        "row_key[1]",
+        "not the key",
+    ),
+    (
+        "a row key no filter may pin",
+        "datasets/enterprise_tax.yaml",
+        lambda d: d.update(row_key=["annual_tax"]),
+        "row_key[0]",
+        "use 'filter'",
+    ),
+    (
+        "a row key of real numbers, whose values no filter counts",
+        "datasets/real_estate.yaml",
+        lambda d: d.update(row_key=["area_m2"]),
+        "row_key[0]",
+        "countable values",
+    ),
+    (
+        "a row key field listed twice",
+        "datasets/utilities.yaml",
+        lambda d: d.update(row_key=["year", "year"]),
+        "row_key",
+        "listed twice",
     ),
     (
         "per-query epsilon above total",

@@ -34,6 +34,7 @@ def intake_catalog(catalog: Catalog) -> Catalog:
         name="permits",
         description="test dataset with every field type",
         key="credit_code",
+        max_rows_per_subject=3,  # a firm may hold a few permits
         fields=[
             field("credit_code", FieldType.STRING, uses=[Use.KEY], format=FieldFormat.USCC),
             field("holder", FieldType.STRING),
@@ -471,3 +472,56 @@ def test_failing_keys_past_the_cap_are_cut_and_said_to_be_more(
         stores, intake_catalog, "permits", _csv(tmp_path / "p.csv", PERMIT_HEADER, rows), batch_size=4
     )
     assert len(result.failing_keys) == 3 and result.failing_keys_more
+
+
+@pytest.mark.parametrize("batch_size", [2, 50_000])
+def test_a_subject_over_its_row_bound_is_refused_by_name_and_nothing_loaded(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path, batch_size: int
+) -> None:
+    """An aggregate's noise is scaled by the policy's rows per subject: data that breaks it never
+    becomes the table, and the refusal names each subject over it with its count."""
+    before = _load_good_permits(stores, intake_catalog, tmp_path)
+    many, other = "913701023C00001X2B", "913701023C00002X9N"
+    rows = [*(_permit(many, staff=str(n)) for n in range(4)), _permit(other), _permit(other)]
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", _csv(tmp_path / "many.csv", PERMIT_HEADER, rows),
+                  batch_size=batch_size)  # fmt: skip
+    assert caught.value.status == 422 and caught.value.code == "load_refused"
+    assert caught.value.details == [
+        {"row": None, "column": "credit_code", "message": f"{many}: 4 rows, over the 3 allowed"}
+    ]
+    assert caught.value.message.endswith(f"1 problem: {many}: 4 rows, over the 3 allowed")
+    assert _table_rows(stores, intake_catalog.dataset("permits")) == before
+    # At the bound, the same file loads.
+    load_file(stores, intake_catalog, "permits", _csv(tmp_path / "ok.csv", PERMIT_HEADER, rows[1:]))
+    assert len(_table_rows(stores, intake_catalog.dataset("permits"))) == 5
+
+
+def test_two_rows_of_one_subject_with_one_row_key_are_refused(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    """With a row key (a tax year), one subject has at most one row per value of it."""
+    permits = intake_catalog.dataset("permits").model_copy(update={"row_key": ["issued"]})
+    keyed = intake_catalog.model_copy(update={"datasets": {**intake_catalog.datasets, "permits": permits}})
+    code = "913701023C00001X2B"
+    rows = [_permit(code, issued=day) for day in ("2023-05-17", "2023-05-17", "2024-01-02")]
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, keyed, "permits", _csv(tmp_path / "twice.csv", PERMIT_HEADER, rows))
+    assert [p.message for p in caught.value.problems] == [
+        f"{code}: 2 rows for issued 2023-05-17, where one is allowed"
+    ]
+    assert _table_rows(stores, permits) == []
+    load_file(stores, keyed, "permits", _csv(tmp_path / "once.csv", PERMIT_HEADER, [rows[0], rows[2]]))
+    assert len(_table_rows(stores, permits)) == 2
+
+
+def test_a_refusal_lists_at_most_ten_subjects_over_the_bound_and_says_there_are_more(
+    stores: DataStores, intake_catalog: Catalog, tmp_path: Path
+) -> None:
+    codes = [f"91370102MA3C5X{n:04d}" for n in range(12)]
+    rows = [_permit(code) for code in codes for _ in range(4)]
+    with pytest.raises(LoadRefused) as caught:
+        load_file(stores, intake_catalog, "permits", _csv(tmp_path / "p.csv", PERMIT_HEADER, rows))
+    messages = [p.message for p in caught.value.problems]
+    assert messages == [*(f"{code}: 4 rows, over the 3 allowed" for code in codes[:10]),
+                        "... and more subjects with over 3 rows"]  # fmt: skip

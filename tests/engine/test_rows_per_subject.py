@@ -1,0 +1,152 @@
+"""An aggregate protects a subject, not a row: a firm's five tax years weigh five rows' noise.
+
+Found by a privacy sweep: ``enterprise_tax`` holds up to five rows per firm and ``utilities`` up to
+sixty, but every sensitivity was one row's, so a query with no year filter spent up to five (or
+sixty) times the ε of record on one firm, and the minimum cell size counted rows, so nine firms
+with five years each made a cell of 45 "subjects".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from catalog import Catalog
+from sandbox.data.stores import DataStores, ensure_tables
+from sandbox.engine import privacy
+from sandbox.engine.aggregate_sql import GroupTotals, run_aggregate_sql
+from sandbox.engine.privacy import noisy_answer, threshold_margin
+from sandbox.engine.spec import AggregateQuery, parse_query
+from tests.engine import rows
+from tests.factories import uscc
+
+TAX_FIELDS = {"credit_code", "year", "district", "industry", "annual_tax", "revenue"}
+UTILITY_FIELDS = {"credit_code", "year", "month", "district", "electricity_kwh", "water_m3"}
+
+
+def _query(catalog: Catalog, dataset: str, filters: list[dict[str, Any]], **spec: Any) -> AggregateQuery:
+    granted = {
+        "enterprise_tax": TAX_FIELDS,
+        "utilities": UTILITY_FIELDS,
+        "enterprises": {"district", "registered_capital", "status"},
+        "real_estate": {"district", "area_m2", "property_use", "registration_date"},
+    }[dataset]
+    metrics = spec.pop("metrics", [{"op": "count"}])
+    body = {"metrics": metrics, "filters": filters, **spec}
+    return parse_query(catalog.dataset(dataset), granted, body, 1.0)
+
+
+def _eq(field: str, value: Any) -> dict[str, Any]:
+    return {"field": field, "op": "eq", "value": value}
+
+
+@pytest.mark.parametrize(
+    ("dataset", "filters", "expected"),
+    [
+        ("enterprise_tax", [], 5),
+        ("enterprise_tax", [_eq("district", "历下区")], 5),
+        ("enterprise_tax", [_eq("year", 2024)], 1),
+        ("enterprise_tax", [{"field": "year", "op": "in", "value": [2024, 2023, 2024]}], 2),
+        ("enterprise_tax", [{"field": "year", "op": "between", "value": [2021, 2023]}], 3),
+        ("enterprise_tax", [{"field": "year", "op": "between", "value": [1990, 2030]}], 5),
+        ("enterprise_tax", [{"field": "year", "op": "ge", "value": 2024}], 5),
+        ("enterprise_tax", [{"field": "year", "op": "ne", "value": 2024}], 5),
+        # Two filters on the year: the narrower counts.
+        ("enterprise_tax", [{"field": "year", "op": "in", "value": [2023, 2024]}, _eq("year", 2024)], 1),
+        ("utilities", [], 60),
+        ("utilities", [_eq("month", 3)], 60),  # three months of every year
+        ("utilities", [_eq("year", 2024)], 60),  # a month is not pinned: its values are not counted
+        ("utilities", [_eq("year", 2024), {"field": "month", "op": "between", "value": [1, 3]}], 3),
+        ("utilities", [{"field": "year", "op": "in", "value": [2023, 2024]}, _eq("month", 6)], 2),
+        ("enterprises", [], 1),
+        ("real_estate", [_eq("district", "历下区")], 5),  # no row key: a person's properties
+    ],
+)
+def test_the_rows_a_subject_can_have_in_a_query(
+    catalog: Catalog, dataset: str, filters: list[dict[str, Any]], expected: int
+) -> None:
+    assert _query(catalog, dataset, filters).rows_per_subject == expected
+
+
+def test_a_cell_counts_its_subjects_and_nine_firms_stay_hidden_whatever_their_rows(
+    data_stores: DataStores, catalog: Catalog
+) -> None:
+    """Nine firms with five tax years each are 45 rows but nine subjects: under a minimum of ten
+    the cell is suppressed, on any noise, where the rows once passed it."""
+    ensure_tables(data_stores, catalog)
+    firms = [uscc(f"91370102MA3C{i:06d}") for i in range(9)]
+    taxes = [rows.tax(code, year, 80_000.0) for code in firms for year in range(2020, 2025)]
+    taxes.append(rows.tax(uscc("91370102MA3D000001"), 2024, 1.0, district="市中区"))
+    rows.write(data_stores, catalog, {"enterprise_tax": taxes})
+    query = _query(
+        catalog, "enterprise_tax", [], metrics=[{"op": "count"}, {"op": "sum", "field": "annual_tax"}],
+        group_by=["district"],
+    )  # fmt: skip
+    assert query.rows_per_subject == 5 and "credit_code" in query.fields
+    with data_stores.scan.connect() as conn:
+        totals = run_aggregate_sql(conn, query)
+    lixia = totals[("历下区",)]
+    assert (lixia.count, lixia.subject_count, lixia.sums["sum_annual_tax"]) == (45, 9, 45 * 80_000.0)
+    assert totals[("市中区",)].subject_count == 1
+    assert all(noisy_answer(query, totals, min_cell_size=10).rows == [] for _ in range(200))
+    # With the year pinned, a firm is one row: the count is the subjects, and no key is read.
+    pinned = _query(catalog, "enterprise_tax", [_eq("year", 2024)], group_by=["district"])
+    assert pinned.rows_per_subject == 1 and "credit_code" not in pinned.fields
+    with data_stores.scan.connect() as conn:
+        lixia = run_aggregate_sql(conn, pinned)[("历下区",)]
+    assert (lixia.count, lixia.subjects, lixia.subject_count) == (9, None, 9)
+
+
+def test_every_noise_is_scaled_by_the_rows_a_subject_can_have(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Count, sum, mean, histogram and the hidden subject count each draw with m times one row's
+    sensitivity, m = 5 with no year filter and 1 with one."""
+    drawn: list[tuple[str, float]] = []
+
+    def recording(name: str, real: type) -> Any:
+        def make(**kwargs: Any) -> Any:
+            drawn.append((name, kwargs["sensitivity"]))
+            return real(**kwargs)
+
+        return make
+
+    monkeypatch.setattr(privacy, "Geometric", recording("geometric", privacy.Geometric))
+    monkeypatch.setattr(privacy, "Laplace", recording("laplace", privacy.Laplace))
+    metrics = [
+        {"op": "count"},
+        {"op": "sum", "field": "annual_tax"},
+        {"op": "mean", "field": "annual_tax"},
+        {"op": "histogram", "field": "annual_tax", "bins": 2},
+    ]
+    one_row = {"geometric": 1, "laplace": 50_000_000}  # bounds [0, 5e7]: a sum's and a half-range's
+    for filters, m in (([], 5), ([_eq("year", 2024)], 1)):
+        query = _query(catalog, "enterprise_tax", filters, metrics=metrics, group_by=["district"])
+        totals = {("历下区",): GroupTotals(2_000, {"sum_annual_tax": 1e9, "mean_annual_tax": 1e9},
+                                          {"histogram_annual_tax": [1_000, 1_000]}, 1_000)}  # fmt: skip
+        drawn.clear()
+        answer = noisy_answer(query, totals, min_cell_size=10)
+        assert {name for name, _ in drawn} == {"geometric", "laplace"}
+        laplace = {s for name, s in drawn if name == "laplace"}
+        assert {s for name, s in drawn if name == "geometric"} == {m * one_row["geometric"]}
+        assert laplace == {m * one_row["laplace"], m * one_row["laplace"] / 2}  # sum; mean's centred sum
+        # The hidden subject count takes a share when m > 1 (count, sum, mean, histogram, subjects).
+        share = 1.0 / (5 if m > 1 else 4)
+        assert answer.margin == threshold_margin(share, m)
+        assert 12 * len(metrics) < len(drawn)
+
+
+def test_the_threshold_margin_holds_each_of_m_groups_to_delta_over_m() -> None:
+    """τ = ⌈m·ln(m/δ)/ε⌉: the geometric noise of scale m/ε reaches it with probability under δ/m
+    in each group one subject's m rows can reach, δ in all; one row each is the old margin."""
+    import math
+
+    for epsilon in (0.05, 0.125, 0.5, 1.0):
+        assert threshold_margin(epsilon) == threshold_margin(epsilon, 1) == math.ceil(math.log(1e6) / epsilon)
+        for m in (2, 5, 60):
+            tau = threshold_margin(epsilon, m)
+            tail = math.exp(-epsilon * tau / m) / (1 + math.exp(-epsilon / m))
+            assert tail <= privacy.THRESHOLD_DELTA / m
+            below = math.exp(-epsilon * (tau - 1) / m) / (1 + math.exp(-epsilon / m))
+            assert below > privacy.THRESHOLD_DELTA / m / 2  # the least such τ, give or take
