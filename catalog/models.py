@@ -426,6 +426,9 @@ class Disclosure(_Strict):
     min_cell_size: int = PydField(default=10, ge=1)
     epsilon_total_max: float = PydField(default=10.0, gt=0)
     epsilon_per_query_max: float = PydField(default=1.0, gt=0)
+    # An aggregate's suppression threshold is (ε, δ)-DP; each answer's δ is this times its share of
+    # the contract's ε, so the budget of record, spending ε, holds a contract's δ to this too.
+    delta_total: float = PydField(default=1e-5, gt=0, le=1e-3)
     daily_quota_max: int = PydField(default=100_000, ge=1)
     valid_days_max: int = PydField(default=366, ge=1)
     mock_rows_max: int = PydField(default=1000, ge=1)

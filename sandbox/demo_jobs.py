@@ -148,7 +148,8 @@ def step_aggregate(ctx: DemoContext) -> None:
     ctx.echo(
         f"     {answer['suppressed_groups']} district(s) suppressed (under {answer['min_cell_size']}, or"
         f" with a noisy count under {answer['min_cell_size'] + answer.get('noisy_count_margin', 0)}); "
-        f"ε spent {answer['epsilon_spent']}, left {answer['epsilon_remaining']}; "
+        f"ε spent {answer['epsilon_spent']} (δ {answer.get('delta', 1e-6):.0e}), "
+        f"left {answer['epsilon_remaining']}; "
         f"sealed, audit #{answer['audit_seq']}"
     )
     status, _, again = http(ctx, "POST", "/v1/aggregate", spec, operator)

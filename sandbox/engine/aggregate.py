@@ -30,7 +30,7 @@ from core.ids import time_ordered_id
 from sandbox.engine.aggregate_sql import run_aggregate_sql
 from sandbox.engine.errors import JobInvalid, OutOfScope, label, problem
 from sandbox.engine.models import AggregateAnswer, ResultKind
-from sandbox.engine.privacy import NoisyAnswer, noisy_answer
+from sandbox.engine.privacy import NoisyAnswer, answer_delta, noisy_answer
 from sandbox.engine.sealing import Release, release
 from sandbox.engine.spec import AggregateQuery, parse_query
 from sandbox.runtime import Runtime
@@ -52,6 +52,7 @@ class _Checked:
     query: AggregateQuery
     min_cell_size: int
     contract_id: str
+    delta: float  # the answer's δ, its share of the policy's delta_total (see privacy.answer_delta)
 
 
 def _epsilon(contract: Authorization, given: float | None) -> float:
@@ -84,7 +85,9 @@ def _check(runtime: Runtime, session: Session, request: AggregateRequest, operat
         runtime.catalog.dataset(name), granted, request.spec, _epsilon(contract, request.epsilon)
     )
     cell = max(runtime.catalog.min_cell_size(name), contract.min_cell_size)
-    return _Checked(query=query, min_cell_size=cell, contract_id=contract.id)
+    # ε is within the per-query cap here, so the contract's total is above 0.
+    delta = answer_delta(runtime.catalog.disclosure.delta_total, query.epsilon, contract.epsilon_total)
+    return _Checked(query=query, min_cell_size=cell, contract_id=contract.id, delta=delta)
 
 
 def run_aggregate(
@@ -99,7 +102,7 @@ def run_aggregate(
         stores = runtime.stores
         with stores.reading(stores.scan, [(checked.query.dataset, checked.query.fields)]) as conn:
             totals = run_aggregate_sql(conn, checked.query)
-        noisy = noisy_answer(checked.query, totals, checked.min_cell_size)
+        noisy = noisy_answer(checked.query, totals, checked.min_cell_size, checked.delta)
     for attempt in (1, 2):
         try:
             with transaction(runtime.sessions) as session:
@@ -157,6 +160,7 @@ def _release_new(
         "noisy_count_margin": noisy.margin,
         "rows_per_subject": query.rows_per_subject,
         "epsilon_spent": query.epsilon,
+        "delta": checked.delta,
     }
     logged = canonical if len(str(canonical)) <= MAX_LOGGED_QUERY else None
     released = release(

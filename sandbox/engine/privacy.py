@@ -11,9 +11,10 @@
   released ``count`` metric when the query has one and a subject has one row in it, else a count
   of subjects noised with a share of its own and not released. τ is chosen so that a cell at
   exactly ``T`` subjects (the only place the exact rule and the noisy one can disagree about one
-  subject) is released with probability at most ``THRESHOLD_DELTA``: the answer is
-  (ε, δ)-differentially private with that δ, the thresholding of SmartNoise and of Google's DP
-  libraries.
+  subject) is released with probability at most δ: the answer is (ε, δ)-differentially private,
+  the thresholding of SmartNoise and of Google's DP libraries. Each answer's δ is the policy's
+  ``delta_total`` times its share of the contract's ε (:func:`answer_delta`), so the ε of record,
+  which cannot pass the contract's total, holds the δ of all its answers to ``delta_total``.
 * ε is split evenly across the metrics (and the threshold's count, when it is not one of them);
   groups are disjoint, so each share covers all of them (parallel composition). Noise is drawn
   by diffprivlib's mechanisms with their default cryptographically secure generator; no seed,
@@ -45,7 +46,7 @@ from sandbox.engine.aggregate_sql import GroupKey, GroupTotals, bounds_of
 from sandbox.engine.spec import AggregateQuery, Metric, MetricOp
 
 # The probability that a cell released only because of its count's noise shows that it holds the
-# minimum cell size exactly: the δ of the answer's (ε, δ) guarantee, per query.
+# minimum cell size exactly: the δ of an answer's (ε, δ) guarantee, where none is given.
 THRESHOLD_DELTA = 1e-6
 
 
@@ -60,12 +61,18 @@ class NoisyAnswer:
     margin: int = 0
 
 
-def threshold_margin(epsilon: float, rows_per_subject: int = 1) -> int:
+def answer_delta(delta_total: float, epsilon: float, epsilon_total: float) -> float:
+    """An answer's δ: ``delta_total`` times its share of the contract's ε, so that answers whose ε
+    adds up to at most ``epsilon_total`` have δ adding up to at most ``delta_total``."""
+    return delta_total * epsilon / epsilon_total if epsilon < epsilon_total else delta_total
+
+
+def threshold_margin(epsilon: float, rows_per_subject: int = 1, delta: float = THRESHOLD_DELTA) -> int:
     """τ for a subject count noised at ``epsilon`` with sensitivity ``m = rows_per_subject``: the
     two-sided geometric noise reaches τ with probability ``e^(-ε τ / m) / (1 + e^(-ε / m))``,
-    under ``THRESHOLD_DELTA / m`` in each of the ``m`` groups one subject can be in."""
+    under ``delta / m`` in each of the ``m`` groups one subject can be in."""
     m = rows_per_subject
-    return math.ceil(m * math.log(m / THRESHOLD_DELTA) / epsilon)
+    return math.ceil(m * math.log(m / delta) / epsilon)
 
 
 def _count(value: int, epsilon: float, rows: int) -> int:
@@ -151,7 +158,10 @@ def _empty(query: AggregateQuery) -> GroupTotals:
 
 
 def noisy_answer(
-    query: AggregateQuery, totals: dict[GroupKey, GroupTotals], min_cell_size: int
+    query: AggregateQuery,
+    totals: dict[GroupKey, GroupTotals],
+    min_cell_size: int,
+    delta: float = THRESHOLD_DELTA,
 ) -> NoisyAnswer:
     """The released rows: small cells suppressed, on the exact count and on a noisy one with its
     margin (see the module docstring), every metric noised with its share of ε."""
@@ -159,7 +169,7 @@ def noisy_answer(
     # The released count counts subjects only at one row each; else subjects get their own count.
     counting = next((m for m in query.metrics if m.op is MetricOp.COUNT), None) if per_subject == 1 else None
     share = query.epsilon / (len(query.metrics) + (0 if counting is not None else 1))
-    margin = threshold_margin(share, per_subject)
+    margin = threshold_margin(share, per_subject, delta)
     keys = group_keys(query)
     empty = _empty(query)
     rows: list[dict[str, Any]] = []

@@ -181,11 +181,16 @@ def test_overspending_is_refused_and_charges_nothing(
     runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:
     contract = _contract(runtime, operator, epsilon_total=1.0, epsilon_per_query=0.5)
-    assert _ask(client, operator, contract, epsilon=0.5).status_code == 200
-    assert _ask(client, operator, contract, epsilon=0.4, group_by=["status"]).status_code == 200
+    first = _ask(client, operator, contract, epsilon=0.5)
+    second = _ask(client, operator, contract, epsilon=0.4, group_by=["status"])
+    assert first.status_code == second.status_code == 200
     refused = _ask(client, operator, contract, epsilon=0.2, group_by=["industry"])
     assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "budget_exhausted"
     assert _spent(runtime, contract) == pytest.approx(0.9)
+    # Each answer's δ is its share of the contract's ε times the policy's 10⁻⁵: spending ε holds
+    # the contract's δ to 10⁻⁵ too.
+    deltas = [first.get_json()["delta"], second.get_json()["delta"]]
+    assert deltas == [pytest.approx(5e-6), pytest.approx(4e-6)] and sum(deltas) <= 1e-5
     # A repeat is still answered: the cache charges nothing.
     assert _ask(client, operator, contract, epsilon=0.5).get_json()["cached"] is True
 
@@ -406,15 +411,24 @@ def test_a_firms_tax_years_are_one_subject_and_the_answer_says_how_many_rows_it_
     pinned = _ask(client, operator, contract, filters=[{"field": "year", "op": "eq", "value": 2024}], **spec)
     assert pinned.status_code == 200, pinned.get_json()
     body = pinned.get_json()
-    assert (body["rows_per_subject"], body["noisy_count_margin"]) == (1, 14)
+    assert (body["rows_per_subject"], body["noisy_count_margin"], body["delta"]) == (
+        1,
+        14,
+        pytest.approx(2e-6),
+    )
     assert [row["district"] for row in body["rows"]] == ["历下区"]
     assert abs(body["rows"][0]["count"] - 60) < 30  # noise of scale 1
     every_year = _ask(client, operator, contract, **spec)
     assert every_year.status_code == 200, every_year.get_json()
     body = every_year.get_json()
-    # Five rows a firm: the subjects' own count takes half of ε, τ = ⌈5·ln(5·10⁶)/0.5⌉ = 155, and
-    # 60 firms would need noise of 105 at scale 10 to pass 165.
-    assert (body["rows_per_subject"], body["noisy_count_margin"]) == (5, 155)
+    # Five rows a firm: the subjects' own count takes half of ε, and the answer's δ is its share of
+    # the contract's (1.0 of 5.0, times the policy's 10⁻⁵): τ = ⌈5·ln(5 / (2·10⁻⁶))/0.5⌉ = 148, and
+    # 60 firms would need noise of 98 at scale 10 to pass 158.
+    assert (body["rows_per_subject"], body["noisy_count_margin"], body["delta"]) == (
+        5,
+        148,
+        pytest.approx(2e-6),
+    )
     assert body["rows"] == [] and body["suppressed_groups"] == 12
     jwks = client.get("/.well-known/jwks.json").get_json()
     assert verify_seal(body["seal"], jwks)["rows_per_subject"] == 5

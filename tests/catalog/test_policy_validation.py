@@ -250,6 +250,20 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         "listed twice",
     ),
     (
+        "a contract's δ too large for the threshold to mean anything",
+        "disclosure.yaml",
+        lambda d: d.update(delta_total=0.01),
+        "delta_total",
+        "less than or equal to 0.001",
+    ),
+    (
+        "no δ at all: every threshold would be infinite",
+        "disclosure.yaml",
+        lambda d: d.update(delta_total=0),
+        "delta_total",
+        "greater than 0",
+    ),
+    (
         "per-query epsilon above total",
         "disclosure.yaml",
         lambda d: d.update(epsilon_per_query_max=99),

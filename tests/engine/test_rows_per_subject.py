@@ -150,3 +150,14 @@ def test_the_threshold_margin_holds_each_of_m_groups_to_delta_over_m() -> None:
             assert tail <= privacy.THRESHOLD_DELTA / m
             below = math.exp(-epsilon * (tau - 1) / m) / (1 + math.exp(-epsilon / m))
             assert below > privacy.THRESHOLD_DELTA / m / 2  # the least such τ, give or take
+
+
+def test_an_answers_delta_is_its_share_of_the_contracts() -> None:
+    """Answers whose ε adds up to the contract's total have δ adding up to the policy's total."""
+    spends = [0.3, 0.25, 0.001, 0.449]
+    deltas = [privacy.answer_delta(1e-5, epsilon, 1.0) for epsilon in spends]
+    assert sum(deltas) == pytest.approx(1e-5) and sum(deltas) <= 1e-5 * (1 + 1e-12)
+    assert privacy.answer_delta(1e-5, 2.0, 2.0) == 1e-5
+    assert privacy.answer_delta(1e-5, 0.5, 5.0) == pytest.approx(1e-6)
+    # A smaller δ needs a larger margin: ln(m/δ) grows as δ shrinks.
+    assert threshold_margin(0.5, 1, 1e-7) > threshold_margin(0.5, 1, 1e-6) > threshold_margin(0.5, 1, 1e-5)
