@@ -217,6 +217,10 @@ class DataStores:
     scan: Engine
     # Per engine and dataset: each field not as the policy says, with why (empty: all are right).
     _problems: dict[tuple[int, str], dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    # Per engine and dataset, with its bound and row key: stored rows found within the bound.
+    _bounded: set[tuple[int, str, int, tuple[str, ...]]] = field(
+        default_factory=set, repr=False, compare=False
+    )
 
     @classmethod
     def open(cls, lookup_url: str, scan_url: str, *, read_only: bool = False) -> DataStores:
@@ -237,6 +241,30 @@ class DataStores:
             if wrong:
                 _log.error("%s is not as the policy says (%s): load it again", dataset.name, "; ".join(wrong))
                 raise DatasetStale(dataset.name, wrong)
+
+    def require_row_bound(self, conn: Connection, engine: Engine, dataset: Dataset) -> None:
+        """Raise :class:`DatasetStale` unless ``dataset``'s stored rows keep its policy's bound on
+        rows per subject and its row key (:func:`subject_row_findings`), read through ``conn``.
+
+        A load checks them before its swap, but a table stored before the policy set them (a home
+        upgraded, a bound lowered or a row key added since) was never checked, and an aggregate's
+        noise and its minimum cell size rely on them. Checked once per process, engine and bound
+        while it holds (a load in the meantime was checked by the loader); a table found over the
+        bound is checked again on each read, so a load that fixes it serves without a restart."""
+        key = (id(engine), dataset.name, dataset.max_rows_per_subject, tuple(dataset.row_key))
+        if key in self._bounded:
+            return
+        findings = subject_row_findings(conn, dataset, dataset_table(dataset))
+        if conn.in_transaction():
+            conn.rollback()  # the check's autobegun transaction; the caller reads afresh
+        if findings:
+            # Not the findings themselves: they name subjects (a load shows them to the bureau).
+            why = f"a subject with more rows than max_rows_per_subject {dataset.max_rows_per_subject}" + (
+                f" or two rows for one {', '.join(dataset.row_key)}" if dataset.row_key else ""
+            )
+            _log.error("%s holds %s: load it again", dataset.name, why)
+            raise DatasetStale(dataset.name, [why])
+        self._bounded.add(key)
 
     def require_all(self, engine: Engine, needs: Sequence[tuple[Dataset, Iterable[str]]]) -> None:
         """:meth:`require_current` for the given fields of each dataset."""

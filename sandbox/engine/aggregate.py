@@ -101,6 +101,8 @@ def run_aggregate(
     if cached is None:
         stores = runtime.stores
         with stores.reading(stores.scan, [(checked.query.dataset, checked.query.fields)]) as conn:
+            # The noise is scaled by the policy's bound on rows per subject: it must hold in the data.
+            stores.require_row_bound(conn, stores.scan, checked.query.dataset)
             totals = run_aggregate_sql(conn, checked.query)
         noisy = noisy_answer(checked.query, totals, checked.min_cell_size, checked.delta)
     for attempt in (1, 2):

@@ -150,3 +150,41 @@ def _retype_year(engine: Engine) -> None:
         conn.execute(text("ALTER TABLE enterprise_tax RENAME COLUMN year TO year_old"))
         conn.execute(text("ALTER TABLE enterprise_tax ADD COLUMN year TEXT"))
         conn.execute(text("UPDATE enterprise_tax SET year = CAST(year_old AS TEXT)"))
+
+
+def test_rows_stored_before_the_bound_on_rows_per_subject_are_refused_to_aggregates(
+    runtime: Runtime, client: FlaskClient, operator: Party, contract: Authorization
+) -> None:
+    """The bound an aggregate's noise is scaled by is checked when data is loaded; a table stored
+    before it (a home upgraded, or a policy tightened since) was never checked. Here a firm has
+    two rows for 2024, so ``year eq 2024`` (m = 1) would weigh it twice at one row's noise, and
+    count its rows for subjects at the minimum cell size: refused until loaded again, charging
+    nothing; verifications, which noise nothing, serve on."""
+    for engine in runtime.stores.engines:
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO enterprise_tax SELECT * FROM enterprise_tax WHERE credit_code = :firm"),
+                {"firm": rows.FIRM},
+            )
+    year = [{"field": "year", "op": "eq", "value": 2024}]
+    body = {
+        "authorization_id": contract.id,
+        "dataset": "enterprise_tax",
+        "metrics": [{"op": "count"}],
+        "filters": year,
+        "epsilon": 0.5,
+    }
+    _refused(client.post("/v1/aggregate", json=body, headers=operator.headers))
+    usage = client.get(f"/v1/authorizations/{contract.id}", headers=operator.headers).get_json()["usage"]
+    assert usage["calls_today"] == 0 and usage["epsilon_spent"] == 0
+    verified = _verify(client, operator, contract, "tax_paid_at_least")
+    assert verified.status_code == 200, verified.get_json()
+    # Loaded again through the loader, which checks the bound: answered without a restart.
+    rows.write(
+        runtime.stores,
+        runtime.catalog,
+        {"enterprise_tax": [rows.tax(firm, 2024, 612_345.67) for firm in [rows.FIRM, *FIRMS]]},
+    )
+    answered = client.post("/v1/aggregate", json=body, headers=operator.headers)
+    assert answered.status_code == 200, answered.get_json()
+    assert answered.get_json()["rows_per_subject"] == 1
