@@ -2,15 +2,15 @@
 
 ::
 
-    SELECT <group fields>, count(*) AS n,
-           sum(CASE WHEN v < :lo THEN :lo WHEN v > :hi THEN :hi ELSE v END) AS s0,  -- clamped
-           sum(CASE WHEN <bin of clamped v> = 0 THEN 1 ELSE 0 END) AS h0_0, ...       -- histograms
+    SELECT <group fields>, count(*) AS _n,
+           sum(CASE WHEN v < :lo THEN :lo WHEN v > :hi THEN :hi ELSE v END) AS _s_v0,  -- clamped
+           sum(CASE WHEN <bin of clamped v> = 0 THEN 1 ELSE 0 END) AS _b0_0, ...       -- histograms
     FROM <table> WHERE <filters, every value bound> GROUP BY <group fields>
 
 Values are clamped to the policy's bounds in SQL, so an outlier weighs no more than the bound the
 noise is calibrated to. Where a subject may have more than one row in the query
 (:attr:`~sandbox.engine.spec.AggregateQuery.rows_per_subject`), each group also counts its distinct
-subjects, ``count(DISTINCT <key>) AS subjects``: the minimum cell size is a number of subjects.
+subjects, ``count(DISTINCT <key>) AS _subjects``: the minimum cell size is a number of subjects.
 Only one row per group comes back: no row of the table reaches Python.
 """
 
@@ -109,7 +109,11 @@ class _Plan:
 
 
 def _inner(query: AggregateQuery, plan: _Plan) -> Any:
-    """Filtered rows with each aggregated field clamped (``v<i>``) and binned (``b<i>``) once."""
+    """Filtered rows with each aggregated field clamped (``_v<i>``) and binned (``_b<i>``) once.
+
+    Every column the plan names itself starts with ``_``, which no field's name can (a policy
+    identifier starts with a letter): a group-by field named ``subject``, ``n`` or ``v0`` would
+    otherwise share its name with one, and the query fail."""
     table = dataset_table(query.dataset)
     columns: list[Any] = [table.c[name] for name in query.group_by]
     clamped: dict[str, tuple[ColumnElement[Any], ColumnElement[Any]]] = {}
@@ -121,21 +125,21 @@ def _inner(query: AggregateQuery, plan: _Plan) -> Any:
             index = len(clamped)
             lo_p = _bound(f"lo{index}", lo)
             clamped[metric.field] = (_clamped(table.c[metric.field], lo_p, _bound(f"hi{index}", hi)), lo_p)
-            columns.append(clamped[metric.field][0].label(f"v{index}"))
-            plan.sums[metric.field] = f"v{index}"
+            columns.append(clamped[metric.field][0].label(f"_v{index}"))
+            plan.sums[metric.field] = f"_v{index}"
         count = metric.histogram_bins
         if count and (metric.field, count) not in plan.bins:
             # bin = floor((v - lo) * bins / (hi - lo)), the top edge folded into the last bin.
-            name = f"b{len(plan.bins)}"
+            name = f"_b{len(plan.bins)}"
             value, lo_p = clamped[metric.field]
             raw = cast(func.floor((value - lo_p) * _bound(f"{name}_scale", count / (hi - lo))), Integer())
             last = literal(count - 1, Integer())
             columns.append(case((raw > last, last), else_=raw).label(name))
             plan.bins[(metric.field, count)] = name
     if query.rows_per_subject > 1:
-        columns.append(table.c[query.dataset.key].label("subject"))
+        columns.append(table.c[query.dataset.key].label("_subject"))
     if not columns:  # count alone, no group: the subquery still needs a column
-        columns.append(literal(1, Integer()).label("one"))
+        columns.append(literal(1, Integer()).label("_one"))
     inner = select(*columns).select_from(table)
     conditions = [_condition(table, i, f) for i, f in enumerate(query.filters)]
     if conditions:
@@ -148,10 +152,10 @@ def plan_aggregate(query: AggregateQuery) -> _Plan:
     plan = _Plan(statement=select(), sums={}, bins={})
     rows = _inner(query, plan)
     groups = [rows.c[name] for name in query.group_by]
-    columns: list[Any] = [*groups, func.count().label("n")]
+    columns: list[Any] = [*groups, func.count().label("_n")]
     if query.rows_per_subject > 1:
-        columns.append(func.count(distinct(rows.c.subject)).label("subjects"))
-    columns.extend(func.sum(rows.c[name]).label(f"s_{name}") for name in plan.sums.values())
+        columns.append(func.count(distinct(rows.c["_subject"])).label("_subjects"))
+    columns.extend(func.sum(rows.c[name]).label(f"_s{name}") for name in plan.sums.values())
     for (_, count), name in plan.bins.items():
         columns.extend(
             func.sum(case((rows.c[name] == literal(b, Integer()), 1), else_=0)).label(f"{name}_{b}")
@@ -180,13 +184,13 @@ def run_aggregate_sql(conn: Connection, query: AggregateQuery) -> dict[GroupKey,
         for metric in query.metrics:
             if metric.op in (MetricOp.SUM, MetricOp.MEAN):
                 assert metric.field is not None
-                sums[metric.name] = float(found[f"s_{plan.sums[metric.field]}"] or 0.0)
+                sums[metric.name] = float(found[f"_s{plan.sums[metric.field]}"] or 0.0)
             elif metric.histogram_bins:
                 assert metric.field is not None
                 name = plan.bins[(metric.field, metric.histogram_bins)]
                 histograms[metric.name] = [
                     int(found[f"{name}_{b}"] or 0) for b in range(metric.histogram_bins)
                 ]
-        subjects = int(found["subjects"]) if query.rows_per_subject > 1 else None
-        out[tuple(row[:width])] = GroupTotals(int(found["n"]), sums, histograms, subjects)
+        subjects = int(found["_subjects"]) if query.rows_per_subject > 1 else None
+        out[tuple(row[:width])] = GroupTotals(int(found["_n"]), sums, histograms, subjects)
     return out

@@ -224,3 +224,69 @@ def test_every_group_draws_the_same_noise_whatever_its_exact_count(
         return {("历下区",): GroupTotals(count=count, sums=sums, bins=bins)}
 
     assert drawn({}) == drawn(cell(9)) == drawn(cell(10)) == drawn(cell(5000)) > 0
+
+
+@pytest.mark.parametrize("name", ["subject", "subjects", "n", "v0", "s_v0", "b0", "one"])
+def test_a_field_may_share_a_name_the_plan_gives_its_own_columns(data_stores: DataStores, name: str) -> None:
+    """A policy may name a group-by field ``subject`` (a school's), ``n`` or ``v0``: the plan's own
+    columns start with ``_``, which no field's can, so the query does not collide with it (it
+    failed with SQLAlchemy's InvalidRequestError, a 500)."""
+    import pyarrow as pa
+
+    from catalog.models import Dataset
+    from sandbox.data.stores import StagedLoad
+
+    dataset = Dataset.model_validate(
+        {
+            "name": "scores",
+            "description": "a subject's yearly scores",
+            "key": "code",
+            "max_rows_per_subject": 3,
+            "row_key": ["year"],
+            "fields": [
+                {"name": "code", "type": "string", "classification": "internal", "uses": ["key"]},
+                {"name": "year", "type": "integer", "classification": "public", "uses": ["filter"]},
+                {"name": name, "type": "string", "classification": "public", "uses": ["group_by"],
+                 "key_set": ["a", "b"]},
+                {"name": "score", "type": "number", "classification": "internal", "uses": ["aggregate"],
+                 "bounds": [0, 100]},
+            ],
+        }
+    )  # fmt: skip
+    with StagedLoad(data_stores, [dataset]) as load:
+        load.write(
+            "scores",
+            pa.table(
+                {
+                    "code": ["x", "x", "y"],
+                    "year": [2023, 2024, 2024],
+                    name: ["a", "a", "b"],
+                    "score": [10.0, 30.0, 50.0],
+                }
+            ),
+        )
+    granted = {"year", name, "score"}
+    metrics = [
+        {"op": "count"},
+        {"op": "sum", "field": "score"},
+        {"op": "histogram", "field": "score", "bins": 2},
+    ]
+    for filters, m in (([], 3), ([{"field": "year", "op": "eq", "value": 2024}], 1)):
+        spec = {"metrics": metrics, "group_by": [name], "filters": filters}
+        query = parse_query(dataset, granted, spec, 1.0)
+        assert query.rows_per_subject == m
+        with data_stores.scan.connect() as conn:
+            totals = run_aggregate_sql(conn, query)
+        a = totals[("a",)]
+        if m == 3:
+            assert (a.count, a.subject_count, a.sums["sum_score"], a.bins["histogram_score"]) == (
+                2,
+                1,
+                40.0,
+                [2, 0],
+            )
+        else:
+            assert (a.count, a.subject_count, a.sums["sum_score"]) == (1, 1, 30.0)
+    alone = parse_query(dataset, granted, {"metrics": [{"op": "count"}]}, 1.0)
+    with data_stores.scan.connect() as conn:
+        assert run_aggregate_sql(conn, alone)[()].subject_count == 2
