@@ -143,9 +143,21 @@ class Field(_Strict):
                 out.append(("key_set", "a key is listed twice"))
             if self.type in (FieldType.DATE, FieldType.NUMBER):
                 out.append(("key_set", f"a key set cannot be given to a {self.type.value} field"))
+            elif any(not _of_type(key, self.type) for key in self.key_set):
+                kind = ("an " if self.type is FieldType.INTEGER else "a ") + self.type.value
+                out.append(("key_set", f"every key of {kind} field must be {kind}"))
         if self.format is not None and self.type is not FieldType.STRING:
             out.append(("format", "a format is only for string fields"))
         return out
+
+
+def _of_type(value: object, kind: FieldType) -> bool:
+    """Whether a key-set value is of the field's type (YAML's ``2020`` and ``"2020"`` differ)."""
+    if kind is FieldType.BOOLEAN:
+        return isinstance(value, bool)
+    if kind is FieldType.INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, str)
 
 
 class Dataset(_Strict):
@@ -160,7 +172,9 @@ class Dataset(_Strict):
     # The most rows one subject may have (a firm's tax years, a person's properties): checked when
     # data is loaded, and what an aggregate's noise is scaled by, so that its guarantee covers a
     # subject and not one of its rows. ``row_key`` names the fields that, with the key, tell one
-    # subject's rows apart (a tax year): filters that pin them to fewer values need less noise.
+    # subject's rows apart (a tax year): filters that pin them to fewer values need less noise,
+    # and one with a key set holds only its keys (checked at load too), so a subject has at most
+    # one row per key: a year of ``utilities`` is twelve rows a firm, not the sixty of five years.
     max_rows_per_subject: int = PydField(default=1, ge=1, le=MAX_ROWS_PER_SUBJECT)
     row_key: list[Identifier] = PydField(default_factory=list)
 
@@ -218,6 +232,9 @@ class Dataset(_Strict):
                 out.append((f"row_key[{index}]", "a row key tells one subject's rows apart; not the key"))
             elif not self.field(name).allows(Use.FILTER):
                 out.append((f"row_key[{index}]", f"field {name!r} must have use 'filter'"))
+            elif self.field(name).nullable:
+                message = f"field {name!r} is nullable; a row key has a value in every row"
+                out.append((f"row_key[{index}]", message))
             elif self.field(name).type is FieldType.NUMBER:
                 # A row key's values are counted off the filters (one for ``eq``, a list's length,
                 # a whole range's width): a real number has no such count.

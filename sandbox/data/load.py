@@ -206,8 +206,8 @@ def load_file(
                 raise problems.refusal(path)
             rows = staged.rows[dataset.name]
     except TooManyRowsPerSubject as error:  # checked on the written rows, before they replace the old
-        for finding in error.findings:
-            problems.add(None, dataset.key, finding)
+        for column, message in error.findings:
+            problems.add(None, column, message)
         raise problems.refusal(path) from None
     return LoadResult(
         dataset=dataset.name,

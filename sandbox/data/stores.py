@@ -45,6 +45,7 @@ from sqlalchemy import (
     Engine,
     Index,
     MetaData,
+    Select,
     Table,
     Text,
     column,
@@ -218,9 +219,7 @@ class DataStores:
     # Per engine and dataset: each field not as the policy says, with why (empty: all are right).
     _problems: dict[tuple[int, str], dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
     # Per engine and dataset, with its bound and row key: stored rows found within the bound.
-    _bounded: set[tuple[int, str, int, tuple[str, ...]]] = field(
-        default_factory=set, repr=False, compare=False
-    )
+    _bounded: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
 
     @classmethod
     def open(cls, lookup_url: str, scan_url: str, *, read_only: bool = False) -> DataStores:
@@ -251,7 +250,8 @@ class DataStores:
         noise and its minimum cell size rely on them. Checked once per process, engine and bound
         while it holds (a load in the meantime was checked by the loader); a table found over the
         bound is checked again on each read, so a load that fixes it serves without a restart."""
-        key = (id(engine), dataset.name, dataset.max_rows_per_subject, tuple(dataset.row_key))
+        key_sets = tuple(tuple(dataset.field(name).key_set or ()) for name in dataset.row_key)
+        key = (id(engine), dataset.name, dataset.max_rows_per_subject, tuple(dataset.row_key), key_sets)
         if key in self._bounded:
             return
         findings = subject_row_findings(conn, dataset, dataset_table(dataset))
@@ -260,7 +260,10 @@ class DataStores:
         if findings:
             # Not the findings themselves: they name subjects (a load shows them to the bureau).
             why = f"a subject with more rows than max_rows_per_subject {dataset.max_rows_per_subject}" + (
-                f" or two rows for one {', '.join(dataset.row_key)}" if dataset.row_key else ""
+                f", two rows for one {', '.join(dataset.row_key)} or a {' or '.join(dataset.row_key)} "
+                "outside its key set"
+                if dataset.row_key
+                else ""
             )
             _log.error("%s holds %s: load it again", dataset.name, why)
             raise DatasetStale(dataset.name, [why])
@@ -404,48 +407,69 @@ MAX_LISTED_SUBJECTS = 10  # subjects over their dataset's row bound that a refus
 
 class TooManyRowsPerSubject(Invalid):
     """A dataset's new rows break its policy's bound on rows per subject, or give one subject two
-    rows with the same row key; nothing changed. ``findings`` holds each subject's problem, the
-    first :data:`MAX_LISTED_SUBJECTS` of each kind."""
+    rows with the same row key, or a row key a value outside its key set; nothing changed.
+    ``findings`` holds each problem with its column, the first :data:`MAX_LISTED_SUBJECTS` of each
+    kind."""
 
     code = "rows_per_subject"
 
-    def __init__(self, dataset: Dataset, findings: list[str]) -> None:
+    def __init__(self, dataset: Dataset, findings: list[tuple[str, str]]) -> None:
         self.findings = findings
         super().__init__(
             f"{dataset.name} holds more rows for a subject than its policy allows "
             f"(max_rows_per_subject {dataset.max_rows_per_subject}"
             + (f", one per {', '.join(dataset.row_key)})" if dataset.row_key else ")"),
-            details=[{"field": dataset.key, "message": finding} for finding in findings],
+            details=[{"field": column, "message": message} for column, message in findings],
         )
 
 
-def subject_row_findings(conn: Connection, dataset: Dataset, table: Table) -> list[str]:
-    """Each subject of ``table`` with more rows than ``dataset`` allows, or with two rows the row
-    key does not tell apart: the bound an aggregate's noise is scaled by must hold in the data."""
+def subject_row_findings(conn: Connection, dataset: Dataset, table: Table) -> list[tuple[str, str]]:
+    """Each subject of ``table`` with more rows than ``dataset`` allows, each value of a row-key
+    field outside its key set, and each subject with two rows the row key does not tell apart: the
+    bound an aggregate's noise is scaled by must hold in the data. ``(column, problem)`` pairs, the
+    first :data:`MAX_LISTED_SUBJECTS` of each kind and a line saying there are more."""
     key = table.c[dataset.key]
     limit = dataset.max_rows_per_subject
-    found: list[str] = []
-    rows = func.count().label("rows")
-    over = (
-        select(key, rows).group_by(key).having(func.count() > limit)
-        .order_by(rows.desc(), key).limit(MAX_LISTED_SUBJECTS + 1)
-    )  # fmt: skip
-    listed = conn.execute(over).all()
-    found += [f"{subject}: {n} rows, over the {limit} allowed" for subject, n in listed[:MAX_LISTED_SUBJECTS]]
-    if len(listed) > MAX_LISTED_SUBJECTS:
-        found.append(f"... and more subjects with over {limit} rows")
+    found: list[tuple[str, str]] = []
+
+    def listed(column: str, query: Select[Any], say: Callable[[tuple[Any, ...]], str], more: str) -> None:
+        rows = conn.execute(query.limit(MAX_LISTED_SUBJECTS + 1)).all()
+        found.extend((column, say(tuple(row))) for row in rows[:MAX_LISTED_SUBJECTS])
+        if len(rows) > MAX_LISTED_SUBJECTS:
+            found.append((column, more))
+
+    n = func.count().label("n")
+    listed(
+        dataset.key,
+        select(key, n).group_by(key).having(func.count() > limit).order_by(n.desc(), key),
+        lambda row: f"{row[0]}: {row[1]} rows, over the {limit} allowed",
+        f"... and more subjects with over {limit} rows",
+    )
+    for name in dataset.row_key:
+        keys = dataset.field(name).key_set
+        if keys is not None:  # a subject has one row per key at most: the keys must be all
+            held = table.c[name]
+            listed(
+                name,
+                select(held, n).where(held.not_in(list(keys))).group_by(held).order_by(held),
+                lambda row: (
+                    f"{row[0]}: {row[1]} row{'' if row[1] == 1 else 's'}, not in the policy's key set"
+                ),
+                "... and more values not in the policy's key set",
+            )
     if dataset.row_key:
         parts = [table.c[name] for name in dataset.row_key]
-        twice = (
-            select(key, *parts, func.count()).group_by(key, *parts).having(func.count() > 1)
-            .order_by(key, *parts).limit(MAX_LISTED_SUBJECTS + 1)
-        )  # fmt: skip
-        repeated = conn.execute(twice).all()
-        for subject, *values, n in repeated[:MAX_LISTED_SUBJECTS]:
-            at = ", ".join(f"{name} {value}" for name, value in zip(dataset.row_key, values, strict=True))
-            found.append(f"{subject}: {n} rows for {at}, where one is allowed")
-        if len(repeated) > MAX_LISTED_SUBJECTS:
-            found.append(f"... and more subjects with two rows for one {', '.join(dataset.row_key)}")
+
+        def twice(row: tuple[Any, ...]) -> str:
+            at = ", ".join(f"{name} {value}" for name, value in zip(dataset.row_key, row[1:-1], strict=True))
+            return f"{row[0]}: {row[-1]} rows for {at}, where one is allowed"
+
+        listed(
+            dataset.key,
+            select(key, *parts, n).group_by(key, *parts).having(func.count() > 1).order_by(key, *parts),
+            twice,
+            f"... and more subjects with two rows for one {', '.join(dataset.row_key)}",
+        )
     return found
 
 

@@ -16,8 +16,6 @@ Only one row per group comes back: no row of the table reaches Python.
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,16 +36,7 @@ from sqlalchemy import (
 )
 
 from sandbox.data.stores import dataset_table
-from sandbox.engine.spec import AggregateQuery, Filter, FilterOp, MetricOp
-
-_COMPARE: dict[FilterOp, Callable[[Any, Any], ColumnElement[bool]]] = {
-    FilterOp.EQ: operator.eq,
-    FilterOp.NE: operator.ne,
-    FilterOp.LT: operator.lt,
-    FilterOp.LE: operator.le,
-    FilterOp.GT: operator.gt,
-    FilterOp.GE: operator.ge,
-}
+from sandbox.engine.spec import COMPARE, AggregateQuery, Filter, FilterOp, MetricOp
 
 GroupKey = tuple[Any, ...]
 
@@ -93,7 +82,7 @@ def _condition(table: Any, index: int, item: Filter) -> ColumnElement[bool]:
         low = bindparam(f"f{index}_lo", value=item.value[0], type_=column.type)
         high = bindparam(f"f{index}_hi", value=item.value[1], type_=column.type)
         return and_(column >= low, column <= high)
-    compared: ColumnElement[bool] = _COMPARE[item.op](
+    compared: ColumnElement[bool] = COMPARE[item.op](
         column, bindparam(f"f{index}", value=item.value, type_=column.type)
     )
     return compared

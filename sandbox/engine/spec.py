@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
@@ -59,6 +60,15 @@ class FilterOp(StrEnum):
 
 
 ORDERED_OPS = {FilterOp.LT, FilterOp.LE, FilterOp.GT, FilterOp.GE, FilterOp.BETWEEN}
+# What each comparing op does: in SQL (on columns, in sandbox.engine.aggregate_sql) and in Python.
+COMPARE: dict[FilterOp, Callable[[Any, Any], Any]] = {
+    FilterOp.EQ: operator.eq,
+    FilterOp.NE: operator.ne,
+    FilterOp.LT: operator.lt,
+    FilterOp.LE: operator.le,
+    FilterOp.GT: operator.gt,
+    FilterOp.GE: operator.ge,
+}
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,17 @@ class Filter:
     op: FilterOp
     value: Any
 
+    def admits(self, value: Any) -> bool:
+        """Whether a row whose field holds ``value`` passes the filter, as the SQL decides."""
+        try:
+            if self.op is FilterOp.IN:
+                return bool(value in self.value)
+            if self.op is FilterOp.BETWEEN:
+                return bool(self.value[0] <= value <= self.value[1])
+            return bool(COMPARE[self.op](value, self.value))
+        except TypeError:  # not comparable: counted as let through, which only overcounts
+            return True
+
     def canonical(self) -> dict[str, Any]:
         """The filter as canonical JSON values (dates as ISO text)."""
 
@@ -147,22 +168,34 @@ class AggregateQuery:
     @property
     def rows_per_subject(self) -> int:
         """The most rows of one subject the query can read: the dataset's bound, or fewer where
-        the filters pin its row key (``year = 2024`` leaves a firm one tax-year row).
+        the row key's values the query can read are fewer (``year = 2024`` leaves a firm one
+        tax-year row; a year of ``utilities`` is twelve months, its key set, not sixty).
 
-        Every sensitivity of the answer is this many times one row's, so that its guarantee
-        covers a subject (a firm, a person) and not one of its rows."""
+        A subject has at most one row per combination of row-key values. A row-key field with a
+        key set holds only those keys (a load checks it), so the values a query reads are the keys
+        its filters admit; one without is counted off its filters (``eq``, ``in``, a ``between``
+        of integers or dates), and is unbounded otherwise. Every sensitivity of the answer is
+        this many times one row's, so that its guarantee covers a subject (a firm, a person)
+        and not one of its rows."""
         bound = self.dataset.max_rows_per_subject
         if bound == 1 or not self.dataset.row_key:
             return bound
         product = 1
         for name in self.dataset.row_key:
-            kind = self.dataset.field(name).type
-            on_it = (values_let_through(f, kind) for f in self.filters if f.field == name)
-            counted = [n for n in on_it if n is not None]
-            if not counted:
+            values = self._row_key_values(name)
+            if values is None:
                 return bound
-            product *= min(counted)
+            product *= values
         return max(1, min(bound, product))
+
+    def _row_key_values(self, name: str) -> int | None:
+        """How many values of row-key field ``name`` the filters let through (``None``: not counted)."""
+        field = self.dataset.field(name)
+        on_it = [f for f in self.filters if f.field == name]
+        if field.key_set is not None:
+            return sum(1 for key in field.key_set if all(f.admits(key) for f in on_it))
+        counted = [n for n in (values_let_through(f, field.type) for f in on_it) if n is not None]
+        return min(counted) if counted else None
 
     @property
     def sha256(self) -> str:

@@ -420,7 +420,9 @@ def test_a_job_is_checked_again_when_it_starts_and_ends_denied_with_the_code(
 def test_a_subject_scoped_job_needs_the_subjects_consent_and_sees_only_its_rows(
     runtime: Runtime, client: FlaskClient, operator: Party
 ) -> None:
-    write_tax(runtime, [*TAXES, (SUBJECT, 612_345.67), (SUBJECT, 100.0)])
+    # The subject has two tax years (one row a year: the policy's row key).
+    taxes = [rows.tax(code, 2024, paid) for code, paid in [*TAXES, (SUBJECT, 612_345.67)]]
+    rows.write(runtime.stores, runtime.catalog, {"enterprise_tax": [*taxes, rows.tax(SUBJECT, 2023, 100.0)]})
     contract = compute_contract(runtime, operator.id)
     program = approved_program(runtime, operator.id, contract, SUBJECT_BAND, exact=True)
     scoped = {"release": "exact", "subject": SUBJECT}

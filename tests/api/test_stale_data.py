@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 
 from audit import AuditEvent
 from authz.contract_models import Authorization
 from core.clock import utcnow
 from core.db import transaction
+from sandbox.data.stores import dataset_table
 from sandbox.runtime import Runtime
 from tests.api.conftest import Party
 from tests.engine import rows
@@ -188,3 +189,26 @@ def test_rows_stored_before_the_bound_on_rows_per_subject_are_refused_to_aggrega
     answered = client.post("/v1/aggregate", json=body, headers=operator.headers)
     assert answered.status_code == 200, answered.get_json()
     assert answered.get_json()["rows_per_subject"] == 1
+
+
+def test_a_stored_row_key_value_outside_its_key_set_is_refused_to_aggregates(
+    runtime: Runtime, client: FlaskClient, operator: Party, contract: Authorization
+) -> None:
+    """``year ge 2024`` counts one year off the key set (2020-2024): a stored 2025 row, never
+    checked by a load, would be a second row of the firm in it, at one row's noise."""
+    table = dataset_table(runtime.catalog.dataset("enterprise_tax"))
+    for engine in runtime.stores.engines:
+        with engine.begin() as conn:
+            found = conn.execute(select(table).where(table.c.credit_code == rows.FIRM)).mappings().first()
+            assert found is not None
+            conn.execute(insert(table).values({**found, "year": 2025}))
+    body = {
+        "authorization_id": contract.id,
+        "dataset": "enterprise_tax",
+        "metrics": [{"op": "count"}],
+        "filters": [{"field": "year", "op": "ge", "value": 2024}],
+        "epsilon": 0.5,
+    }
+    _refused(client.post("/v1/aggregate", json=body, headers=operator.headers))
+    usage = client.get(f"/v1/authorizations/{contract.id}", headers=operator.headers).get_json()["usage"]
+    assert usage["calls_today"] == 0 and usage["epsilon_spent"] == 0

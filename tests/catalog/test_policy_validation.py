@@ -243,6 +243,20 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         "countable values",
     ),
     (
+        "a nullable row key: a row without a value is no row of the key's",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "year").update(nullable=True),
+        "row_key[0]",
+        "nullable",
+    ),
+    (
+        "a key set of the wrong type: 2020 and '2020' differ, and the row key counts keys",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "year").update(key_set=["2020", "2021"]),
+        "fields[1].key_set",
+        "every key of an integer field must be an integer",
+    ),
+    (
         "a row key field listed twice",
         "datasets/utilities.yaml",
         lambda d: d.update(row_key=["year", "year"]),

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
-from catalog import Catalog
-from sandbox.data.stores import DataStores, ensure_tables
+from catalog import Catalog, Use
+from sandbox.data.stores import DataStores, TooManyRowsPerSubject, dataset_table, ensure_tables
 from sandbox.engine import privacy
 from sandbox.engine.aggregate_sql import GroupTotals, run_aggregate_sql
 from sandbox.engine.privacy import noisy_answer, threshold_margin
@@ -50,13 +51,18 @@ def _eq(field: str, value: Any) -> dict[str, Any]:
         ("enterprise_tax", [{"field": "year", "op": "in", "value": [2024, 2023, 2024]}], 2),
         ("enterprise_tax", [{"field": "year", "op": "between", "value": [2021, 2023]}], 3),
         ("enterprise_tax", [{"field": "year", "op": "between", "value": [1990, 2030]}], 5),
-        ("enterprise_tax", [{"field": "year", "op": "ge", "value": 2024}], 5),
-        ("enterprise_tax", [{"field": "year", "op": "ne", "value": 2024}], 5),
+        # The year has a key set, 2020-2024, which a load holds the data to: any filter counts.
+        ("enterprise_tax", [{"field": "year", "op": "ge", "value": 2024}], 1),
+        ("enterprise_tax", [{"field": "year", "op": "ne", "value": 2024}], 4),
+        ("enterprise_tax", [{"field": "year", "op": "lt", "value": 2023}], 3),
+        ("enterprise_tax", [_eq("year", 2019)], 1),  # no row at all: no less than one
+        ("enterprise_tax", [{"field": "year", "op": "in", "value": [2019, 2024, 2030]}], 1),
         # Two filters on the year: the narrower counts.
         ("enterprise_tax", [{"field": "year", "op": "in", "value": [2023, 2024]}, _eq("year", 2024)], 1),
         ("utilities", [], 60),
-        ("utilities", [_eq("month", 3)], 60),  # three months of every year
-        ("utilities", [_eq("year", 2024)], 60),  # a month is not pinned: its values are not counted
+        ("utilities", [_eq("month", 3)], 5),  # March of each of five years
+        ("utilities", [_eq("year", 2024)], 12),  # the month's key set: twelve
+        ("utilities", [{"field": "month", "op": "le", "value": 6}, _eq("year", 2024)], 6),
         ("utilities", [_eq("year", 2024), {"field": "month", "op": "between", "value": [1, 3]}], 3),
         ("utilities", [{"field": "year", "op": "in", "value": [2023, 2024]}, _eq("month", 6)], 2),
         ("enterprises", [], 1),
@@ -161,3 +167,50 @@ def test_an_answers_delta_is_its_share_of_the_contracts() -> None:
     assert privacy.answer_delta(1e-5, 0.5, 5.0) == pytest.approx(1e-6)
     # A smaller δ needs a larger margin: ln(m/δ) grows as δ shrinks.
     assert threshold_margin(0.5, 1, 1e-7) > threshold_margin(0.5, 1, 1e-6) > threshold_margin(0.5, 1, 1e-5)
+
+
+def test_a_row_key_without_a_key_set_is_counted_off_its_filters(catalog: Catalog) -> None:
+    """No key set: only ``eq``, ``in`` and a ``between`` of integers or dates count values."""
+    tax = catalog.dataset("enterprise_tax")
+    year = tax.field("year").model_copy(update={"key_set": None, "uses": [Use.FILTER]})
+    keyless = tax.model_copy(update={"fields": [year if f.name == "year" else f for f in tax.fields]})
+    cases = [
+        ([], 5),
+        ([_eq("year", 2024)], 1),
+        ([{"field": "year", "op": "in", "value": [2022, 2024]}], 2),
+        ([{"field": "year", "op": "between", "value": [2021, 2022]}], 2),
+        ([{"field": "year", "op": "between", "value": [2000, 2024]}], 5),
+        ([{"field": "year", "op": "ge", "value": 2024}], 5),  # open: not counted
+        (
+            [
+                {"field": "year", "op": "ge", "value": 2024},
+                {"field": "year", "op": "in", "value": [2023, 2024]},
+            ],
+            2,
+        ),
+    ]
+    for filters, expected in cases:
+        query = parse_query(keyless, TAX_FIELDS, {"metrics": [{"op": "count"}], "filters": filters}, 1.0)
+        assert query.rows_per_subject == expected, filters
+
+
+def test_a_row_key_value_outside_its_key_set_is_refused_at_load(
+    data_stores: DataStores, catalog: Catalog
+) -> None:
+    """A subject has one row per key at most only if the keys are all its values: a 2019 row would
+    be a sixth year a firm, past the five the noise is scaled by."""
+    ensure_tables(data_stores, catalog)
+    code = uscc("91370102MA3C000001")
+    with pytest.raises(TooManyRowsPerSubject) as caught:
+        rows.write(
+            data_stores, catalog, {"enterprise_tax": [rows.tax(code, 2019, 1.0), rows.tax(code, 2024, 1.0)]}
+        )
+    assert caught.value.findings == [("year", "2019: 1 row, not in the policy's key set")]
+    assert caught.value.status == 422 and caught.value.code == "rows_per_subject"
+    with data_stores.scan.connect() as conn:
+        assert (
+            conn.execute(
+                select(func.count()).select_from(dataset_table(catalog.dataset("enterprise_tax")))
+            ).scalar()
+            == 0
+        )
