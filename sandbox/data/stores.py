@@ -54,6 +54,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     text,
 )
@@ -261,7 +262,7 @@ class DataStores:
             # Not the findings themselves: they name subjects (a load shows them to the bureau).
             why = f"a subject with more rows than max_rows_per_subject {dataset.max_rows_per_subject}" + (
                 f", two rows for one {', '.join(dataset.row_key)} or a {' or '.join(dataset.row_key)} "
-                "outside its key set"
+                "missing or outside its key set"
                 if dataset.row_key
                 else ""
             )
@@ -425,9 +426,9 @@ class TooManyRowsPerSubject(Invalid):
 
 def subject_row_findings(conn: Connection, dataset: Dataset, table: Table) -> list[tuple[str, str]]:
     """Each subject of ``table`` with more rows than ``dataset`` allows, each value of a row-key
-    field outside its key set, and each subject with two rows the row key does not tell apart: the
-    bound an aggregate's noise is scaled by must hold in the data. ``(column, problem)`` pairs, the
-    first :data:`MAX_LISTED_SUBJECTS` of each kind and a line saying there are more."""
+    field outside its key set or missing, and each subject with two rows the row key does not tell
+    apart: the bound an aggregate's noise is scaled by must hold in the data. ``(column, problem)``
+    pairs, the first :data:`MAX_LISTED_SUBJECTS` of each kind and a line saying there are more."""
     key = table.c[dataset.key]
     limit = dataset.max_rows_per_subject
     found: list[tuple[str, str]] = []
@@ -447,16 +448,20 @@ def subject_row_findings(conn: Connection, dataset: Dataset, table: Table) -> li
     )
     for name in dataset.row_key:
         keys = dataset.field(name).key_set
-        if keys is not None:  # a subject has one row per key at most: the keys must be all
-            held = table.c[name]
-            listed(
-                name,
-                select(held, n).where(held.not_in(list(keys))).group_by(held).order_by(held),
-                lambda row: (
-                    f"{row[0]}: {row[1]} row{'' if row[1] == 1 else 's'}, not in the policy's key set"
-                ),
-                "... and more values not in the policy's key set",
-            )
+        held = table.c[name]
+        # A subject has one row per key at most: the keys must be all its values. An empty one is
+        # none of them (``NOT IN`` passes it by, being unknown), yet read by a query with no filter
+        # on the field: a table stored while the policy let the field be empty may hold one.
+        outside = held.is_(None) if keys is None else or_(held.is_(None), held.not_in(list(keys)))
+        listed(
+            name,
+            select(held, n).where(outside).group_by(held).order_by(held),
+            lambda row: (
+                f"{'no value' if row[0] is None else row[0]}: {row[1]} row{'' if row[1] == 1 else 's'}, "
+                + ("not in the policy's key set" if row[0] is not None else "where a row key needs one")
+            ),
+            "... and more values not in the policy's key set",
+        )
     if dataset.row_key:
         parts = [table.c[name] for name in dataset.row_key]
 

@@ -11,10 +11,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from catalog import Catalog, Use
-from sandbox.data.stores import DataStores, TooManyRowsPerSubject, dataset_table, ensure_tables
+from sandbox.data.stores import (
+    DatasetStale,
+    DataStores,
+    TooManyRowsPerSubject,
+    dataset_table,
+    ensure_tables,
+    subject_row_findings,
+)
 from sandbox.engine import privacy
 from sandbox.engine.aggregate_sql import GroupTotals, run_aggregate_sql
 from sandbox.engine.privacy import noisy_answer, threshold_margin
@@ -214,3 +221,31 @@ def test_a_row_key_value_outside_its_key_set_is_refused_at_load(
             ).scalar()
             == 0
         )
+
+
+def test_a_stored_row_key_without_a_value_is_refused_to_aggregates(
+    data_stores: DataStores, catalog: Catalog
+) -> None:
+    """``year eq 2024`` of ``utilities`` counts twelve months off the key set; a firm's thirteenth
+    2024 row with no month (a table stored while the policy let the month be empty) is none of
+    the keys, so ``NOT IN`` passes it by, yet the query reads it: 13 rows at 12 rows' noise."""
+    ensure_tables(data_stores, catalog)
+    utilities = catalog.dataset("utilities")
+    code = uscc("91370102MA3C000001")
+    rows.write(data_stores, catalog, {"utilities": rows.utilities(code, 2024, 100.0)})
+    table = dataset_table(utilities)
+    with data_stores.scan.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE utilities ALTER COLUMN month DROP NOT NULL")
+        lone = {**rows.utilities(code, 2024, 1e9)[0], "month": None}
+        conn.execute(insert(table).values(lone))
+    query = _query(catalog, "utilities", [_eq("year", 2024)])
+    with data_stores.scan.connect() as conn:
+        read = (
+            select(func.count()).select_from(table).where(table.c.credit_code == code, table.c.year == 2024)
+        )
+        assert (query.rows_per_subject, conn.execute(read).scalar()) == (12, 13)
+        assert subject_row_findings(conn, utilities, table) == [
+            ("month", "no value: 1 row, where a row key needs one")
+        ]
+        with pytest.raises(DatasetStale):
+            data_stores.require_row_bound(conn, data_stores.scan, utilities)
