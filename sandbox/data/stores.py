@@ -242,17 +242,29 @@ class DataStores:
                 _log.error("%s is not as the policy says (%s): load it again", dataset.name, "; ".join(wrong))
                 raise DatasetStale(dataset.name, wrong)
 
-    def require_row_bound(self, conn: Connection, engine: Engine, dataset: Dataset) -> None:
+    def require_row_bound(
+        self, conn: Connection, engine: Engine, dataset: Dataset, *, loaded: object = None
+    ) -> None:
         """Raise :class:`DatasetStale` unless ``dataset``'s stored rows keep its policy's bound on
         rows per subject and its row key (:func:`subject_row_findings`), read through ``conn``.
 
         A load checks them before its swap, but a table stored before the policy set them (a home
         upgraded, a bound lowered or a row key added since) was never checked, and an aggregate's
-        noise and its minimum cell size rely on them. Checked once per process, engine and bound
-        while it holds (a load in the meantime was checked by the loader); a table found over the
-        bound is checked again on each read, so a load that fixes it serves without a restart."""
+        noise and its minimum cell size rely on them. Checked once per process, engine, bound and
+        ``loaded`` (the control database's last recorded load) while it holds: a loader checks
+        against its own policy, which may be newer than this process's (edited, the server not
+        restarted), so a new load is checked again here. Between a load's swap and its record a
+        read may still trust the last check. A table found over the bound is checked again on each
+        read, so a load that fixes it serves without a restart."""
         key_sets = tuple(tuple(dataset.field(name).key_set or ()) for name in dataset.row_key)
-        key = (id(engine), dataset.name, dataset.max_rows_per_subject, tuple(dataset.row_key), key_sets)
+        key = (
+            id(engine),
+            dataset.name,
+            dataset.max_rows_per_subject,
+            tuple(dataset.row_key),
+            key_sets,
+            loaded,
+        )
         if key in self._bounded:
             return
         findings = subject_row_findings(conn, dataset, dataset_table(dataset))
@@ -266,7 +278,12 @@ class DataStores:
                 if dataset.row_key
                 else ""
             )
-            _log.error("%s holds %s: load it again", dataset.name, why)
+            _log.error(
+                "%s holds %s: load it again (or, if the policy was edited and the data loaded under it, "
+                "restart the server)",
+                dataset.name,
+                why,
+            )
             raise DatasetStale(dataset.name, [why])
         self._bounded.add(key)
 

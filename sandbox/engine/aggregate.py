@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,6 +34,7 @@ from sandbox.engine.models import AggregateAnswer, ResultKind
 from sandbox.engine.privacy import NoisyAnswer, answer_delta, noisy_answer
 from sandbox.engine.sealing import Release, release
 from sandbox.engine.spec import AggregateQuery, parse_query
+from sandbox.models import DataLoad
 from sandbox.runtime import Runtime
 
 MAX_LOGGED_QUERY = 8_000  # characters of canonical query kept in the audit event
@@ -97,12 +99,15 @@ def run_aggregate(
     with transaction(runtime.sessions) as session:
         checked = _check(runtime, session, request, operator_id)
         cached = session.get(AggregateAnswer, (checked.contract_id, checked.query.sha256))
+        # The last load: one checked against another policy (edited, the server not restarted
+        # since) must be checked again against this one.
+        loaded = session.scalar(select(func.max(DataLoad.id)))
     noisy = None
     if cached is None:
         stores = runtime.stores
         with stores.reading(stores.scan, [(checked.query.dataset, checked.query.fields)]) as conn:
             # The noise is scaled by the policy's bound on rows per subject: it must hold in the data.
-            stores.require_row_bound(conn, stores.scan, checked.query.dataset)
+            stores.require_row_bound(conn, stores.scan, checked.query.dataset, loaded=loaded)
             totals = run_aggregate_sql(conn, checked.query)
         noisy = noisy_answer(checked.query, totals, checked.min_cell_size, checked.delta)
     for attempt in (1, 2):

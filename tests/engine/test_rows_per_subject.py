@@ -249,3 +249,33 @@ def test_a_stored_row_key_without_a_value_is_refused_to_aggregates(
         ]
         with pytest.raises(DatasetStale):
             data_stores.require_row_bound(conn, data_stores.scan, utilities)
+
+
+def test_a_load_checked_against_another_policy_is_checked_again(
+    data_stores: DataStores, catalog: Catalog
+) -> None:
+    """From review: a loader checks against its own policy, which may be newer than a running
+    server's (2025 added to the key set, the bound raised to six, the server not restarted). The
+    server's check, once passed, was trusted for good; it is now made again after each recorded
+    load (``loaded``), against the server's own policy."""
+    ensure_tables(data_stores, catalog)
+    tax = catalog.dataset("enterprise_tax")
+    code = uscc("91370102MA3C000001")
+    rows.write(data_stores, catalog, {"enterprise_tax": [rows.tax(code, 2024, 1.0)]})
+    with data_stores.scan.connect() as conn:
+        data_stores.require_row_bound(conn, data_stores.scan, tax, loaded=1)
+    # The loader's newer policy lets 2025 in.
+    year = tax.field("year")
+    wider_year = year.model_copy(update={"key_set": [*(year.key_set or []), 2025]})
+    wider = tax.model_copy(
+        update={
+            "max_rows_per_subject": 6,
+            "fields": [wider_year if f.name == "year" else f for f in tax.fields],
+        }
+    )
+    newer = catalog.model_copy(update={"datasets": {**catalog.datasets, "enterprise_tax": wider}})
+    rows.write(data_stores, newer, {"enterprise_tax": [rows.tax(code, 2024, 1.0), rows.tax(code, 2025, 1.0)]})
+    with data_stores.scan.connect() as conn:
+        data_stores.require_row_bound(conn, data_stores.scan, tax, loaded=1)  # no load recorded since
+        with pytest.raises(DatasetStale):
+            data_stores.require_row_bound(conn, data_stores.scan, tax, loaded=2)
