@@ -132,6 +132,7 @@ def init() -> None:
     if report.policy_recorded:
         click.echo("policy      new version recorded in the audit log")
     _warn_stale(report.stale_datasets)
+    _warn_over_row_bound(report.over_row_bound)
 
 
 def _warn_stale(stale: dict[str, list[str]]) -> None:
@@ -140,6 +141,16 @@ def _warn_stale(stale: dict[str, list[str]]) -> None:
         click.echo(
             f"warning: the stored data of {name} does not match the policy ({'; '.join(problems)}); "
             f"jobs on it are refused until it is loaded again: sandbox data load {name} FILE",
+            err=True,
+        )
+
+
+def _warn_over_row_bound(over: dict[str, str]) -> None:
+    """A warning for each dataset whose stored rows break its policy's bound on rows per subject."""
+    for name, why in over.items():
+        click.echo(
+            f"warning: the stored data of {name} holds {why}; aggregates on it are refused until it "
+            f"is loaded again: sandbox data load {name} FILE (a load names each subject over the bound)",
             err=True,
         )
 
@@ -453,7 +464,7 @@ def serve(
 def _open_and_sync_policy(settings: Settings) -> None:
     """Open the service on its home (refusing a bad one) and record the policy if it changed."""
     from core.db import transaction
-    from sandbox.data.stores import stale_datasets
+    from sandbox.data.stores import datasets_over_row_bound, stale_datasets
     from sandbox.runtime import open_runtime, sync_policy
 
     with _errors():  # a spawned process: its refusals are said as the command's own would be
@@ -462,6 +473,7 @@ def _open_and_sync_policy(settings: Settings) -> None:
             with transaction(runtime.sessions) as session:
                 sync_policy(session, runtime.catalog, actor=Actor(ActorKind.SYSTEM, "server"))
             _warn_stale(stale_datasets(runtime.stores, runtime.catalog))
+            _warn_over_row_bound(datasets_over_row_bound(runtime.stores, runtime.catalog))
         finally:
             runtime.close()
 

@@ -31,7 +31,7 @@ from core.db import (
 )
 from core.errors import ConfigurationError
 from sandbox import migrate
-from sandbox.data.stores import DataStores, ensure_tables, stale_datasets
+from sandbox.data.stores import DataStores, datasets_over_row_bound, ensure_tables, stale_datasets
 from sandbox.models import PolicyVersion
 
 
@@ -144,6 +144,7 @@ class InitReport:
     policy_recorded: bool
     active_kid: str
     stale_datasets: dict[str, list[str]]  # tables not the shape the policy gives them: load them again
+    over_row_bound: dict[str, str] = field(default_factory=dict)  # rows past the bound: no aggregate
 
 
 def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> InitReport:
@@ -160,6 +161,7 @@ def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> Ini
         try:
             ensure_tables(stores, catalog)
             stale = stale_datasets(stores, catalog)
+            over = datasets_over_row_bound(stores, catalog)
         finally:
             stores.dispose()
         with transaction(session_factory(engine)) as session:
@@ -193,6 +195,7 @@ def init_home(settings: Settings, *, actor: Actor, clock: Clock = utcnow) -> Ini
                 key_created=new_key.kid if new_key else None,
                 active_kid=active.kid,
                 stale_datasets=stale,
+                over_row_bound=over,
             )
     finally:
         engine.dispose()

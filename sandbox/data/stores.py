@@ -272,12 +272,7 @@ class DataStores:
             conn.rollback()  # the check's autobegun transaction; the caller reads afresh
         if findings:
             # Not the findings themselves: they name subjects (a load shows them to the bureau).
-            why = f"a subject with more rows than max_rows_per_subject {dataset.max_rows_per_subject}" + (
-                f", two rows for one {', '.join(dataset.row_key)} or a {' or '.join(dataset.row_key)} "
-                "missing or outside its key set"
-                if dataset.row_key
-                else ""
-            )
+            why = row_bound_breach(dataset)
             _log.error(
                 "%s holds %s: load it again (or, if the policy was edited and the data loaded under it, "
                 "restart the server)",
@@ -734,6 +729,30 @@ class StagedLoad:
                     conn.rollback()
                 with conn.begin():
                     conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{staged.tables[id(engine)].name}"')
+
+
+def row_bound_breach(dataset: Dataset) -> str:
+    """What a stored table over its policy's bound on rows per subject holds, naming no subject."""
+    why = f"a subject with more rows than max_rows_per_subject {dataset.max_rows_per_subject}"
+    if dataset.row_key:
+        keys = ", ".join(dataset.row_key)
+        why += f", two rows for one {keys} or a {' or '.join(dataset.row_key)} missing or outside its key set"
+    return why
+
+
+def datasets_over_row_bound(stores: DataStores, catalog: Catalog) -> dict[str, str]:
+    """The datasets whose stored rows break their policy's bound on rows per subject, with what
+    they hold (no subject named): aggregates on them are refused until they are loaded again. One
+    GROUP BY per dataset on the scan store; a dataset not the policy's shape is left to
+    :func:`stale_datasets`."""
+    over: dict[str, str] = {}
+    for dataset in catalog.datasets.values():
+        if table_problems(stores.scan, dataset):
+            continue
+        with stores.scan.connect() as conn:
+            if subject_row_findings(conn, dataset, dataset_table(dataset)):
+                over[dataset.name] = row_bound_breach(dataset)
+    return over
 
 
 def stale_datasets(stores: DataStores, catalog: Catalog) -> dict[str, list[str]]:

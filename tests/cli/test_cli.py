@@ -19,6 +19,7 @@ from core.config import Settings
 from sandbox.cli import main
 from sandbox.data.stores import row_counts
 from sandbox.runtime import open_runtime
+from tests.engine import rows
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -505,3 +506,31 @@ def test_init_warns_of_a_dataset_the_policy_changed_until_it_is_loaded_again(
     assert cli.invoke(main, ["data", "load", "public_credit", str(good)]).exit_code == 0
     again = cli.invoke(main, ["init"])
     assert again.exit_code == 0 and "warning" not in again.stderr
+
+
+def test_init_warns_of_stored_rows_past_the_bound_on_rows_per_subject_naming_no_subject(
+    cli: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    """A table stored before its policy bounded a subject's rows (a home upgraded): aggregates on
+    it are refused, and the bureau hears so at start-up, not from an operator's 503."""
+    code = "91370102MA3C5XXXX1"
+    runtime = open_runtime(settings, read_only_data=False)
+    try:
+        rows.write(runtime.stores, runtime.catalog, {"enterprises": [rows.enterprise(code)]})
+        for engine in runtime.stores.engines:
+            with engine.begin() as conn:  # as an old load left it: the firm twice
+                conn.execute(text("INSERT INTO enterprises SELECT * FROM enterprises"))
+    finally:
+        runtime.close()
+    result = cli.invoke(main, ["init"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning: the stored data of enterprises holds a subject with more rows than max_rows_per_subject 1; "
+        "aggregates on it are refused until it is loaded again: sandbox data load enterprises FILE"
+    ) in result.stderr
+    assert code not in result.stderr and "enterprise_tax" not in result.stderr
+    good = tmp_path / "firms.csv"
+    firm = rows.enterprise(code)
+    good.write_text(",".join(firm) + "\n" + ",".join(str(v) for v in firm.values()) + "\n", encoding="utf-8")
+    assert cli.invoke(main, ["data", "load", "enterprises", str(good)]).exit_code == 0
+    assert "max_rows_per_subject" not in cli.invoke(main, ["init"]).stderr
