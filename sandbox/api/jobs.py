@@ -102,6 +102,12 @@ class AggregateOut(BaseModel):
     rows: list[dict[str, Any]]
     suppressed_groups: int
     min_cell_size: int
+    # What a released cell's noisy count had to pass beyond the minimum cell size (τ).
+    noisy_count_margin: int | None = None
+    # The most rows of one subject the query reads: every noise is this many times one row's.
+    rows_per_subject: int | None = None
+    # The answer's δ: the policy's delta_total times its share of the contract's ε.
+    delta: float | None = None
     epsilon_spent: float
     epsilon_remaining: float
     charged: float
