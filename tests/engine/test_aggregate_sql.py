@@ -51,6 +51,36 @@ def test_values_are_clamped_in_sql_and_filters_bound(data_stores: DataStores, ca
     assert group.bins["histogram_registered_capital"] == [11, 0, 0, 1]  # the bound's top edge: last bin
 
 
+def test_the_querys_work_does_not_depend_on_which_rows_its_filters_admit(
+    data_stores: DataStores, catalog: Catalog
+) -> None:
+    """A filter that admits one firm (its exact capital) and one that admits none run the same
+    expressions over the same rows and fetch the same groups. With the filters a WHERE, the first
+    made the engine evaluate every aggregate and fetch a row, the second did neither: at ten
+    metrics that was 1.7 ms of a 50 ms answer, and a sweep told the capital apart in 62% of single
+    pairs of queries at ε 0.001 each (ε allows 50.05%), suppressed cells notwithstanding."""
+    from sandbox.engine.aggregate_sql import compile_aggregate
+
+    ensure_tables(data_stores, catalog)
+    firms = [rows.enterprise(uscc(f"91370102MA3C{i:06d}")) for i in range(12)]
+    firms[0]["registered_capital"] = 7_654_321.0
+    rows.write(data_stores, catalog, {"enterprises": firms})
+    fetched = []
+    for value in (7_654_321.0, 7_654_322.0):
+        spec = {
+            "metrics": [{"op": "histogram", "field": "registered_capital", "bins": 4}],
+            "group_by": ["status"],
+            "filters": [{"field": "registered_capital", "op": "eq", "value": value}],
+        }
+        statement = compile_aggregate(_query(catalog, spec))
+        assert "WHERE" not in str(statement).upper()  # a mask: every row through the same work
+        with data_stores.scan.connect() as conn:
+            fetched.append(sorted(row[0] for row in conn.execute(statement)))
+            totals = run_aggregate_sql(conn, _query(catalog, spec))
+        assert set(totals) == ({("存续",)} if value == 7_654_321.0 else set())
+    assert fetched[0] == fetched[1] == sorted(catalog.dataset("enterprises").field("status").key_set or [])
+
+
 def test_group_keys_come_from_the_key_sets_only(catalog: Catalog) -> None:
     # Group-by fields are held in canonical (sorted) order: keys are (district, status).
     query = _query(catalog, {"metrics": [{"op": "count"}], "group_by": ["status", "district"]})
