@@ -133,6 +133,15 @@ class Field(_Strict):
                 out.append(("bounds", f"bounds must be finite numbers, not {lo} and {hi}"))
             elif not lo < hi:
                 out.append(("bounds", f"lower bound {lo} must be below upper bound {hi}"))
+            elif self.nullable and Use.AGGREGATE in self.uses and not lo <= 0 <= hi:
+                # An empty value adds nothing to a sum but counts as a row: a mean's noise is
+                # calibrated to values within the bounds, and an empty one weighs as 0.
+                out.append(
+                    (
+                        "bounds",
+                        f"an aggregated field that may be empty needs 0 within its bounds, not {lo}-{hi}",
+                    )
+                )
         if Use.GROUP_BY in self.uses:
             if not self.key_set:
                 out.append(("key_set", "a group-by field must list its public key set"))

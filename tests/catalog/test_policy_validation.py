@@ -138,6 +138,13 @@ CASES: list[tuple[str, str, Mutation, str, str]] = [
         "finite",
     ),
     (
+        "an empty value weighing 0 outside the bounds a mean's noise is calibrated to",
+        "datasets/enterprise_tax.yaml",
+        lambda d: _field(d, "annual_tax").update(nullable=True, bounds=[1000, 50000000]),
+        "fields[6].bounds",
+        "needs 0 within its bounds",
+    ),
+    (
         "template naming a missing field",
         "templates.yaml",
         lambda d: d["templates"][0]["reduce"].update(field="tax_amount"),
