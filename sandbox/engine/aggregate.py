@@ -99,9 +99,9 @@ def run_aggregate(
     with transaction(runtime.sessions) as session:
         checked = _check(runtime, session, request, operator_id)
         cached = session.get(AggregateAnswer, (checked.contract_id, checked.query.sha256))
-        # The last load: one checked against another policy (edited, the server not restarted
-        # since) must be checked again against this one.
-        loaded = session.scalar(select(func.max(DataLoad.id)))
+        # The last load, for a query that reads the data: one checked against another policy
+        # (edited, the server not restarted since) must be checked again against this one.
+        loaded = session.scalar(select(func.max(DataLoad.id))) if cached is None else None
     noisy = None
     if cached is None:
         stores = runtime.stores

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from catalog import Dataset, FieldType, Use
@@ -165,7 +166,7 @@ class AggregateQuery:
             named.append(self.dataset.key)
         return [name for name in dict.fromkeys(named) if name is not None]
 
-    @property
+    @cached_property  # read for every metric of every group while noising: counted once
     def rows_per_subject(self) -> int:
         """The most rows of one subject the query can read: the dataset's bound, or fewer where
         the row key's values the query can read are fewer (``year = 2024`` leaves a firm one
